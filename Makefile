@@ -1,0 +1,49 @@
+# snncompile — the two commands: `make demo` and `make test`. Both build .venv from nothing.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO_MODEL ?= examples/mnist_cnn.onnx
+DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --samples 20 --timesteps 16
+
+.PHONY: all env demo test test-fast bench bench-accuracy bench-lava bench-quant fuzz lint clean
+
+all: test
+
+# torch first (the CPU wheel: any other torch pulls a multi-GB CUDA build), then lava-nc with its pins
+# (it declares python<3.11; snncompile/lava_compat.py makes it work on 3.11), then the rest.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --ignore-requires-python -c constraints.txt lava-nc==0.10.0
+	$(PIP) install --ignore-requires-python -c constraints.txt -e ".[test,export]"
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snncompile $(DEMO_MODEL) $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: bench-accuracy bench-quant bench-lava
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python benchmarks/accuracy.py
+
+bench-quant: $(STAMP)
+	$(BIN)/python benchmarks/quantization.py
+
+bench-lava: $(STAMP)
+	$(BIN)/python benchmarks/lava.py
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check snncompile backends tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

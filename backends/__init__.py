@@ -1,0 +1,1 @@
+"""Backends: lower the integer SNN IR to a target (installed as snncompile.backends)."""

@@ -1,0 +1,13 @@
+"""Graph IR: typed node dataclasses (their docstrings give the equations), the Graph, the executor."""
+
+from snncompile.ir.graph import Graph
+from snncompile.ir.linear import BatchNorm, Conv2d, Linear
+from snncompile.ir.neurons import IF
+from snncompile.ir.node import Node, Shape
+from snncompile.ir.ops import Add, Concat, Flatten, Input, Output, ReLU, Reshape
+from snncompile.ir.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
+
+__all__ = [
+    "Graph", "Node", "Shape", "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d",
+    "MaxPool2d", "GlobalAvgPool", "Add", "Concat", "Flatten", "Reshape", "IF",
+]

@@ -1,0 +1,97 @@
+"""Weighted (synaptic) operators: Conv2d, Linear and the per-channel affine BatchNorm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snncompile.ir.node import Node, Shape, param
+
+__all__ = ["Conv2d", "Linear", "BatchNorm", "conv_out_size"]
+
+
+def conv_out_size(size: int, k: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1,
+                  ceil: bool = False) -> int:
+    """Output length of a sliding window along one axis (ONNX/torch formula)."""
+    span = size + pad_begin + pad_end - dilation * (k - 1) - 1
+    return (-(-span // stride) if ceil else span // stride) + 1
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Node):
+    """2-D convolution (cross-correlation), channels first.
+
+    .. math:: y[o, i, j] = b[o] + \\sum_{c, p, q} W[o, c, p, q]\\,
+              x_{pad}[g(o) \\cdot C_g + c,\\; i s_0 + p d_0,\\; j s_1 + q d_1]
+
+    where ``x_pad`` is ``x`` zero-padded by ``padding`` and ``g(o)`` is the group of output o.
+    """
+
+    weight: np.ndarray  # (O, C/groups, kH, kW) float32
+    bias: np.ndarray  # (O,) float32
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # (top, left, bottom, right), ONNX order
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    op = "Conv2d"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        o, cg, kh, kw = self.weight.shape
+        if len(x) != 3 or x[0] != cg * self.groups:
+            raise self._shape_error(f"expected input (C={cg * self.groups}, H, W), got {x}")
+        t, l, b, r = self.padding
+        h = conv_out_size(x[1], kh, self.stride[0], t, b, self.dilation[0])
+        w = conv_out_size(x[2], kw, self.stride[1], l, r, self.dilation[1])
+        if h < 1 or w < 1:
+            raise self._shape_error(f"kernel {kh}x{kw} larger than padded input {x[1:]}")
+        return (o, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, l, b, r = self.padding
+        pad: tuple[int, int] | int = (t, l)
+        if (t, l) != (b, r):
+            x, pad = F.pad(x, (l, r, t, b)), 0
+        return F.conv2d(x, param(self, "weight", x), param(self, "bias", x), self.stride, pad,
+                        self.dilation, self.groups)
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(Node):
+    """Fully connected layer over the last axis: :math:`y = W x + b`."""
+
+    weight: np.ndarray  # (O, I) float32
+    bias: np.ndarray  # (O,) float32
+    op = "Linear"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if len(x) < 1 or x[-1] != self.weight.shape[1]:
+            raise self._shape_error(f"expected last dim {self.weight.shape[1]}, got shape {x}")
+        return (*x[:-1], self.weight.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, param(self, "weight", x), param(self, "bias", x))
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNorm(Node):
+    """Per-channel affine map (an inference-mode batch norm that could not be folded).
+
+    .. math:: y[c, \\ldots] = s[c]\\, x[c, \\ldots] + h[c], \\quad
+              s = \\gamma / \\sqrt{\\sigma^2 + \\epsilon},\\; h = \\beta - \\mu s
+    """
+
+    scale: np.ndarray  # (C,) float32, s
+    shift: np.ndarray  # (C,) float32, h
+    op = "BatchNorm"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if len(x) < 1 or x[0] != self.scale.shape[0]:
+            raise self._shape_error(f"expected {self.scale.shape[0]} channels, got shape {x}")
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x * param(self, "scale", x).view(view) + param(self, "shift", x).view(view)

@@ -1,0 +1,80 @@
+"""Base class of every IR node.
+
+A node is a frozen dataclass: ``name``, the names of its ``inputs`` (edges of the graph) and its
+parameters. Shapes are per sample (no batch dimension); the batch is always the leading axis of
+the tensors ``forward`` receives. Parameters are numpy arrays that are never mutated: passes
+derive new nodes with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from snncompile.errors import ShapeError
+
+__all__ = ["Node", "Shape", "param"]
+
+Shape = tuple[int, ...]
+
+
+def param(node: Node, field: str, like: torch.Tensor) -> torch.Tensor:
+    """Parameter ``field`` of ``node`` as a float tensor on ``like``'s device (cached per device)."""
+    cache = node.__dict__.setdefault("_tensor_cache", {})
+    key = (field, like.device, like.dtype)
+    if key not in cache:
+        arr = np.asarray(getattr(node, field))
+        cache[key] = torch.as_tensor(arr, dtype=like.dtype, device=like.device)
+    return cache[key]
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """A vertex of the graph. ``inputs`` names the producers, in argument order."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+    arity: ClassVar[int | None] = 1  # number of inputs; None = one or more
+    op: ClassVar[str] = "Node"  # short operator name used in reports
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.arity is not None and len(self.inputs) != self.arity:
+            raise ShapeError(
+                f"{self.name} ({self.op}): expects {self.arity} input(s), got {len(self.inputs)}"
+            )
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        """Output shape (per sample) from the input shapes; raises ShapeError naming the node."""
+        return shapes[0]
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        """Batched float computation of the node (the reference semantics)."""
+        raise NotImplementedError(f"{self.name} ({self.op}) has no forward")
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The node's array-valued fields (weights, biases, thresholds)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+    def attrs(self) -> dict[str, object]:
+        """The node's scalar/tuple fields other than name and inputs."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("name", "inputs") and not isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+    def num_params(self) -> int:
+        return int(sum(a.size for a in self.params().values()))
+
+    def _shape_error(self, msg: str) -> ShapeError:
+        return ShapeError(f"{self.name} ({self.op}): {msg}")

@@ -1,0 +1,121 @@
+"""Graph boundary, activation and structural operators."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from snncompile.ir.node import Node, Shape
+
+__all__ = ["Input", "Output", "ReLU", "Add", "Concat", "Flatten", "Reshape"]
+
+
+@dataclass(frozen=True, eq=False)
+class Input(Node):
+    """The network input, ``shape`` per sample (the batch axis is implicit and dynamic)."""
+
+    shape: tuple[int, ...] = ()
+    arity = 0
+    op = "Input"
+
+    def infer_shape(self) -> Shape:
+        if any(d < 1 for d in self.shape):
+            raise self._shape_error(f"every dimension must be >= 1, got {self.shape}")
+        return tuple(self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Output(Node):
+    """A graph output: :math:`y = x` (marks the tensor the network returns)."""
+
+    op = "Output"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class ReLU(Node):
+    """Rectifier, optionally clipped: :math:`y = \\min(\\max(x, 0), m)` with ``m = max_value``.
+
+    ONNX ``Relu`` is ``m = inf``; ``Clip(0, c)`` (e.g. ReLU6) is ``m = c``.
+    """
+
+    max_value: float = math.inf
+    source_op: str = "Relu"  # the ONNX operator it came from, for reports
+    op = "ReLU"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0.0, self.max_value) if math.isfinite(self.max_value) else x.clamp_min(0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Node):
+    """Elementwise sum of equally shaped inputs: :math:`y = \\sum_k x_k`."""
+
+    arity = None
+    op = "Add"
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        if len(shapes) < 2 or any(s != shapes[0] for s in shapes):
+            raise self._shape_error(f"inputs must have equal shapes, got {list(shapes)}")
+        return shapes[0]
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Node):
+    """Concatenation along ``axis`` of the per-sample shape (0 = channels)."""
+
+    axis: int = 0
+    arity = None
+    op = "Concat"
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        first = shapes[0]
+        rest_ok = all(
+            len(s) == len(first) and all(a == b for i, (a, b) in enumerate(zip(s, first)) if i != self.axis)
+            for s in shapes
+        )
+        if not 0 <= self.axis < len(first) or not rest_ok:
+            raise self._shape_error(f"cannot concatenate {list(shapes)} on axis {self.axis}")
+        return tuple(sum(s[i] for s in shapes) if i == self.axis else d for i, d in enumerate(first))
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.axis + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten(Node):
+    """Flatten every per-sample axis into one: ``(C, H, W) -> (C*H*W,)`` in C order."""
+
+    op = "Flatten"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        return (math.prod(x),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Node):
+    """Reshape each sample to ``shape`` (C order; the element count is unchanged)."""
+
+    shape: tuple[int, ...] = ()
+    op = "Reshape"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if math.prod(x) != math.prod(self.shape) or any(d < 1 for d in self.shape):
+            raise self._shape_error(f"cannot reshape {x} to {self.shape}")
+        return tuple(self.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)

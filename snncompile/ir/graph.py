@@ -26,6 +26,7 @@ class Graph:
 
     def __init__(self, nodes: Iterable[Node], name: str = "graph"):
         self.name = name
+        self.meta: dict = {}  # results of analyses and passes (conversion log, depths, scales)
         nodes = list(nodes)
         by_name: dict[str, Node] = {}
         for n in nodes:
@@ -104,7 +105,9 @@ class Graph:
                 continue
             ins = tuple(resolve(i) for i in new.inputs)
             out.append(new if ins == new.inputs else dataclasses.replace(new, inputs=ins))
-        return Graph(out, self.name)
+        g = Graph(out, self.name)
+        g.meta = dict(self.meta)
+        return g
 
     # ---- execution -------------------------------------------------------------------------
     def run(self, x: np.ndarray | torch.Tensor, *, record: bool = False):

@@ -1,0 +1,212 @@
+"""Population-level IR: what a neuromorphic core runs.
+
+A population graph has one node per neuron population (``Source``, ``IFPop``, ``Readout``,
+``Relay``) and one node per projection between populations (``DenseConn``, ``ConvConn``, each
+with exactly one source population). A population sums every connection that feeds it.
+Populations emit *payloads* (spike counts n, or input values), never ``n*theta``: the thresholds of
+the float SNN are folded into the outgoing weights.
+
+Every connection adds one time step of delay on the chip (Lava's Dense/Conv send the sum of the
+previous step). The lowering inserts ``Relay`` populations so that every connection goes from
+depth d-1 to depth d; then the chip's run is the synchronous simulation shifted by d steps per
+population, and a synchronous simulator (``snncompile.sim.populations``) reproduces it exactly.
+
+The same node types serve the float graph (``fixed=False``: real weights and thresholds) and the
+integer graph produced by quantization (``fixed=True``: integer mantissas and exponents, Loihi
+semantics as stated in each docstring). Integers are carried in float64 tensors, which are exact
+below 2**53; every operation below states its rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snncompile.ir.linear import conv_out_size
+from snncompile.ir.neurons import per_channel
+from snncompile.ir.node import Node, Shape, param
+
+__all__ = ["Source", "DenseConn", "ConvConn", "IFPop", "Readout", "Relay", "POPULATIONS", "CONNECTIONS"]
+
+
+def _shift(a: torch.Tensor, exp: int) -> torch.Tensor:
+    """``a << exp`` for exp >= 0, else the arithmetic right shift ``floor(a / 2**-exp)``."""
+    return a * float(2**exp) if exp >= 0 else torch.floor(a / float(2**-exp))
+
+
+@dataclass(frozen=True, eq=False)
+class Source(Node):
+    """Input injection, the same every step of a sample.
+
+    float: ``s = x``; fixed: ``s = clip(round(x * scale), -(2**(bits-1) - 1) or 0, 2**bits - 1)``
+    (unsigned when ``signed`` is False), a graded payload.
+    """
+
+    scale: float = 1.0
+    bits: int = 0  # 0: float input, no rounding
+    signed: bool = False
+    fixed: bool = False
+    op = "Source"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fixed:
+            return x
+        hi = 2 ** (self.bits - (1 if self.signed else 0)) - 1
+        return torch.round(x.double() * self.scale).clamp_(-hi if self.signed else 0, hi)
+
+
+@dataclass(frozen=True, eq=False)
+class DenseConn(Node):
+    """All-to-all projection on the flattened source: ``a = (W @ flat(s)) * 2**weight_exp``.
+
+    fixed: W is the integer mantissa; a positive exponent shifts left, a negative one floors the
+    accumulated sum (Lava ``PyDenseModelBitAcc``).
+    """
+
+    weight: np.ndarray  # (prod(out_shape), prod(in_shape))
+    out_shape: tuple[int, ...] = ()
+    weight_exp: int = 0
+    fixed: bool = False
+    op = "Dense"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if math.prod(x) != self.weight.shape[1] or math.prod(self.out_shape) != self.weight.shape[0]:
+            raise self._shape_error(f"weight {self.weight.shape} does not map {x} to {self.out_shape}")
+        return tuple(self.out_shape)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        a = s.reshape(s.shape[0], -1) @ param(self, "weight", s).T
+        a = _shift(a, self.weight_exp) if self.fixed else a
+        return a.reshape(s.shape[0], *self.out_shape)
+
+
+@dataclass(frozen=True, eq=False)
+class ConvConn(Node):
+    """Convolutional projection: ``a = conv2d(s, W, stride, padding, dilation, groups) * 2**weight_exp``.
+
+    Padding is symmetric (top=bottom, left=right) as Lava's Conv requires. fixed: integer mantissa;
+    the exponent is applied to the weights before the convolution (Lava's Conv has no exponent, so
+    the lowering passes ``W << weight_exp``; the exponent is never negative here).
+    """
+
+    weight: np.ndarray  # (O, C/groups, kH, kW)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)  # (rows, cols), both sides
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    weight_exp: int = 0
+    fixed: bool = False
+    op = "Conv"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        o, cg, kh, kw = self.weight.shape
+        if len(x) != 3 or x[0] != cg * self.groups:
+            raise self._shape_error(f"expected input (C={cg * self.groups}, H, W), got {x}")
+        h = conv_out_size(x[1], kh, self.stride[0], self.padding[0], self.padding[0], self.dilation[0])
+        w = conv_out_size(x[2], kw, self.stride[1], self.padding[1], self.padding[1], self.dilation[1])
+        return (o, h, w)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        w = param(self, "weight", s)
+        if self.fixed and self.weight_exp:
+            w = w * float(2**self.weight_exp)
+        return F.conv2d(s, w, None, self.stride, self.padding, self.dilation, self.groups)
+
+
+@dataclass(frozen=True, eq=False)
+class _Population(Node):
+    arity = None
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        if not shapes or any(s != shapes[0] for s in shapes):
+            raise self._shape_error(f"incoming connections must have equal shapes, got {list(shapes)}")
+        return shapes[0]
+
+    @staticmethod
+    def total(xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class IFPop(_Population):
+    """Soft-reset integrate-and-fire population, one update per step (sum ``a`` of its inputs).
+
+    float:  ``v += a + bias;  n = clamp(floor(v/theta), 0, N);  v -= n*theta``
+    fixed (Loihi-style, integers): ``v = clip(v + (a << 6) + (bias << bias_exp), -(2**23-1), 2**23-1)``,
+    ``theta_eff = theta << 6``, ``n = clamp(floor(v/theta_eff), 0, N)``, ``v -= n*theta_eff``.
+    N = 1 gives ``n = [v >= theta_eff]``. Output: the payload n. ``v`` starts at ``v0`` every sample.
+    ``theta`` is per channel (C,) or scalar; ``bias`` and ``v0`` per neuron (the full shape) or
+    broadcastable. ``act_shift``/``vth_shift`` are the profile's shifts (6 on Loihi).
+    """
+
+    theta: np.ndarray
+    bias: np.ndarray
+    v0: np.ndarray
+    bias_exp: int = 0
+    max_spikes: int = 1
+    fixed: bool = False
+    v_max: int = 2**23 - 1
+    shift: int = 6
+    op = "IF"
+
+    def init_state(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(a) + per_channel(self.v0, a)
+
+    def step(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (n, new v, number of saturated neurons in this batch step)."""
+        theta = per_channel(self.theta, a)
+        if self.fixed:
+            scale = float(2**self.shift)
+            v = v + a * scale + per_channel(self.bias, a) * float(2**self.bias_exp)
+            saturated = (v.abs() > self.v_max).sum()
+            v = v.clamp_(-self.v_max, self.v_max)
+            theta = theta * scale
+        else:
+            v = v + a + per_channel(self.bias, a)
+            saturated = torch.zeros((), dtype=torch.long)
+        n = (v >= theta).to(v.dtype) if self.max_spikes == 1 else torch.floor(v / theta).clamp_(0, self.max_spikes)
+        return n, v - n * theta, saturated
+
+
+@dataclass(frozen=True, eq=False)
+class Readout(_Population):
+    """Non-spiking output population (membrane integrator read every step).
+
+    Emits the graded value ``s = a + (bias << bias_exp)`` (float: ``a + bias``) every step; the
+    network output after t steps is ``sum(s) / (t * scale)``, the average logit.
+    """
+
+    bias: np.ndarray
+    bias_exp: int = 0
+    scale: float = 1.0  # integer units per logit unit
+    fixed: bool = False
+    op = "Readout"
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        a = self.total(xs)
+        b = per_channel(self.bias, a)
+        return a + (b * float(2**self.bias_exp) if self.fixed else b)
+
+
+@dataclass(frozen=True, eq=False)
+class Relay(_Population):
+    """Delay relay: forwards its input payload one step later on the chip, ``s = a`` (a graded spike).
+
+    Inserted so that every connection spans exactly one depth level (see module docstring).
+    """
+
+    op = "Relay"
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.total(xs)
+
+
+POPULATIONS = (Source, IFPop, Readout, Relay)
+CONNECTIONS = (DenseConn, ConvConn)

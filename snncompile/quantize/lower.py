@@ -1,0 +1,240 @@
+"""Lower an SNN graph (IF nodes between synaptic operators) to a population graph.
+
+``lower_populations(snn) -> Graph`` finds the populations (the input, every IF node, and the
+readout that feeds the Output), and for each population the *region* of synaptic operators
+(Conv2d, Linear, BatchNorm, pooling, Add, Concat, Flatten, Reshape) between it and the populations
+it reads from. Because a region is affine in its sources, it splits exactly into
+
+    input(P) = sum_S  L_S(payload_S) + b_P
+
+with one linear map ``L_S`` per source population S (``payload_S = n``, the spike count; the
+source's threshold is folded into ``L_S``) and a per-neuron bias ``b_P`` (the region evaluated
+with every source silent). Each ``L_S`` becomes a ``ConvConn`` when the path from S is a chain of
+convolutions, non-overlapping pools, per-channel scalings, Adds and Concats (the composed kernel
+is read off by probing the region with unit impulses, then verified on random inputs), and a
+``DenseConn`` (the materialized matrix) otherwise. Finally ``Relay`` populations are inserted on
+connections that skip depth levels, so every connection spans exactly one level (Lava delays each
+connection by one step). MaxPool must have been removed by conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from snncompile.errors import ConversionError
+from snncompile.ir import IF, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Output
+from snncompile.ir.neurons import per_channel
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+
+__all__ = ["lower_populations", "DENSE_LIMIT"]
+
+DENSE_LIMIT = 64_000_000  # largest dense matrix (entries) materialized for one connection
+_CONV_LIKE = (Conv2d, AvgPool2d, BatchNorm, Add, Concat)
+
+
+def lower_populations(snn: Graph) -> Graph:
+    """SNN graph -> float population graph (see module docstring)."""
+    if len(snn.outputs) != 1:
+        raise ConversionError(f"{snn.name}: exactly one output is supported, got {len(snn.outputs)}")
+    for n in snn.of_type(MaxPool2d):
+        raise ConversionError(f"{n.name} (MaxPool2d): convert MaxPool before lowering (maxpool='relu-tree'|'avg')")
+    src = snn.input
+    nodes: list[Node] = [src, Source(f"{src.name}.src", (src.name,))]
+    pop_name = {src.name: f"{src.name}.src"}
+    depth = {f"{src.name}.src": 0}
+    out = snn.outputs[0]
+    for p in [n for n in snn.nodes.values() if isinstance(n, IF)] + [out]:
+        root = p.inputs[0]
+        conns = _connections(snn, root, pop_name)
+        name = p.name if isinstance(p, IF) else f"{root}.readout"
+        bias = _region_bias(snn, root)
+        if isinstance(p, IF):
+            pop = IFPop(name, (), theta=np.asarray(p.theta, np.float64),
+                        bias=bias + _expand(p.bias, snn.shapes[root]), v0=np.asarray(p.v0, np.float64),
+                        max_spikes=p.max_spikes)
+        else:
+            pop = Readout(name, (), bias=bias)
+        d = 1 + max(depth[pop_name[s]] for s, _ in conns)
+        ins = []
+        for s, conn in conns:
+            s_pop = _relayed(snn, nodes, depth, pop_name[s], d - 1, s)
+            c = dataclasses.replace(conn, name=f"{s_pop}->{name}", inputs=(s_pop,))
+            nodes.append(c)
+            ins.append(c.name)
+        pop_name[p.name] = name
+        depth[name] = d
+        nodes.append(dataclasses.replace(pop, inputs=tuple(ins)))
+    nodes.append(Output(out.name, (pop_name[out.name],)))
+    g = Graph(nodes, snn.name)
+    g.meta["depth"] = depth
+    return g
+
+
+def _expand(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-channel or scalar array -> full per-neuron array of ``shape``."""
+    a = np.asarray(arr, np.float64)
+    if a.ndim == 1 and len(shape) > 1:
+        a = a.reshape(-1, *([1] * (len(shape) - 1)))
+    return np.broadcast_to(a, shape).copy()
+
+
+# ---- regions -----------------------------------------------------------------------------------
+def _region(snn: Graph, root: str) -> tuple[list[Node], list[str]]:
+    """Synaptic nodes between ``root`` and the populations it reads (in topological order), and those populations."""
+    seen, leaves, stack = set(), [], [root]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        n = snn.nodes[name]
+        if isinstance(n, (IF, Input)):
+            leaves.append(name)
+        else:
+            stack.extend(n.inputs)
+    region = [n for n in snn.nodes.values() if n.name in seen and not isinstance(n, (IF, Input))]
+    return region, [n for n in snn.nodes if n in leaves]
+
+
+def _evaluate(snn: Graph, root: str, values: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+    """Run the region of ``root`` with the given source values (missing sources are zero)."""
+    region, leaves = _region(snn, root)
+    acts = {}
+    for leaf in leaves:
+        acts[leaf] = values.get(leaf, torch.zeros((batch, *snn.shapes[leaf]), dtype=torch.float64))
+    with torch.no_grad():
+        for n in region:
+            acts[n.name] = n.forward(*(acts[i] for i in n.inputs))
+    return acts[root]
+
+
+def _region_bias(snn: Graph, root: str) -> np.ndarray:
+    return _evaluate(snn, root, {}, 1)[0].numpy().astype(np.float64)
+
+
+def _leaf_scale(snn: Graph, leaf: str, n: torch.Tensor) -> torch.Tensor:
+    """Source value y for payload n: ``n * theta`` for an IF population, ``x`` for the input."""
+    node = snn.nodes[leaf]
+    return n * per_channel(node.theta, n) if isinstance(node, IF) else n
+
+
+def _linear_map(snn: Graph, root: str, leaf: str, bias: torch.Tensor):
+    def f(n: torch.Tensor) -> torch.Tensor:
+        return _evaluate(snn, root, {leaf: _leaf_scale(snn, leaf, n)}, n.shape[0]) - bias
+    return f
+
+
+def _connections(snn: Graph, root: str, pop_name: dict[str, str]) -> list[tuple[str, Node]]:
+    region, leaves = _region(snn, root)
+    if not leaves:
+        raise ConversionError(f"{root} ({snn.nodes[root].op}): reads no population (constant input)")
+    bias = torch.as_tensor(_region_bias(snn, root))
+    out = []
+    for leaf in leaves:
+        f = _linear_map(snn, root, leaf, bias)
+        conn = _as_conv(snn, region, root, leaf, f) or _as_dense(snn, root, leaf, f)
+        out.append((leaf, conn))
+    return out
+
+
+# ---- connection construction -------------------------------------------------------------------
+def _path(snn: Graph, region: list[Node], root: str, leaf: str) -> list[Node] | None:
+    """Region nodes on the way from leaf to root if they form one chain, else None."""
+    depends = {leaf}
+    chain = []
+    for n in region:
+        hits = [i for i in n.inputs if i in depends]
+        if len(hits) > 1:
+            return None
+        if hits:
+            depends.add(n.name)
+            chain.append(n)
+    return chain if (chain and chain[-1].name == root) or (not chain and root == leaf) else None
+
+
+def _window(n: Node) -> tuple[int, int, int] | None:
+    """(kernel, stride, pad) of a conv-like node along both axes, None if not square/symmetric."""
+    if isinstance(n, Conv2d):
+        t, l, b, r = n.padding
+        k = [d * (k - 1) + 1 for d, k in zip(n.dilation, n.weight.shape[2:])]
+        if t != b or l != r or k[0] != k[1] or n.stride[0] != n.stride[1] or t != l:
+            return None
+        return k[0], n.stride[0], t
+    if isinstance(n, AvgPool2d):
+        if n.kernel[0] != n.kernel[1] or n.stride[0] != n.stride[1] or any(n.padding):
+            return None
+        return n.kernel[0], n.stride[0], 0
+    return 1, 1, 0
+
+
+def _as_conv(snn: Graph, region, root: str, leaf: str, f) -> ConvConn | None:
+    in_shape, out_shape = snn.shapes[leaf], snn.shapes[root]
+    if len(in_shape) != 3 or len(out_shape) != 3:
+        return None
+    chain = _path(snn, region, root, leaf)
+    if chain is None or not all(isinstance(n, _CONV_LIKE) for n in chain):
+        return None
+    K, S, P = 1, 1, 0
+    for n in chain:
+        w = _window(n)
+        if w is None:
+            return None
+        k, s, p = w
+        K, P, S = K + S * (k - 1), P + S * p, S * s
+    c, h, w_ = in_shape
+    i0 = -(-P // S)
+    if i0 * S - P + K > min(h, w_) or i0 >= min(out_shape[1:]):
+        return None
+    probe = torch.zeros((c * K * K, c, h, w_), dtype=torch.float64)
+    idx = torch.arange(c * K * K)
+    ch, a, b = idx // (K * K), (idx // K) % K, idx % K
+    probe[idx, ch, i0 * S - P + a, i0 * S - P + b] = 1.0
+    resp = f(probe)[:, :, i0, i0]  # (c*K*K, O)
+    weight = resp.T.reshape(out_shape[0], c, K, K).numpy()
+    conv = ConvConn("probe", (leaf,), weight=weight, stride=(S, S), padding=(P, P))
+    try:
+        if conv.infer_shape(in_shape) != out_shape:
+            return None
+    except Exception:
+        return None
+    test = torch.randint(0, 3, (2, *in_shape)).to(torch.float64)
+    ref, got = f(test), conv.forward(test)
+    tol = 1e-6 * (1.0 + ref.abs().max().item())
+    return conv if torch.allclose(ref, got, atol=tol, rtol=0) else None
+
+
+def _as_dense(snn: Graph, root: str, leaf: str, f) -> DenseConn:
+    in_shape, out_shape = snn.shapes[leaf], snn.shapes[root]
+    n_in, n_out = math.prod(in_shape), math.prod(out_shape)
+    if n_in * n_out > DENSE_LIMIT:
+        raise ConversionError(
+            f"{root} ({snn.nodes[root].op}): the projection from {leaf} is not a convolution and its dense "
+            f"matrix would have {n_in * n_out:,} entries (limit {DENSE_LIMIT:,})")
+    cols = []
+    for start in range(0, n_in, 2048):
+        stop = min(n_in, start + 2048)
+        basis = torch.zeros((stop - start, n_in), dtype=torch.float64)
+        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        cols.append(f(basis.reshape(-1, *in_shape)).reshape(stop - start, n_out))
+    weight = torch.cat(cols).T.numpy()
+    return DenseConn("probe", (leaf,), weight=weight, out_shape=tuple(out_shape))
+
+
+def _relayed(snn: Graph, nodes: list[Node], depth: dict[str, int], pop: str, want: int, leaf: str) -> str:
+    """Insert Relay populations after ``pop`` until a population at depth ``want`` carries its payload."""
+    shape = snn.shapes[leaf]
+    while depth[pop] < want:
+        name = f"{leaf}.relay{depth[pop] + 1}"
+        if name not in depth:
+            if len(shape) == 3:
+                ident = ConvConn(f"{pop}->{name}", (pop,), weight=np.ones((shape[0], 1, 1, 1)), groups=shape[0])
+            else:
+                ident = DenseConn(f"{pop}->{name}", (pop,), weight=np.eye(math.prod(shape)), out_shape=tuple(shape))
+            nodes += [ident, Relay(name, (ident.name,))]
+            depth[name] = depth[pop] + 1
+        pop = name
+    return pop

@@ -1,0 +1,62 @@
+"""lower_populations: the population graph computes exactly what the SNN graph computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay
+from snncompile.quantize.lower import lower_populations
+from snncompile.sim.populations import simulate_populations
+from tests.quantize.conftest import build_mlp_snn, build_residual_snn, reference_snn
+
+
+def test_residual_lowering_matches_snn_spike_for_spike():
+    snn = build_residual_snn()
+    pop = lower_populations(snn)
+    x = np.random.default_rng(0).uniform(0, 1, (8, 2, 10, 12))
+    ref_out, ref_spikes = reference_snn(snn, x, 12)
+    res = simulate_populations(pop, x, 12, dtype="float64")
+    assert torch.allclose(res.outputs[-1].double(), ref_out, atol=1e-5)
+    assert res.spikes == ref_spikes
+
+
+def test_lowering_chooses_conv_for_conv_chains_and_dense_otherwise():
+    pop = lower_populations(build_residual_snn())
+    kinds = {n.name: type(n) for n in pop.nodes.values()}
+    assert kinds["x.src->r1"] is ConvConn
+    fold = pop.nodes["r1->r2"]  # AvgPool(2) then 3x3 conv pad 1 = one 6x6 conv, stride 2, pad 2
+    assert isinstance(fold, ConvConn) and fold.weight.shape[2:] == (6, 6) and fold.stride == (2, 2)
+    assert fold.padding == (2, 2)
+    assert isinstance(pop.nodes["fc.readout"], Readout)
+    assert all(isinstance(pop.nodes[i], DenseConn) for i in pop.nodes["fc.readout"].inputs)
+
+
+def test_relays_equalize_depth():
+    pop = lower_populations(build_residual_snn())
+    depth = pop.meta["depth"]
+    relays = [n for n in pop.nodes.values() if isinstance(n, Relay)]
+    assert [r.name for r in relays] == ["r2.relay3"]  # the residual skip spans two levels
+    for n in pop.nodes.values():
+        if isinstance(n, (IFPop, Readout, Relay)):
+            for c in n.inputs:
+                assert depth[pop.nodes[c].inputs[0]] == depth[n.name] - 1, n.name
+
+
+def test_mlp_lowering_is_dense_and_exact():
+    snn = build_mlp_snn()
+    pop = lower_populations(snn)
+    x = np.random.default_rng(2).uniform(0, 1, (5, 1, 6, 6))
+    ref, spikes = reference_snn(snn, x, 9)
+    res = simulate_populations(pop, x, 9, dtype="float64")
+    assert torch.allclose(res.outputs[-1].double(), ref, atol=1e-6)
+    assert res.spikes == spikes
+
+
+def test_synops_count_nonzero_synapses_per_spike():
+    snn = build_mlp_snn()
+    pop = lower_populations(snn)
+    x = np.random.default_rng(3).uniform(0, 1, (4, 1, 6, 6))
+    res = simulate_populations(pop, x, 5, dtype="float64")
+    # every r1 spike drives the 7 readout synapses (no zero weights): synops = 7 * spikes
+    assert res.synops["r1"] == 7 * res.spikes["r1"]

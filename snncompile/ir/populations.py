@@ -139,11 +139,11 @@ class IFPop(_Population):
     """Soft-reset integrate-and-fire population, one update per step (sum ``a`` of its inputs).
 
     float:  ``v += a + bias;  n = clamp(floor(v/theta), 0, N);  v -= n*theta``
-    fixed (Loihi-style, integers): ``v = clip(v + (a << 6) + (bias << bias_exp), -(2**23-1), 2**23-1)``,
-    ``theta_eff = theta << 6``, ``n = clamp(floor(v/theta_eff), 0, N)``, ``v -= n*theta_eff``.
+    fixed (Loihi-style, integers): ``v = clip(v + (a << shift) + (bias << bias_exp), -(2**23-1), 2**23-1)``,
+    ``theta_eff = theta << vth_shift``, ``n = clamp(floor(v/theta_eff), 0, N)``, ``v -= n*theta_eff``.
     N = 1 gives ``n = [v >= theta_eff]``. Output: the payload n. ``v`` starts at ``v0`` every sample.
     ``theta`` is per channel (C,) or scalar; ``bias`` and ``v0`` per neuron (the full shape) or
-    broadcastable. ``act_shift``/``vth_shift`` are the profile's shifts (6 on Loihi).
+    broadcastable. ``shift``/``vth_shift`` are the profile's shifts (6 and 6 on Loihi 2).
     """
 
     theta: np.ndarray
@@ -153,7 +153,8 @@ class IFPop(_Population):
     max_spikes: int = 1
     fixed: bool = False
     v_max: int = 2**23 - 1
-    shift: int = 6
+    shift: int = 6  # input shift: a << shift (the profile's act_shift, lowered by quantization if needed)
+    vth_shift: int = 6  # theta_eff = theta << vth_shift
     op = "IF"
 
     def init_state(self, a: torch.Tensor) -> torch.Tensor:
@@ -163,11 +164,10 @@ class IFPop(_Population):
         """Returns (n, new v, number of saturated neurons in this batch step)."""
         theta = per_channel(self.theta, a)
         if self.fixed:
-            scale = float(2**self.shift)
-            v = v + a * scale + per_channel(self.bias, a) * float(2**self.bias_exp)
+            v = v + a * float(2**self.shift) + per_channel(self.bias, a) * float(2**self.bias_exp)
             saturated = (v.abs() > self.v_max).sum()
             v = v.clamp_(-self.v_max, self.v_max)
-            theta = theta * scale
+            theta = theta * float(2**self.vth_shift)
         else:
             v = v + a + per_channel(self.bias, a)
             saturated = torch.zeros((), dtype=torch.long)

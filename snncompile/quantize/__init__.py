@@ -1,1 +1,9 @@
-"""quantize"""
+"""SNN IR -> integer population IR for a hardware profile (Loihi 2 by default)."""
+
+from snncompile.quantize.lower import lower_populations
+from snncompile.quantize.numbers import QuantizationWarning, quantize_bias, quantize_weights
+from snncompile.quantize.profile import LOIHI2, PROFILES, HardwareProfile
+from snncompile.quantize.quantize import quantize
+
+__all__ = ["lower_populations", "quantize", "quantize_weights", "quantize_bias", "HardwareProfile", "LOIHI2",
+           "PROFILES", "QuantizationWarning"]

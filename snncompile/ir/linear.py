@@ -42,6 +42,8 @@ class Conv2d(Node):
         o, cg, kh, kw = self.weight.shape
         if len(x) != 3 or x[0] != cg * self.groups:
             raise self._shape_error(f"expected input (C={cg * self.groups}, H, W), got {x}")
+        if o % self.groups:
+            raise self._shape_error(f"{o} output channels do not divide into groups={self.groups}")
         t, l, b, r = self.padding
         h = conv_out_size(x[1], kh, self.stride[0], t, b, self.dilation[0])
         w = conv_out_size(x[2], kw, self.stride[1], l, r, self.dilation[1])

@@ -1,0 +1,248 @@
+"""ONNX -> snncompile IR (:class:`~snncompile.ir.Graph`), opsets 7 to 21.
+
+The model is read with ``onnx.load``, validated with ``onnx.checker.check_model``, and its nodes
+visited in (the required) topological order. A node whose inputs are all constants (initializers,
+``Constant`` outputs, earlier folds, or ``Shape`` of an activation) is evaluated with
+``onnx.reference`` and its outputs become constants, whatever its op. Every other node goes through
+a table of importers named as the ONNX op (``onnx_ops``, ``onnx_elementwise``, ``onnx_shape_ops``):
+
+====================  =====================================================================
+ONNX op               IR
+====================  =====================================================================
+Conv                  Conv2d (2-D only; pads, auto_pad, strides, dilations, group, bias)
+Gemm                  Linear, weight ``alpha * B^T`` (transB=0) or ``alpha * B``, bias ``beta * C``
+MatMul                Linear (constant 2-D right operand), bias 0
+Relu                  ReLU
+Clip                  ReLU(max_value=max, source_op="Clip") when min = 0; other mins refused
+BatchNormalization    folded into the producing Conv/Linear/BatchNorm if it is the sole
+                      consumer, else BatchNorm (scale = gamma/sqrt(var+eps), shift = beta - mean*scale)
+Add / Sub / Mul / Div  two equal-shape activations: Add. Activation and constant: folded into the
+                      producer's weights/bias like BN, else a per-channel BatchNorm, else refused
+Sum                   Add (equal shapes)
+AveragePool           AvgPool2d; ceil_mode via end padding (refused with count_include_pad=1)
+MaxPool               MaxPool2d (pad -inf); dilations != 1 and a used Indices output refused
+GlobalAveragePool     GlobalAvgPool
+Concat                Concat (axis - 1); the batch axis refused
+Flatten, Reshape      Flatten (1-D result) or Reshape; must keep the batch axis first
+Transpose, Squeeze,   Reshape, only when no data moves in memory (size-1 axes) and the batch
+Unsqueeze             axis stays first
+Identity, Dropout     removed (inference)
+Shape                 a constant: the per-sample shape, the batch dim tracked symbolically
+Constant              a constant
+====================  =====================================================================
+
+The one graph input must be (batch, *per_sample) with concrete per-sample dims; the batch dim may
+be symbolic or of any size. A Reshape target computed from ``Shape`` is evaluated for two trial
+batch sizes to check that the batch axis is kept. Errors are one line naming the file or the node.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from snncompile.errors import GraphError, ModelFileError, ShapeError, UnsupportedOperator
+from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, collapse
+from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
+from snncompile.frontend.onnx_ops import LAYER_OPS
+from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
+from snncompile.ir import Graph, Input, Output, Shape
+
+__all__ = ["OPSETS", "SUPPORTED_OPS", "load_onnx"]
+
+OPS = {**LAYER_OPS, **ELEMENTWISE_OPS, **SHAPE_OPS}
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({*OPS, "Constant"}))
+OPSETS = range(7, 22)
+_TRIAL_BATCHES = (2, 3)  # stand-ins for a symbolic batch size when folding Shape-derived constants
+_RANDOM = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+}
+
+
+def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str | None = None) -> Graph:
+    """Import an ONNX model (a path, serialized bytes or a ModelProto) as an IR graph."""
+    proto, src = _read(model)
+    opset = _opset(proto, src)
+    g = proto.graph
+    consts = {
+        t.name: _finite(numpy_helper.to_array(t), f"initializer '{t.name}'", src) for t in g.initializer
+    }
+    x = _single_input(g, consts, src)
+    shape, batches = _input_shape(x)
+    uses = Counter(t for nd in g.node for t in nd.input if t) + Counter(o.name for o in g.output)
+    b = Builder(uses, batches)
+    b.values.update(consts)
+    taken: set[str] = set()
+    b.add(Input(_fresh(x.name, taken), (), shape=shape), x.name)
+    counts = Counter(nd.name for nd in g.node)
+    for i, nd in enumerate(g.node):
+        base = nd.name if nd.name and counts[nd.name] == 1 else f"{nd.op_type}_{i}"
+        n = ONode(nd.name or f"{nd.op_type}_{i}", _fresh(base, taken), nd.op_type)
+        _visit(b, nd, n, opset, src)
+    outs = []
+    for o in g.output:
+        v = b.values.get(o.name)
+        if not isinstance(v, Act):
+            raise GraphError(
+                f"{o.name} (Output): the graph output is a constant, not computed from the input"
+            )
+        outs.append(Output(_fresh(o.name, taken), (v.name,)))
+    stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
+    return Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph")
+
+
+def _oneline(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _read(model) -> tuple[onnx.ModelProto, str]:
+    """Parse and check the model; every failure is a one-line ModelFileError naming the source."""
+    if isinstance(model, onnx.ModelProto):
+        proto, src = model, f"<ModelProto {model.graph.name or 'unnamed'}>"
+    else:
+        src = "<bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else os.fspath(model)
+        if src != "<bytes>" and not os.path.isfile(src):
+            raise ModelFileError(f"{src}: " + ("not a file" if os.path.exists(src) else "file not found"))
+        if (len(model) if src == "<bytes>" else os.path.getsize(src)) == 0:
+            raise ModelFileError(f"{src}: the file is empty, not an ONNX model")
+        try:
+            proto = onnx.load_from_string(bytes(model)) if src == "<bytes>" else onnx.load(src)
+        except Exception as e:  # noqa: BLE001 - protobuf and file errors come in many types; all mean "unreadable"
+            raise ModelFileError(f"{src}: not a readable ONNX model ({_oneline(e)})") from None
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001 - ValidationError, or a C++ error for protos too broken to validate
+        raise ModelFileError(f"{src}: invalid ONNX model ({_oneline(e)})") from None
+    return proto, src
+
+
+def _opset(proto: onnx.ModelProto, src: str) -> int:
+    v = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if v not in OPSETS:
+        raise ModelFileError(
+            f"{src}: opset {v} unsupported; snncompile reads opsets {OPSETS[0]} to {OPSETS[-1]}"
+        )
+    return v
+
+
+def _finite(arr: np.ndarray, what: str, src: str) -> np.ndarray:
+    """NaN anywhere, or Inf in a tensor of more than one element (a weight), is a broken model.
+
+    A single infinite value is a legitimate bound (e.g. the max of a Clip)."""
+    if np.issubdtype(arr.dtype, np.floating) and (
+        np.isnan(arr).any() or (arr.size > 1 and np.isinf(arr).any())
+    ):
+        raise ModelFileError(f"{src}: {what} contains NaN or Inf values")
+    return arr
+
+
+def _single_input(g: onnx.GraphProto, consts: dict, src: str) -> onnx.ValueInfoProto:
+    real = [v for v in g.input if v.name not in consts]  # old opsets also list initializers as inputs
+    if len(real) != 1:
+        names = ", ".join(v.name for v in real) or "none"
+        raise GraphError(f"{src}: expected exactly one graph input, got {len(real)} ({names})")
+    return real[0]
+
+
+def _input_shape(v: onnx.ValueInfoProto) -> tuple[Shape, tuple[int, ...]]:
+    """Per-sample shape and the batch sizes to try: the declared one, or two trial sizes if dynamic."""
+    tt = v.type.tensor_type
+    if not v.type.HasField("tensor_type") or not tt.HasField("shape") or len(tt.shape.dim) < 2:
+        raise ShapeError(f"{v.name} (Input): expected a tensor of shape (batch, ...) with known rank >= 2")
+    dims = tt.shape.dim
+    for i, d in enumerate(dims[1:], 1):
+        if not d.HasField("dim_value") or d.dim_value < 1:
+            got = (
+                repr(d.dim_param)
+                if d.HasField("dim_param")
+                else "unknown"
+                if not d.HasField("dim_value")
+                else d.dim_value
+            )
+            raise ShapeError(
+                f"{v.name} (Input): dim {i} is {got}; per-sample dims must be concrete positive ints"
+            )
+    batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 0
+    return tuple(d.dim_value for d in dims[1:]), (batch,) if batch else _TRIAL_BATCHES
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _attr(a: onnx.AttributeProto):
+    v = onnx.helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    return v
+
+
+def _visit(b: Builder, nd: onnx.NodeProto, n: ONode, opset: int, src: str) -> None:
+    """Import one ONNX node: fold it when all its inputs are constant, else use the op table."""
+    if nd.domain not in ("", "ai.onnx"):
+        raise UnsupportedOperator(n.label, n.op, f"domain '{nd.domain}' unsupported", SUPPORTED_OPS)
+    missing = [t for t in nd.input if t and t not in b.values]
+    if missing:
+        raise GraphError(f"{n.label} ({n.op}): input '{missing[0]}' is not produced by any node")
+    vals = [b.values[t] if t else None for t in nd.input]
+    if not any(isinstance(v, Act) for v in vals) and nd.op_type not in _RANDOM:
+        for out, v in _fold(nd, vals, n, opset).items():
+            b.values[out] = (
+                _finite(v, f"constant '{out}' of {n.label}", src) if nd.op_type == "Constant" else v
+            )
+        return
+    fn = OPS.get(nd.op_type)
+    if fn is None:
+        raise UnsupportedOperator(n.label, n.op, f"operator not supported (opset {opset})", SUPPORTED_OPS)
+    attrs = {a.name: _attr(a) for a in nd.attribute}
+    known = inspect.signature(fn).parameters
+    for k in attrs:
+        if k not in known:
+            raise n.fail(f"attribute '{k}' unsupported")
+    for i, out in enumerate(nd.output[1:], 1):
+        if out and b.uses[out]:
+            raise n.fail(f"output {i} ('{out}') is used; only the first output converts")
+    r = fn(b, n, *vals, **attrs)
+    if isinstance(r, Act):
+        b.alias(nd.output[0], r)
+    elif isinstance(r, (np.ndarray, Sym)):
+        b.values[nd.output[0]] = r
+    else:
+        b.add(r, nd.output[0])
+
+
+def _fold(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> dict[str, np.ndarray | Sym]:
+    """Evaluate a node on constant inputs, once per trial batch size if any input depends on it."""
+    k = max((len(v.vals) for v in vals if isinstance(v, Sym)), default=1)
+    outs = [t for t in nd.output if t]
+    try:
+        info = onnx.helper.make_empty_tensor_value_info
+        g = onnx.helper.make_graph(
+            [nd], "fold", [info(t) for t in dict.fromkeys(t for t in nd.input if t)], [info(t) for t in outs]
+        )
+        ev = ReferenceEvaluator(g, opsets={"": opset})
+        runs = [
+            ev.run(None, {t: v.vals[i] if isinstance(v, Sym) else v for t, v in zip(nd.input, vals) if t})
+            for i in range(k)
+        ]
+    except Exception as e:  # noqa: BLE001 - the reference evaluator raises whatever its op implementation raises
+        raise n.fail(f"cannot evaluate on constant inputs ({_oneline(e)})") from None
+    return {t: collapse(tuple(np.asarray(r[j]) for r in runs)) for j, t in enumerate(outs)}

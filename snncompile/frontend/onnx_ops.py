@@ -1,0 +1,258 @@
+"""Importers of the weighted, activation and pooling ONNX operators, one function per op.
+
+Each function is named exactly as the ONNX op, takes the :class:`Builder`, the node, the op's
+inputs in ONNX order (:class:`Act` for activations, numpy arrays for constants, None when absent)
+and the ONNX attributes as keywords with the ONNX defaults. It returns a new IR node, or an
+existing :class:`Act` when the op was absorbed into its producer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from snncompile.frontend.onnx_build import Act, Builder, ONode, along
+from snncompile.ir import AvgPool2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU
+from snncompile.ir.linear import conv_out_size
+
+__all__ = ["LAYER_OPS"]
+
+_FLT_MAX = 3.4028234663852886e38  # the default Clip bounds of opsets < 11 are +-FLT_MAX
+Pads = tuple[int, int, int, int]
+
+
+def _pair(v: list[int] | None, default: int = 1) -> tuple[int, int]:
+    return (default, default) if v is None else (int(v[0]), int(v[1]))
+
+
+def _pads(
+    n: ONode,
+    auto_pad: str,
+    pads: list[int] | None,
+    size: tuple[int, ...],
+    k: tuple[int, int],
+    s: tuple[int, int],
+) -> Pads:
+    """ONNX ``pads``/``auto_pad`` as (top, left, bottom, right); ``k`` is the dilated kernel extent."""
+    if auto_pad == "NOTSET":
+        p = (0, 0, 0, 0) if pads is None else tuple(int(v) for v in pads)
+        if len(p) != 4:
+            raise n.fail(f"pads={list(p)} unsupported, only 2-D (4 values)")
+        return p  # type: ignore[return-value]
+    if auto_pad == "VALID":
+        return (0, 0, 0, 0)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise n.fail(f"auto_pad={auto_pad} unsupported")
+    total = [max((-(-i // st) - 1) * st + kk - i, 0) for i, kk, st in zip(size, k, s)]
+    half = [t // 2 for t in total]
+    rest = [t - h for t, h in zip(total, half)]
+    begin, end = (half, rest) if auto_pad == "SAME_UPPER" else (rest, half)
+    return (begin[0], begin[1], end[0], end[1])
+
+
+def _spatial(n: ONode, x: Act, what: str) -> None:
+    if len(x.shape) != 3:
+        raise n.fail(f"only 2-D {what} (input (N, C, H, W)) converts, got per-sample shape {x.shape}")
+
+
+def Conv(
+    b: Builder,
+    n: ONode,
+    X,
+    W,
+    B=None,
+    *,
+    auto_pad="NOTSET",
+    dilations=None,
+    group=1,
+    kernel_shape=None,
+    pads=None,
+    strides=None,
+) -> Node:
+    x, w = b.act(n, X, "X"), b.const(n, W, "W").astype(np.float32)
+    _spatial(n, x, "convolution")
+    if w.ndim != 4 or (kernel_shape is not None and tuple(kernel_shape) != w.shape[2:]):
+        raise n.fail(f"weight of shape {w.shape} does not match kernel_shape={kernel_shape}")
+    if w.shape[0] % group:
+        raise n.fail(f"{w.shape[0]} output channels do not split into group={group}")
+    stride, dil = _pair(strides), _pair(dilations)
+    extent = ((w.shape[2] - 1) * dil[0] + 1, (w.shape[3] - 1) * dil[1] + 1)
+    pad = _pads(n, auto_pad, pads, x.shape[1:], extent, stride)
+    bias = np.zeros(w.shape[0], np.float32) if B is None else b.const(n, B, "B").astype(np.float32)
+    return Conv2d(
+        n.ir,
+        (x.name,),
+        weight=w,
+        bias=bias.reshape(-1),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+        groups=int(group),
+    )
+
+
+def Gemm(b: Builder, n: ONode, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0) -> Node:
+    x, w = b.act(n, A, "A"), b.const(n, B, "B").astype(np.float32)
+    if transA:
+        raise n.fail("transA=1 would transpose the batch axis; only transA=0")
+    if w.ndim != 2 or len(x.shape) != 1:
+        raise n.fail(f"expected A (N, K) and B 2-D, got per-sample A {x.shape} and B {w.shape}")
+    w = w if transB else w.T  # (N, K)
+    bias = np.zeros(w.shape[0], np.float32) if C is None else along(b.const(n, C, "C"), (w.shape[0],), 0)
+    if bias is None:
+        raise n.fail(f"bias C of shape {np.shape(C)} does not broadcast per output ({w.shape[0]},)")
+    return Linear(
+        n.ir, (x.name,), weight=(alpha * w).astype(np.float32), bias=(beta * bias).astype(np.float32)
+    )
+
+
+def MatMul(b: Builder, n: ONode, A, B) -> Node:
+    x, w = b.act(n, A, "A"), b.const(n, B, "B").astype(np.float32)
+    if w.ndim != 2:
+        raise n.fail(f"only a constant 2-D right operand (K, N) converts, got shape {w.shape}")
+    return Linear(n.ir, (x.name,), weight=np.ascontiguousarray(w.T), bias=np.zeros(w.shape[1], np.float32))
+
+
+def BatchNormalization(
+    b: Builder,
+    n: ONode,
+    X,
+    scale,
+    B,
+    input_mean,
+    input_var,
+    *,
+    epsilon=1e-5,
+    momentum=0.9,
+    spatial=1,
+    training_mode=0,
+) -> Node | Act:
+    """Inference-mode BN (``momentum`` only matters in training): folded or a BatchNorm node."""
+    x = b.act(n, X, "X")
+    if training_mode or not spatial:
+        raise n.fail("only inference mode with spatial=1 (per-channel statistics) converts")
+    g, beta, mu, var = (
+        b.const(n, v, k).astype(np.float64).reshape(-1)
+        for v, k in ((scale, "scale"), (B, "B"), (input_mean, "input_mean"), (input_var, "input_var"))
+    )
+    if not x.shape or g.shape != (x.shape[0],):
+        raise n.fail(f"{g.shape[0]} channels of statistics for an input of per-sample shape {x.shape}")
+    s = g / np.sqrt(var + epsilon)
+    view = (-1,) + (1,) * (len(x.shape) - 1)
+    return b.affine(
+        n, x, s.reshape(view).astype(np.float32), (beta - mu * s).reshape(view).astype(np.float32)
+    )
+
+
+def _ceil_pads(
+    n: ONode, size: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: Pads, exact: bool
+) -> Pads:
+    """Pads that make floor-mode pooling give the ceil-mode output size (torch/onnxruntime rule:
+    a last window that would start in the end padding is dropped)."""
+    extra = []
+    for i, (length, kk, st) in enumerate(zip(size, k, s)):
+        out = conv_out_size(length, kk, st, pad[i], pad[i + 2], ceil=True)
+        out -= (out - 1) * st >= length + pad[i]
+        extra.append(max((out - 1) * st + kk - (length + pad[i] + pad[i + 2]), 0))
+    if any(extra) and not exact:
+        raise n.fail(
+            "ceil_mode=1 with count_include_pad=1 unsupported (the added window part would be counted)"
+        )
+    return (pad[0], pad[1], pad[2] + extra[0], pad[3] + extra[1])
+
+
+def _pool(
+    b: Builder,
+    n: ONode,
+    X,
+    kernel_shape,
+    auto_pad,
+    pads,
+    strides,
+    ceil_mode,
+    dilations,
+    count_include_pad: int | None,
+) -> Node:
+    x = b.act(n, X, "X")
+    _spatial(n, x, "pooling")
+    if len(kernel_shape) != 2:
+        raise n.fail(f"kernel_shape={list(kernel_shape)} unsupported, only 2-D")
+    if dilations is not None and any(d != 1 for d in dilations):
+        raise n.fail(f"dilations={list(dilations)} unsupported, only 1")
+    k, s = _pair(kernel_shape), _pair(strides)
+    pad = _pads(n, auto_pad, pads, x.shape[1:], k, s)
+    if ceil_mode:
+        pad = _ceil_pads(n, x.shape[1:], k, s, pad, exact=not count_include_pad)
+    if count_include_pad is None:
+        return MaxPool2d(n.ir, (x.name,), kernel=k, stride=s, padding=pad)
+    return AvgPool2d(
+        n.ir, (x.name,), kernel=k, stride=s, padding=pad, count_include_pad=bool(count_include_pad)
+    )
+
+
+def AveragePool(
+    b: Builder,
+    n: ONode,
+    X,
+    *,
+    kernel_shape,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    count_include_pad=0,
+    dilations=None,
+    pads=None,
+    strides=None,
+) -> Node:
+    return _pool(b, n, X, kernel_shape, auto_pad, pads, strides, ceil_mode, dilations, count_include_pad)
+
+
+def MaxPool(
+    b: Builder,
+    n: ONode,
+    X,
+    *,
+    kernel_shape,
+    auto_pad="NOTSET",
+    ceil_mode=0,
+    dilations=None,
+    pads=None,
+    storage_order=0,
+    strides=None,
+) -> Node:
+    """``storage_order`` only affects the Indices output, which must be unused."""
+    return _pool(b, n, X, kernel_shape, auto_pad, pads, strides, ceil_mode, dilations, None)
+
+
+def GlobalAveragePool(b: Builder, n: ONode, X) -> Node:
+    x = b.act(n, X, "X")
+    if len(x.shape) < 2:
+        raise n.fail(f"expected input (N, C, ...spatial), got per-sample shape {x.shape}")
+    return GlobalAvgPool(n.ir, (x.name,))
+
+
+def Relu(b: Builder, n: ONode, X) -> Node:
+    return ReLU(n.ir, (b.act(n, X, "X").name,))
+
+
+def _bound(b: Builder, n: ONode, v, what: str, default: float) -> float:
+    """A Clip bound from an attribute (opset < 11) or a constant input; +-FLT_MAX means unbounded."""
+    c = default if v is None else v if isinstance(v, float) else b.scalar(n, v, what)
+    return math.copysign(math.inf, c) if abs(c) >= _FLT_MAX else c
+
+
+def Clip(b: Builder, n: ONode, X, min=None, max=None) -> Node:
+    """``Clip(0, c)`` is a ReLU saturating at c (ReLU6: c = 6); other lower bounds do not convert."""
+    x = b.act(n, X, "input")
+    lo, hi = _bound(b, n, min, "min", -math.inf), _bound(b, n, max, "max", math.inf)
+    if lo != 0.0:
+        raise n.fail(f"min={lo} unsupported, only Clip(0, max) (a ReLU with optional ceiling) converts")
+    if hi <= 0.0:
+        raise n.fail(f"max={hi} unsupported, must be > 0")
+    return ReLU(n.ir, (x.name,), max_value=hi, source_op="Clip")
+
+
+LAYER_OPS = {
+    f.__name__: f
+    for f in (Conv, Gemm, MatMul, BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, Relu, Clip)
+}

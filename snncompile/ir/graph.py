@@ -141,7 +141,7 @@ class Graph:
     def __str__(self) -> str:
         rows = [("name", "op", "inputs", "shape", "params")]
         for n in self.nodes.values():
-            attrs = ", ".join(f"{k}={v}" for k, v in n.attrs().items() if k not in ("source_op",))
+            attrs = ", ".join(f"{k}={v}" for k, v in n.changed_attrs().items())
             op = f"{n.op}({attrs})" if attrs else n.op
             rows.append((n.name, op, ", ".join(n.inputs), "x".join(map(str, self.shapes[n.name])),
                          str(n.num_params())))

@@ -73,6 +73,11 @@ class Node:
             if f.name not in ("name", "inputs") and not isinstance(getattr(self, f.name), np.ndarray)
         }
 
+    def changed_attrs(self) -> dict[str, object]:
+        """Scalar/tuple fields whose value differs from the field's default (for display)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.attrs().items() if defaults.get(k, dataclasses.MISSING) != v}
+
     def num_params(self) -> int:
         return int(sum(a.size for a in self.params().values()))
 

@@ -1,0 +1,132 @@
+"""Command line: ``snncompile MODEL.onnx --target T --data D`` and the inspect/compare/report/run subcommands.
+
+Exit status: 0 success, 1 regression found by ``compare``, 2 bad usage or input (one-line error),
+3 internal error (a bug: rerun with -v for the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from snncompile.errors import CompileError
+
+__all__ = ["main"]
+
+log = logging.getLogger("snncompile")
+
+EPILOG = """examples:
+  snncompile examples/mnist_cnn.onnx --target lava-sim --data examples/data/mnist_test.npz --samples 50
+  snncompile model.onnx --target sim --data test.npz --calib calib.npz --method calib-light -T 8 --json
+  snncompile inspect model.onnx
+  snncompile compare baseline/report.json new.snn --max-accuracy-drop 0.5 --max-spike-increase 10%
+  snncompile report model.snn
+  snncompile run model.snn --data test.npz --target sim-int
+
+exit status: 0 ok, 1 regression (compare), 2 usage or input error, 3 internal error, 130 interrupted"""
+
+SUBCOMMANDS = ("inspect", "compare", "report", "run")
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    from snncompile.pipeline import TARGETS
+
+    p = argparse.ArgumentParser(
+        prog="snncompile", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Compile a trained ANN (ONNX) into a spiking network, quantize it for Loihi 2, run it "
+                    "on a target and write a report. Subcommands: " + ", ".join(SUBCOMMANDS) + " (see "
+                    "`snncompile SUBCOMMAND -h`).")
+    p.add_argument("model", type=Path, help="ONNX model file")
+    p.add_argument("--target", default="sim", choices=TARGETS, help="where to run or what to export (default: sim)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="evaluation data: .npz with 'x' (N, *input_shape) float and optional 'y' (N,) labels")
+    p.add_argument("--calib", type=Path, help="calibration data (.npz, 'x'); default: samples of --data "
+                                               "that are not evaluated")
+    p.add_argument("--method", help="conversion method (default: the recommended one; see docs/methods.md)")
+    p.add_argument("-T", "--timesteps", type=int, default=32, help="time steps per sample (default 32)")
+    p.add_argument("--calib-samples", type=int, default=256, help="calibration samples (default 256)")
+    p.add_argument("--samples", type=int, help="evaluate only the first N samples of --data")
+    p.add_argument("--out", type=Path, help="output directory (default: <model-stem>.snn/)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device of the fast simulator (cpu, cuda)")
+    p.add_argument("--energy", default="horowitz45nm",
+                   help="energy model: horowitz45nm, loihi, or a JSON file of constants")
+    p.add_argument("--batch-size", type=int, default=256, help="simulation batch size (default 256)")
+    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    _verbosity(p)
+    return p
+
+
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
+
+
+def _sub_parser(cmd: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"snncompile {cmd}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    if cmd == "inspect":
+        p.description = "Show the imported graph, shapes, supported operators and per-layer neurons/synapses."
+        p.add_argument("model", type=Path)
+    elif cmd == "compare":
+        p.description = "Compare two reports (baseline A, new B); exit 1 when B regressed beyond the limits."
+        p.add_argument("baseline", type=Path, help="report.json or output directory")
+        p.add_argument("new", type=Path, help="report.json or output directory")
+        p.add_argument("--max-accuracy-drop", type=float, default=0.5, help="points (default 0.5)")
+        p.add_argument("--max-spike-increase", default="10%", help="e.g. 10%% or an absolute number (default 10%%)")
+        p.add_argument("--max-synops-increase", default="10%", help="default 10%%")
+        p.add_argument("--max-energy-increase", default=None, help="default: not checked")
+    elif cmd == "report":
+        p.description = "Re-render report.md and the plots of an output directory from its report.json."
+        p.add_argument("directory", type=Path)
+    elif cmd == "run":
+        p.description = "Re-run a compiled artifact (DIR/compiled) on data, without the ONNX file."
+        p.add_argument("directory", type=Path, help="output directory of a compile run, or its compiled/ folder")
+        p.add_argument("--data", type=Path, required=True)
+        p.add_argument("--target", default="sim-int", choices=("sim-int", "lava-sim"))
+        p.add_argument("-T", "--timesteps", type=int)
+        p.add_argument("--samples", type=int)
+    _verbosity(p)
+    return p
+
+
+def _setup_logging(args) -> None:
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if not args.verbose:
+        import warnings
+
+        warnings.formatwarning = lambda m, c, *a, **k: f"warning: {m}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cmd = argv[0] if argv and argv[0] in SUBCOMMANDS else "compile"
+    parser = _compile_parser() if cmd == "compile" else _sub_parser(cmd)
+    args = parser.parse_args(argv if cmd == "compile" else argv[1:])
+    _setup_logging(args)
+    try:
+        from snncompile import commands
+
+        return getattr(commands, cmd)(args)
+    except CompileError as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in snncompile, not the user's input
+        if args.verbose:
+            raise
+        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"(rerun with -v for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The CLI's commands, one function each, taking the parsed arguments and returning the exit status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from snncompile.errors import DataError
+
+__all__ = ["compile", "inspect", "compare", "report", "run"]
+
+log = logging.getLogger("snncompile")
+
+
+def compile(args) -> int:  # noqa: A001 - the command's name
+    from snncompile.artifact import save_artifact
+    from snncompile.outdir import check_writable, write_atomically
+    from snncompile.pipeline import RunConfig, run
+    from snncompile.report import render_markdown, write_plots
+
+    out = args.out or Path(f"{args.model.stem}.snn")
+    check_writable(out, force=args.force)
+    cfg = RunConfig(model=args.model, data=args.data, target=args.target, calib=args.calib, method=args.method,
+                    timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
+                    seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
+                    progress=not args.quiet)
+    result = run(cfg)
+    r = result.report
+
+    def fill(d: Path) -> None:
+        (d / "report.json").write_text(json.dumps(r, indent=1, sort_keys=True))
+        (d / "report.md").write_text(render_markdown(r))
+        write_plots(r, d, result.scatter)
+        artifact = result.pop_int if result.pop_int is not None else result.snn
+        save_artifact(artifact, d / "compiled", extra={"target": r["target"], "timesteps": r["timesteps"],
+                                                       "method": r["method"]})
+        if result.backend is not None:
+            result.backend.write(result, d)
+
+    write_atomically(out, fill, force=args.force)
+    _summary(r, out)
+    if args.json:
+        print(json.dumps(r, indent=1, sort_keys=True))
+    return 0
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def _summary(r: dict, out: Path) -> None:
+    acc = r["accuracy"]
+    log.info("ANN accuracy: %s | SNN accuracy on %s (T=%d, %s): %s | spikes/sample: %.1f | synops/sample: %.1f",
+             _pct(acc["ann"]), r["target"], r["timesteps"], r["method"], _pct(acc["snn"]), r["spikes_per_sample"],
+             r["synops_per_sample"])
+    log.info("report: %s", out / "report.md")
+
+
+def inspect(args) -> int:
+    from snncompile import load_onnx
+    from snncompile.errors import UnsupportedOperator
+    from snncompile.ir import IF, ReLU
+
+    try:
+        g = load_onnx(args.model)
+    except UnsupportedOperator:
+        _list_unsupported(args.model)
+        raise
+    print(g)
+    print("\nspiking layers (each ReLU/Clip becomes an IF population):")
+    total_n = total_s = 0
+    for n in g.nodes.values():
+        if isinstance(n, (ReLU, IF)):
+            neurons = int(__import__("numpy").prod(g.shapes[n.name]))
+            syn = _synapses_into(g, n)
+            total_n, total_s = total_n + neurons, total_s + syn
+            print(f"  {n.name:<24} {n.op:<6} from {getattr(n, 'source_op', n.op):<6} neurons {neurons:>8}  "
+                  f"incoming synapses {syn:>10}")
+    print(f"  total: {total_n} neurons, {total_s} synapses (+ readout)")
+    return 0
+
+
+def _list_unsupported(path: Path) -> None:
+    """Print every node whose operator type the frontend does not know (all of them, not just the first)."""
+    import onnx
+
+    from snncompile.frontend.onnx import SUPPORTED_OPS
+
+    for i, n in enumerate(onnx.load(str(path)).graph.node):
+        if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx"):
+            print(f"unsupported: {n.name or f'{n.op_type}_{i}'} ({n.op_type})")
+
+
+def _synapses_into(g, node) -> int:
+    """Weights feeding ``node`` through its nearest weighted producer (per-sample synapse count)."""
+    import numpy as np
+
+    prod = g.nodes[node.inputs[0]]
+    w = getattr(prod, "weight", None)
+    if w is None:
+        return 0
+    out = g.shapes[prod.name]
+    return int(np.prod(out[1:]) if len(out) == 3 else 1) * int(np.prod(w.shape))
+
+
+def compare(args) -> int:
+    from snncompile.report import compare as cmp
+    from snncompile.report import load_report
+
+    a, b = load_report(args.baseline), load_report(args.new)
+    regressed, table = cmp(a, b, max_accuracy_drop=args.max_accuracy_drop, max_spike_increase=args.max_spike_increase,
+                           max_synops_increase=args.max_synops_increase, max_energy_increase=args.max_energy_increase)
+    print(table)
+    print("REGRESSION" if regressed else "no regression")
+    return 1 if regressed else 0
+
+
+def report(args) -> int:
+    from snncompile.report import load_report, render_markdown, write_plots
+
+    r = load_report(args.directory)
+    (args.directory / "report.md").write_text(render_markdown(r))
+    write_plots(r, args.directory)
+    log.info("re-rendered %s", args.directory / "report.md")
+    return 0
+
+
+def run(args) -> int:
+    from snncompile.artifact import load_artifact
+    from snncompile.data import check_against, load_npz
+    from snncompile.evaluate import from_population_sim
+    from snncompile.sim.populations import simulate_populations
+
+    d = args.directory / "compiled" if (args.directory / "compiled").is_dir() else args.directory
+    g, manifest = load_artifact(d)
+    if "timesteps" not in manifest or not any(getattr(n, "fixed", False) for n in g.nodes.values()):
+        raise DataError(f"{d}: not an integer (population) artifact; compile with an integer target")
+    data = load_npz(args.data)
+    data = data.take(0, args.samples) if args.samples else data
+    check_against(data, g.shapes[g.input.name], int(__import__("numpy").prod(g.shapes[g.outputs[0].name])))
+    T = args.timesteps or int(manifest["timesteps"])
+    if args.target == "lava-sim":
+        from snncompile.backends.lava.runner import run_lava
+
+        res = run_lava(g, data.x, T, progress=not args.quiet)
+    else:
+        res = simulate_populations(g, data.x, T, progress=not args.quiet)
+    ev = from_population_sim(g, res, data.y, args.target)
+    print(json.dumps({"target": args.target, "timesteps": T, "samples": ev.samples, "accuracy": ev.accuracy,
+                      "spikes_per_sample": sum(ev.spikes.values()) / ev.samples}, indent=1), file=sys.stdout)
+    return 0

@@ -1,0 +1,66 @@
+"""Energy estimates with cited constants (all energies in joules per sample).
+
+Models
+------
+``horowitz45nm``: M. Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014,
+45 nm CMOS: a 32-bit float multiply-accumulate costs 4.6 pJ (multiply 3.7 pJ + add 0.9 pJ), a 32-bit
+float add 0.9 pJ. ANN = MACs x 4.6 pJ; SNN = synaptic operations (accumulates) x 0.9 pJ.
+
+``loihi``: M. Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning",
+IEEE Micro 38(1), 2018, Table 1: 23.6 pJ per synaptic spike operation, 52 pJ per inactive and
+81 pJ per active neuron update, 1.7 pJ per within-tile spike. SNN = synops x 23.6 + (neuron updates -
+spikes) x 52 + spikes x (81 + 1.7) pJ, with neuron updates = neurons x timesteps. The ANN side keeps
+Horowitz's 4.6 pJ per MAC (a conventional accelerator).
+
+Users may pass their own constants (a JSON object with the keys below; ``model`` names it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from snncompile.errors import DataError
+
+__all__ = ["ENERGY_MODELS", "estimate", "load_constants"]
+
+ENERGY_MODELS: dict[str, dict] = {
+    "horowitz45nm": {
+        "model": "horowitz45nm", "ann_mac_pj": 4.6, "snn_synop_pj": 0.9, "neuron_update_pj": 0.0,
+        "active_neuron_update_pj": 0.0, "spike_pj": 0.0,
+        "citation": "Horowitz, Computing's energy problem, ISSCC 2014 (45 nm): FP32 MAC 4.6 pJ, FP32 add 0.9 pJ",
+    },
+    "loihi": {
+        "model": "loihi", "ann_mac_pj": 4.6, "snn_synop_pj": 23.6, "neuron_update_pj": 52.0,
+        "active_neuron_update_pj": 81.0, "spike_pj": 1.7,
+        "citation": "Davies et al., Loihi, IEEE Micro 38(1) 2018, Table 1; ANN side: Horowitz ISSCC 2014",
+    },
+}
+_KEYS = ("ann_mac_pj", "snn_synop_pj", "neuron_update_pj", "active_neuron_update_pj", "spike_pj")
+
+
+def load_constants(spec: str) -> dict:
+    """A built-in model name or the path of a JSON file with the keys of :data:`ENERGY_MODELS`."""
+    if spec in ENERGY_MODELS:
+        return dict(ENERGY_MODELS[spec])
+    p = Path(spec)
+    try:
+        c = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{spec}: not a known energy model ({', '.join(ENERGY_MODELS)}) nor a readable "
+                        f"JSON file ({e})") from None
+    missing = [k for k in _KEYS if not isinstance(c.get(k), (int, float))]
+    if missing:
+        raise DataError(f"{spec}: energy constants need numeric keys {', '.join(missing)}")
+    return {"model": str(c.get("model", p.stem)), "citation": str(c.get("citation", "user-supplied")),
+            **{k: float(c[k]) for k in _KEYS}}
+
+
+def estimate(constants: dict, *, ann_macs: float, synops: float, spikes: float, neuron_updates: float) -> dict:
+    """Per-sample energies (J) of the ANN and the SNN from per-sample operation counts."""
+    pj = 1e-12
+    ann = ann_macs * constants["ann_mac_pj"] * pj
+    snn = (synops * constants["snn_synop_pj"] + max(neuron_updates - spikes, 0.0) * constants["neuron_update_pj"]
+           + spikes * (constants["active_neuron_update_pj"] + constants["spike_pj"])) * pj
+    return {"model": constants["model"], "constants": {k: constants[k] for k in (*_KEYS, "citation")},
+            "ann_joules_per_sample": ann, "snn_joules_per_sample": snn, "ratio": (ann / snn) if snn else None}

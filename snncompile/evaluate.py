@@ -1,0 +1,93 @@
+"""Evaluation records: one per simulated target, in a form the report and the compare tool share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from snncompile.ir import IF, Graph
+from snncompile.ir.populations import CONNECTIONS, IFPop, Relay
+
+__all__ = ["Evaluation", "ann_accuracy", "from_float_sim", "from_population_sim", "ann_macs"]
+
+
+@dataclass
+class Evaluation:
+    """Accuracy over time and per-layer activity of one simulation run (totals over samples)."""
+
+    target: str
+    samples: int
+    timesteps: int
+    accuracy_vs_t: list[float | None]
+    spikes: dict[str, float]
+    synops: dict[str, float]
+    neurons: dict[str, int]
+    synapses: dict[str, int]
+    ops: dict[str, str]
+    seconds: float
+    predictions: np.ndarray  # (N,) at T
+    per_sample_spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    saturations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.accuracy_vs_t[-1] if self.accuracy_vs_t else None
+
+
+def _acc_vs_t(outputs: torch.Tensor, y: np.ndarray | None) -> list[float | None]:
+    if y is None:
+        return [None] * outputs.shape[0]
+    pred = outputs.reshape(outputs.shape[0], outputs.shape[1], -1).argmax(-1).numpy()
+    return [float(v) for v in (pred == y[None, :]).mean(axis=1)]
+
+
+def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray | None, batch_size: int = 256):
+    """(accuracy or None, logits) of the ANN reference executor, in batches."""
+    logits = torch.cat([graph.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    acc = None if y is None else float((logits.argmax(-1).numpy() == y).mean())
+    return acc, logits
+
+
+def ann_macs(graph: Graph) -> int:
+    """Multiply-accumulates of the weighted layers of the ANN, per sample."""
+    total = 0
+    for n in graph.nodes.values():
+        w = getattr(n, "weight", None)
+        if w is not None:
+            out = graph.shapes[n.name]
+            total += int(np.prod(out[1:] if len(out) == 3 else (1,))) * int(np.prod(w.shape))
+    return total
+
+
+def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, torch.Tensor]) -> Evaluation:
+    """From ``snncompile.sim.simulate``'s SimResult on the float SNN graph."""
+    ops = {n.name: f"IF({n.source_op}{', N=' + str(n.max_spikes) if n.max_spikes > 1 else ''})"
+           for n in snn.of_type(IF)}
+    return Evaluation(
+        target="sim", samples=res.num_samples, timesteps=res.timesteps,
+        accuracy_vs_t=_acc_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
+        neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in fanouts.items() if k in res.neurons},
+        ops=ops, seconds=res.wall_s, predictions=res.predictions()[-1].numpy(),
+        per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()})
+
+
+def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> Evaluation:
+    """From ``snncompile.sim.populations``' result (or the Lava runner's, same fields)."""
+    from snncompile.sim.populations import fanout
+
+    syn: dict[str, int] = {}
+    for c in pop.of_type(*CONNECTIONS):
+        src = c.inputs[0]
+        syn[src] = syn.get(src, 0) + int(fanout(c, pop.shapes[src]).sum())
+    spiking = {n.name: n for n in pop.nodes.values() if isinstance(n, (IFPop, Relay))}
+    ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else "Relay") for k, n in spiking.items()}
+    return Evaluation(
+        target=target, samples=res.samples, timesteps=res.timesteps,
+        accuracy_vs_t=_acc_vs_t(res.outputs, y),
+        spikes={k: res.spikes.get(k, 0.0) for k in spiking}, synops={k: res.synops.get(k, 0.0) for k in spiking},
+        neurons={k: res.neurons[k] for k in spiking}, synapses={k: syn.get(k, 0) for k in spiking}, ops=ops,
+        seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),
+        per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations))
+

@@ -1,0 +1,154 @@
+"""The main job: ONNX -> SNN -> (integer) -> target run -> report, as one function of a RunConfig."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snncompile.data import Dataset, check_against, load_npz
+from snncompile.energy import load_constants
+from snncompile.errors import DataError
+from snncompile.evaluate import Evaluation, ann_accuracy, ann_macs, from_float_sim, from_population_sim
+from snncompile.ir import IF, Graph
+from snncompile.report import build_report
+
+__all__ = ["RunConfig", "RunResult", "run", "TARGETS", "INTEGER_TARGETS"]
+
+log = logging.getLogger("snncompile")
+TARGETS = ("sim", "sim-int", "lava-sim", "lava-sim-float", "loihi2", "nir", "netx")
+INTEGER_TARGETS = ("sim-int", "lava-sim", "loihi2", "netx")
+
+
+@dataclass
+class RunConfig:
+    model: Path
+    data: Path
+    target: str = "sim"
+    calib: Path | None = None
+    method: str | None = None
+    timesteps: int = 32
+    calib_samples: int = 256
+    samples: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    energy: str = "horowitz45nm"
+    batch_size: int = 256
+    progress: bool = True
+    method_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    report: dict
+    ann: Graph
+    snn: Graph
+    pop_float: Graph | None = None
+    pop_int: Graph | None = None
+    scatter: dict = field(default_factory=dict)
+    backend: object = None  # the Backend of a non-simulator target, which writes its own files
+
+
+def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
+    n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
+    if cfg.samples is not None and cfg.samples < 1:
+        raise DataError(f"--samples must be >= 1, got {cfg.samples}")
+    evals = data.take(0, n_eval)
+    if cfg.calib is not None:
+        calib = load_npz(cfg.calib)
+        return evals, calib.take(0, cfg.calib_samples)
+    if n_eval >= len(data):
+        raise DataError(f"{data.source}: all {len(data)} samples are evaluated, none is left for calibration; "
+                        f"pass --calib FILE or --samples N < {len(data)}")
+    calib = data.take(n_eval, n_eval + cfg.calib_samples)
+    log.info("calibrating on %d samples of %s disjoint from the %d evaluated (%s)", len(calib), data.source,
+             n_eval, calib.source)
+    return evals, calib
+
+
+def run(cfg: RunConfig) -> RunResult:
+    """Compile ``cfg.model`` for ``cfg.target``, evaluate on ``cfg.data`` and build the report."""
+    from snncompile import load_onnx
+    from snncompile.convert import DEFAULT_METHOD, convert
+    from snncompile.sim import fanout, simulate
+
+    if cfg.target not in TARGETS:
+        raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
+    if cfg.timesteps < 1:
+        raise DataError(f"--timesteps must be >= 1, got {cfg.timesteps}")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    energy = load_constants(cfg.energy)
+    ann = load_onnx(cfg.model)
+    data = load_npz(cfg.data)
+    k = int(np.prod(ann.shapes[ann.outputs[0].name]))
+    check_against(data, ann.shapes[ann.input.name], k)
+    evals, calib = _split(cfg, data)
+    check_against(calib, ann.shapes[ann.input.name], k)
+    method = cfg.method or DEFAULT_METHOD
+    t0 = time.perf_counter()
+    ann_acc, _ = ann_accuracy(ann, evals.x, evals.y, cfg.batch_size)
+    log.info("ANN accuracy on %d samples: %s", len(evals), "n/a (no labels)" if ann_acc is None else f"{100 * ann_acc:.2f} %")
+    snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
+    timing = {"convert_s": time.perf_counter() - t0}
+    t1 = time.perf_counter()
+    res = simulate(snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)
+    float_ev = from_float_sim(snn, res, evals.y, fanout(snn))
+    timing["simulate_s"] = time.perf_counter() - t1
+    log.info("SNN accuracy (float simulator, T=%d): %s", cfg.timesteps, _fmt(float_ev.accuracy))
+    out = RunResult(report={}, ann=ann, snn=snn, scatter=_scatter(ann, snn, evals.x[:32], cfg.timesteps))
+    main, int_ev, extra = float_ev, None, {}
+    if cfg.target != "sim":
+        main, int_ev, extra = _integer_and_backend(cfg, out, calib, evals, timing)
+    out.report = build_report(
+        model=str(cfg.model), target=cfg.target, method=method, seed=cfg.seed, ann_acc=ann_acc, main=main,
+        float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(ann), energy_constants=energy,
+        conversion=list(snn.meta.get("conversion_log", [])), timing=timing, extra=extra)
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def _integer_and_backend(cfg: RunConfig, out: RunResult, calib: Dataset, evals: Dataset, timing: dict):
+    from snncompile.backends import get_backend
+    from snncompile.quantize import lower_populations, quantize
+    from snncompile.sim.populations import simulate_populations
+
+    t0 = time.perf_counter()
+    out.pop_float = lower_populations(out.snn)
+    out.pop_int = quantize(out.pop_float, calib.x)
+    out.pop_int.meta["timesteps"] = cfg.timesteps
+    timing["quantize_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress)
+    int_ev = from_population_sim(out.pop_int, ires, evals.y, "sim-int")
+    timing["simulate_int_s"] = time.perf_counter() - t1
+    log.info("SNN accuracy (fixed-point simulator, T=%d): %s", cfg.timesteps, _fmt(int_ev.accuracy))
+    extra = {"quantization": out.pop_int.meta["quantization"]}
+    if cfg.target == "sim-int":
+        return int_ev, int_ev, extra
+    backend = out.backend = get_backend(cfg.target)
+    t2 = time.perf_counter()
+    graph = out.pop_float if cfg.target == "lava-sim-float" else out.pop_int
+    main, bextra = backend.evaluate(graph, evals, cfg, reference=int_ev)
+    timing[f"{cfg.target}_s"] = time.perf_counter() - t2
+    extra.update(bextra)
+    return (main if isinstance(main, Evaluation) else int_ev), int_ev, extra
+
+
+def _scatter(ann: Graph, snn: Graph, x: np.ndarray, T: int) -> dict:
+    """ANN activation vs SNN rate x theta per IF layer on a few samples (for the SNN Toolbox-style plot)."""
+    from snncompile.sim import mean_rates
+
+    names = [n.name for n in snn.of_type(IF)]
+    if not names:
+        return {}
+    _, acts = ann.run(x, record=True)
+    rates = mean_rates(snn, torch.as_tensor(x), T, names)
+    return {n: (acts[n].flatten().numpy(), rates[n].flatten().numpy()) for n in names if n in acts and n in rates}

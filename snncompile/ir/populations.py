@@ -56,7 +56,7 @@ class Source(Node):
         if not self.fixed:
             return x
         hi = 2 ** (self.bits - (1 if self.signed else 0)) - 1
-        return torch.round(x.double() * self.scale).clamp_(-hi if self.signed else 0, hi)
+        return torch.round(x.double() * self.scale).clamp_(-hi if self.signed else 0, hi).to(x.dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,19 +160,28 @@ class IFPop(_Population):
     def init_state(self, a: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(a) + per_channel(self.v0, a)
 
-    def step(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (n, new v, number of saturated neurons in this batch step)."""
-        theta = per_channel(self.theta, a)
-        if self.fixed:
-            v = v + a * float(2**self.shift) + per_channel(self.bias, a) * float(2**self.bias_exp)
-            saturated = (v.abs() > self.v_max).sum()
-            v = v.clamp_(-self.v_max, self.v_max)
-            theta = theta * float(2**self.vth_shift)
-        else:
-            v = v + a + per_channel(self.bias, a)
-            saturated = torch.zeros((), dtype=torch.long)
+    def _constants(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(effective per-step bias, effective threshold) as tensors broadcasting against ``a`` (cached)."""
+        cache = self.__dict__.setdefault("_consts", {})
+        key = (a.dtype, a.device, a.dim())
+        if key not in cache:
+            b, th = per_channel(np.asarray(self.bias, np.float64), a), per_channel(np.asarray(self.theta, np.float64), a)
+            if self.fixed:
+                b, th = b * float(2**self.bias_exp), th * float(2**self.vth_shift)
+            cache[key] = (b, th)
+        return cache[key]
+
+    def step(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One step for a batch; updates ``v`` in place. Returns (n, v, saturation events in this step)."""
+        bias, theta = self._constants(a)
+        v.add_(a, alpha=float(2**self.shift) if self.fixed else 1.0).add_(bias)
+        saturated = 0
+        if self.fixed and (v.max() > self.v_max or v.min() < -self.v_max):
+            saturated = int((v.abs() > self.v_max).sum())
+            v.clamp_(-self.v_max, self.v_max)
         n = (v >= theta).to(v.dtype) if self.max_spikes == 1 else torch.floor(v / theta).clamp_(0, self.max_spikes)
-        return n, v - n * theta, saturated
+        v.addcmul_(n, theta, value=-1.0)
+        return n, v, saturated
 
 
 @dataclass(frozen=True, eq=False)

@@ -119,11 +119,13 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
             if isinstance(n, (Input, Output)):
                 continue
             if isinstance(n, Source):
-                s[n.name] = s.get(n.name, n.forward(xb))
+                if n.name not in s:
+                    s[n.name] = n.forward(xb)
             elif isinstance(n, (DenseConn, ConvConn)):
                 src = n.inputs[0]
                 if isinstance(g.nodes[src], Source):
-                    const[n.name] = const.get(n.name, n.forward(s[src]))
+                    if n.name not in const:
+                        const[n.name] = n.forward(s[src])
                     s[n.name] = const[n.name]
                 else:
                     s[n.name] = n.forward(s[src])
@@ -132,12 +134,12 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
                 if n.name not in v:
                     v[n.name] = n.init_state(a)
                 s[n.name], v[n.name], k = n.step(a, v[n.name])
-                sat[n.name] += int(k)
-                batch_counts[n.name] += s[n.name].reshape(xb.shape[0], -1).sum(1).double()
+                sat[n.name] += k
+                batch_counts[n.name] += s[n.name].reshape(xb.shape[0], -1).sum(1)
             else:  # Relay, Readout
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
         for p in counts:
-            counts[p] += s[p].double().sum(0) if not isinstance(g.nodes[p], Source) else (s[p] != 0).double().sum(0)
+            counts[p] += s[p].sum(0) if not isinstance(g.nodes[p], Source) else (s[p] != 0).sum(0)
         r = s[readout.name].double()
         acc = r if acc is None else acc + r
         out.append(acc / ((t + 1) * readout.scale))

@@ -1,0 +1,152 @@
+r"""Passthrough: stateless graded relay, used as the readout layer and as a delay relay.
+
+It forwards its summed synaptic input plus a bias as a graded payload, one step at a time:
+
+.. math::
+
+    s_{out}[t] = a_{in}[t] + (b_m \ll b_e)     \quad \text{(fixed\_pt, int32)} \\
+    s_{out}[t] = a_{in}[t] + b_m \cdot 2^{b_e} \quad \text{(floating\_pt, float64)}
+
+and sends 0 while ``t - 1 < offset`` (Lava's step counter ``t`` starts at 1).
+
+Why no shift by 6: IFSoft (and Lava's LIF) shift ``a_in`` left by 6 only to align it with their
+24-bit membrane; a Passthrough has no membrane, so its output is in input units, the same units
+as the ``Dense``/``Conv`` sums it receives. ``b_m << b_e`` is an arithmetic right shift when
+``b_e < 0``. The sum is formed in int64 and cast to int32, i.e. it wraps modulo 2**32 like Dense's
+int32 accumulator; nothing saturates.
+
+Why only an offset and no period: the relay keeps no state, so there is nothing to reset between
+windows. The offset matters because of the bias: before the relay's first window (its depth
+``d``, see ``docs/lava_internals.md``) its input is still zero, but ``a_in + bias`` would already
+emit the bias. Gating ``t - 1 < d`` keeps the output of window ``k`` (steps
+``d + k*T + 1 .. d + k*T + T``) equal to exactly sample ``k``'s contribution.
+
+Used as a readout at depth ``D``, the host sums the sink's record over each window; used as a
+relay it delays a signal by one step per hop (see the delay formula in ``docs/lava_internals.md``).
+This module imports only numpy and Lava (Lava executes every file in this directory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+__all__ = ["Passthrough", "PyPassthroughModelFixed", "PyPassthroughModelFloat"]
+
+
+class Passthrough(AbstractProcess):
+    """Stateless relay ``s_out = a_in + bias`` with graded output, silent before ``offset``.
+
+    Args:
+        shape: population shape.
+        bias_mant: bias mantissa, broadcastable to ``shape`` (int for ``fixed_pt``).
+        bias_exp: bias exponent, one int for the population.
+        offset: ``d`` >= 0, number of initial steps that send 0 (the relay's depth).
+        period, n_windows: windows of ``period`` steps after ``offset``; the payload sum of each
+            of the first ``n_windows`` is recorded in ``window_sum``.
+
+    Vars: ``bias_mant`` (``shape``), ``bias_exp`` ``(1,)``, ``window_sum`` ``(n_windows,)``.
+    Ports: ``a_in`` (InPort, ``shape``), ``s_out`` (OutPort, ``shape``, graded).
+    """
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        bias_mant: float | np.ndarray = 0,
+        bias_exp: int = 0,
+        offset: int = 0,
+        period: int = 1,
+        n_windows: int = 1,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        super().__init__(shape=shape, offset=offset, period=period, n_windows=n_windows, name=name,
+                         log_config=log_config)
+        label = f"Passthrough {self.name!r}"
+        shape = tuple(int(s) for s in shape)
+        arr = np.asarray(bias_mant)
+        try:
+            bias_mant = np.broadcast_to(arr, shape).copy()
+        except ValueError:
+            raise ValueError(
+                f"{label}: bias_mant of shape {arr.shape} does not broadcast to {shape}"
+            ) from None
+        if int(offset) != offset or offset < 0:
+            raise ValueError(f"{label}: offset must be an integer >= 0, got {offset}")
+        if int(bias_exp) != bias_exp:
+            raise ValueError(f"{label}: bias_exp must be an integer, got {bias_exp}")
+
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=(1,), init=int(bias_exp))
+        self.window_sum = Var(shape=(max(int(n_windows), 1),), init=0)
+        self.totals = Var(shape=shape, init=0)  # per-neuron payload sum over the recorded windows
+
+
+class _PassthroughModel(PyLoihiProcessModel):
+    """Offset gate shared by both models; subclasses define ``_bias``."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._offset = int(self.proc_params["offset"])
+        self._period = int(self.proc_params.get("period", 1))
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()  # always drain the channel
+        phase = self.time_step - 1 - self._offset
+        if phase < 0:
+            self.s_out.send(np.zeros_like(self.bias_mant))
+            return
+        s = self._forward(a_in)
+        window = phase // self._period
+        if window < self.window_sum.shape[0]:
+            self.window_sum[window] += s.sum()
+            self.totals += s
+        self.s_out.send(s)
+
+
+@implements(proc=Passthrough, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPassthroughModelFixed(_PassthroughModel):
+    """Integer relay: ``a_in + (bias_mant << bias_exp)``, int64 sum wrapped to int32."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=3)
+    window_sum: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    totals: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+
+    def _forward(self, a_in: np.ndarray) -> np.ndarray:
+        exp = int(self.bias_exp.item())
+        bias = self.bias_mant.astype(np.int64)
+        bias = bias << exp if exp >= 0 else bias >> -exp
+        return (a_in.astype(np.int64) + bias).astype(np.int32)
+
+
+@implements(proc=Passthrough, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyPassthroughModelFloat(_PassthroughModel):
+    """Float relay: ``a_in + bias_mant * 2**bias_exp`` in float64."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
+    window_sum: np.ndarray = LavaPyType(np.ndarray, float)
+    totals: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def _forward(self, a_in: np.ndarray) -> np.ndarray:
+        return a_in + self.bias_mant * 2.0 ** self.bias_exp.item()

@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_MODEL ?= examples/mnist_cnn.onnx
-DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --samples 20 --timesteps 16
+DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz \
+              --samples 20 --timesteps 16 --out demo.snn --force
 
 .PHONY: all env demo test test-fast bench bench-accuracy bench-lava bench-quant fuzz lint clean
 

@@ -23,6 +23,8 @@ EPILOG = """examples:
   snncompile inspect model.onnx
   snncompile compare baseline/report.json new.snn --max-accuracy-drop 0.5 --max-spike-increase 10%
   snncompile report model.snn
+  snncompile model.onnx --data test.npz --calib calib.npz --shard 0/2 --out s0   (and 1/2 -> s1)
+  snncompile report --merge s0 s1 --out merged
   snncompile run model.snn --data test.npz --target sim-int
 
 exit status: 0 ok, 1 regression (compare), 2 usage or input error, 3 internal error, 130 interrupted"""
@@ -56,8 +58,20 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="energy model: horowitz45nm, loihi, or a JSON file of constants")
     p.add_argument("--batch-size", type=int, default=256, help="simulation batch size (default 256)")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="evaluate only the I-th of N equal slices of the samples (merge with `report --merge`)")
     _verbosity(p)
     return p
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"need 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def _verbosity(p: argparse.ArgumentParser) -> None:
@@ -80,8 +94,12 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--max-synops-increase", default="10%", help="default 10%%")
         p.add_argument("--max-energy-increase", default=None, help="default: not checked")
     elif cmd == "report":
-        p.description = "Re-render report.md and the plots of an output directory from its report.json."
-        p.add_argument("directory", type=Path)
+        p.description = ("Re-render report.md and the plots of an output directory from its report.json, or "
+                         "merge the directories of shard runs (--shard i/n) into one report (--merge ... --out).")
+        p.add_argument("directories", type=Path, nargs="+", help="output directory (several with --merge)")
+        p.add_argument("--merge", action="store_true", help="merge shard reports into --out")
+        p.add_argument("--out", type=Path, help="output directory of the merged report")
+        p.add_argument("--force", action="store_true", help="replace --out if it exists")
     elif cmd == "run":
         p.description = "Re-run a compiled artifact (DIR/compiled) on data, without the ONNX file."
         p.add_argument("directory", type=Path, help="output directory of a compile run, or its compiled/ folder")

@@ -25,7 +25,7 @@ def compile(args) -> int:  # noqa: A001 - the command's name
     cfg = RunConfig(model=args.model, data=args.data, target=args.target, calib=args.calib, method=args.method,
                     timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
-                    progress=not args.quiet)
+                    progress=not args.quiet, shard=args.shard)
     result = run(cfg)
     r = result.report
 
@@ -118,12 +118,29 @@ def compare(args) -> int:
 
 
 def report(args) -> int:
-    from snncompile.report import load_report, render_markdown, write_plots
+    from snncompile.outdir import write_atomically
+    from snncompile.report import load_report, merge, render_markdown, write_plots
 
-    r = load_report(args.directory)
-    (args.directory / "report.md").write_text(render_markdown(r))
-    write_plots(r, args.directory)
-    log.info("re-rendered %s", args.directory / "report.md")
+    if not args.merge:
+        if len(args.directories) != 1 or args.out:
+            raise DataError("report: give one directory to re-render, or --merge DIR... --out DIR")
+        d = args.directories[0]
+        r = load_report(d)
+        (d / "report.md").write_text(render_markdown(r))
+        write_plots(r, d)
+        log.info("re-rendered %s", d / "report.md")
+        return 0
+    if args.out is None:
+        raise DataError("report --merge: --out DIR is required")
+    r = merge([load_report(d) for d in args.directories])
+
+    def fill(d: Path) -> None:
+        (d / "report.json").write_text(json.dumps(r, indent=1, sort_keys=True))
+        (d / "report.md").write_text(render_markdown(r))
+        write_plots(r, d)
+
+    write_atomically(args.out, fill, force=args.force)
+    log.info("merged %d shards (%d samples): %s", len(args.directories), r["samples"], args.out / "report.md")
     return 0
 
 

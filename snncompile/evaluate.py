@@ -10,7 +10,7 @@ import torch
 from snncompile.ir import IF, Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Relay
 
-__all__ = ["Evaluation", "ann_accuracy", "from_float_sim", "from_population_sim", "ann_macs"]
+__all__ = ["Evaluation", "ann_correct", "from_float_sim", "from_population_sim", "ann_macs"]
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Evaluation:
     target: str
     samples: int
     timesteps: int
-    accuracy_vs_t: list[float | None]
+    correct_vs_t: list[int] | None  # correctly classified samples after t = 1..T steps (None: no labels)
     spikes: dict[str, float]
     synops: dict[str, float]
     neurons: dict[str, int]
@@ -32,22 +32,29 @@ class Evaluation:
     saturations: dict[str, int] = field(default_factory=dict)
 
     @property
+    def accuracy_vs_t(self) -> list[float | None]:
+        if self.correct_vs_t is None:
+            return [None] * self.timesteps
+        return [c / self.samples for c in self.correct_vs_t]
+
+    @property
     def accuracy(self) -> float | None:
-        return self.accuracy_vs_t[-1] if self.accuracy_vs_t else None
+        return self.accuracy_vs_t[-1] if self.timesteps else None
 
 
-def _acc_vs_t(outputs: torch.Tensor, y: np.ndarray | None) -> list[float | None]:
+def _correct_vs_t(outputs: torch.Tensor, y: np.ndarray | None) -> list[int] | None:
     if y is None:
-        return [None] * outputs.shape[0]
+        return None
     pred = outputs.reshape(outputs.shape[0], outputs.shape[1], -1).argmax(-1).numpy()
-    return [float(v) for v in (pred == y[None, :]).mean(axis=1)]
+    return [int(v) for v in (pred == y[None, :]).sum(axis=1)]
 
 
-def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray | None, batch_size: int = 256):
-    """(accuracy or None, logits) of the ANN reference executor, in batches."""
-    logits = torch.cat([graph.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    acc = None if y is None else float((logits.argmax(-1).numpy() == y).mean())
-    return acc, logits
+def ann_correct(graph: Graph, x: np.ndarray, y: np.ndarray | None, batch_size: int = 256) -> int | None:
+    """Samples the ANN reference executor classifies correctly (None without labels), in batches."""
+    if y is None:
+        return None
+    return int(sum(int((graph.run(x[i:i + batch_size]).argmax(-1).numpy() == y[i:i + batch_size]).sum())
+                   for i in range(0, len(x), batch_size)))
 
 
 def ann_macs(graph: Graph) -> int:
@@ -67,7 +74,7 @@ def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, tor
            for n in snn.of_type(IF)}
     return Evaluation(
         target="sim", samples=res.num_samples, timesteps=res.timesteps,
-        accuracy_vs_t=_acc_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
+        correct_vs_t=_correct_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
         neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in fanouts.items() if k in res.neurons},
         ops=ops, seconds=res.wall_s, predictions=res.predictions()[-1].numpy(),
         per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()})
@@ -85,7 +92,7 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
     ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else "Relay") for k, n in spiking.items()}
     return Evaluation(
         target=target, samples=res.samples, timesteps=res.timesteps,
-        accuracy_vs_t=_acc_vs_t(res.outputs, y),
+        correct_vs_t=_correct_vs_t(res.outputs, y),
         spikes={k: res.spikes.get(k, 0.0) for k in spiking}, synops={k: res.synops.get(k, 0.0) for k in spiking},
         neurons={k: res.neurons[k] for k in spiking}, synapses={k: syn.get(k, 0) for k in spiking}, ops=ops,
         seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),

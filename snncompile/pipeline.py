@@ -13,7 +13,7 @@ import torch
 from snncompile.data import Dataset, check_against, load_npz
 from snncompile.energy import load_constants
 from snncompile.errors import DataError
-from snncompile.evaluate import Evaluation, ann_accuracy, ann_macs, from_float_sim, from_population_sim
+from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim
 from snncompile.ir import IF, Graph
 from snncompile.report import build_report
 
@@ -40,6 +40,7 @@ class RunConfig:
     batch_size: int = 256
     progress: bool = True
     method_options: dict = field(default_factory=dict)
+    shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n contiguous slices of the samples
 
 
 @dataclass
@@ -58,6 +59,11 @@ def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
     if cfg.samples is not None and cfg.samples < 1:
         raise DataError(f"--samples must be >= 1, got {cfg.samples}")
     evals = data.take(0, n_eval)
+    if cfg.shard is not None:
+        i, n = cfg.shard
+        if not 0 <= i < n or n > n_eval:
+            raise DataError(f"--shard {i}/{n}: need 0 <= i < n <= {n_eval} (the number of evaluated samples)")
+        evals = data.take(i * n_eval // n, (i + 1) * n_eval // n)
     if cfg.calib is not None:
         calib = load_npz(cfg.calib)
         return evals, calib.take(0, cfg.calib_samples)
@@ -91,8 +97,8 @@ def run(cfg: RunConfig) -> RunResult:
     check_against(calib, ann.shapes[ann.input.name], k)
     method = cfg.method or DEFAULT_METHOD
     t0 = time.perf_counter()
-    ann_acc, _ = ann_accuracy(ann, evals.x, evals.y, cfg.batch_size)
-    log.info("ANN accuracy on %d samples: %s", len(evals), "n/a (no labels)" if ann_acc is None else f"{100 * ann_acc:.2f} %")
+    ann_ok = ann_correct(ann, evals.x, evals.y, cfg.batch_size)
+    log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
     timing = {"convert_s": time.perf_counter() - t0}
     t1 = time.perf_counter()
@@ -105,9 +111,10 @@ def run(cfg: RunConfig) -> RunResult:
     if cfg.target != "sim":
         main, int_ev, extra = _integer_and_backend(cfg, out, calib, evals, timing)
     out.report = build_report(
-        model=str(cfg.model), target=cfg.target, method=method, seed=cfg.seed, ann_acc=ann_acc, main=main,
+        model=str(cfg.model), target=cfg.target, method=method, seed=cfg.seed, ann_correct=ann_ok, main=main,
         float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(ann), energy_constants=energy,
-        conversion=list(snn.meta.get("conversion_log", [])), timing=timing, extra=extra)
+        conversion=list(snn.meta.get("conversion_log", [])), timing=timing, extra=extra,
+        shard=None if cfg.shard is None else f"{cfg.shard[0]}/{cfg.shard[1]}")
     return out
 
 

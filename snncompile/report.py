@@ -12,7 +12,7 @@ import numpy as np
 from snncompile.energy import estimate
 from snncompile.evaluate import Evaluation
 
-__all__ = ["SCHEMA_VERSION", "build_report", "render_markdown", "write_plots", "compare", "load_report",
+__all__ = ["SCHEMA_VERSION", "build_report", "derive", "merge", "totals", "render_markdown", "write_plots", "compare", "load_report",
            "versions", "schema"]
 
 SCHEMA_VERSION = 1
@@ -34,37 +34,111 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def _layers(ev: Evaluation) -> list[dict]:
-    rows = []
-    for name, n in ev.neurons.items():
-        spk = ev.spikes.get(name, 0.0) / ev.samples
-        rows.append({"name": name, "op": ev.ops.get(name, "?"), "neurons": int(n),
-                     "synapses": int(ev.synapses.get(name, 0)), "spikes_per_sample": spk,
-                     "synops_per_sample": ev.synops.get(name, 0.0) / ev.samples,
-                     "firing_rate": spk / (n * ev.timesteps) if n else 0.0,
-                     **({"saturations": ev.saturations[name]} if name in ev.saturations else {})})
-    return rows
+def totals(ev: Evaluation) -> dict:
+    """The additive part of an evaluation: sums over samples, from which every average is derived."""
+    return {"samples": ev.samples, "correct_vs_t": ev.correct_vs_t,
+            "layers": [{"name": k, "op": ev.ops.get(k, "?"), "neurons": int(n), "synapses": int(ev.synapses.get(k, 0)),
+                        "spikes": ev.spikes.get(k, 0.0), "synops": ev.synops.get(k, 0.0),
+                        **({"saturations": ev.saturations[k]} if k in ev.saturations else {})}
+                       for k, n in ev.neurons.items()]}
 
 
-def build_report(*, model: str, target: str, method: str, seed: int, ann_acc: float | None, main: Evaluation,
+def build_report(*, model: str, target: str, method: str, seed: int, ann_correct: int | None, main: Evaluation,
                  float_ev: Evaluation | None, int_ev: Evaluation | None, ann_macs: int, energy_constants: dict,
-                 conversion: list[dict], timing: dict, extra: dict | None = None) -> dict:
-    """Assemble the report dict (schema_version 1) from the evaluations of a run."""
-    layers = _layers(main)
-    spikes = sum(r["spikes_per_sample"] for r in layers)
-    synops = sum(r["synops_per_sample"] for r in layers)
-    updates = sum(r["neurons"] for r in layers) * main.timesteps
-    return {
+                 conversion: list[dict], timing: dict, extra: dict | None = None, shard: str | None = None) -> dict:
+    """Assemble the report dict (schema_version 1): additive ``totals`` plus the fields derived from them."""
+    tot = {"samples": main.samples, "timesteps": main.timesteps, "ann_correct": ann_correct, "main": totals(main),
+           "float_correct": float_ev.correct_vs_t[-1] if float_ev and float_ev.correct_vs_t else None,
+           "int_correct": int_ev.correct_vs_t[-1] if int_ev and int_ev.correct_vs_t else None,
+           "float": float_ev is not None, "int": int_ev is not None}
+    skeleton = {
         "schema_version": SCHEMA_VERSION, "model": model, "target": target, "method": method,
-        "timesteps": main.timesteps, "samples": main.samples, "seed": seed,
-        "accuracy": {"ann": ann_acc, "snn": main.accuracy,
-                     "snn_float": float_ev.accuracy if float_ev else None,
-                     "snn_quantized": int_ev.accuracy if int_ev else None},
-        "accuracy_vs_t": main.accuracy_vs_t, "layers": layers, "spikes_per_sample": spikes,
-        "synops_per_sample": synops, "ann_macs_per_sample": float(ann_macs),
-        "energy": estimate(energy_constants, ann_macs=ann_macs, synops=synops, spikes=spikes, neuron_updates=updates),
-        "timing": timing, "versions": versions(), "conversion": conversion, **(extra or {}),
+        "timesteps": main.timesteps, "seed": seed, "ann_macs_per_sample": float(ann_macs),
+        "energy_constants": energy_constants, "timing": timing, "versions": versions(), "conversion": conversion,
+        **(extra or {}), "totals": tot, **({"shard": shard} if shard else {}),
     }
+    return derive(skeleton)
+
+
+def derive(r: dict) -> dict:
+    """Recompute every averaged field of report ``r`` from ``r["totals"]`` (used by runs and merges alike)."""
+    tot, n = r["totals"], r["totals"]["samples"]
+    main, T = tot["main"], r["timesteps"]
+
+    def frac(c):
+        return None if c is None else c / n
+
+    layers = [{"name": L["name"], "op": L["op"], "neurons": L["neurons"], "synapses": L["synapses"],
+               "spikes_per_sample": L["spikes"] / n, "synops_per_sample": L["synops"] / n,
+               "firing_rate": L["spikes"] / n / (L["neurons"] * T) if L["neurons"] else 0.0,
+               **({"saturations": L["saturations"]} if "saturations" in L else {})} for L in main["layers"]]
+    spikes = sum(L["spikes"] for L in main["layers"]) / n
+    synops = sum(L["synops"] for L in main["layers"]) / n
+    updates = sum(L["neurons"] for L in main["layers"]) * T
+    acc_t = [None] * T if main["correct_vs_t"] is None else [c / n for c in main["correct_vs_t"]]
+    out = {k: v for k, v in r.items() if k != "energy_constants"}
+    out.update({
+        "samples": n, "accuracy_vs_t": acc_t, "layers": layers, "spikes_per_sample": spikes, "synops_per_sample": synops,
+        "accuracy": {"ann": frac(tot["ann_correct"]), "snn": acc_t[-1],
+                     "snn_float": frac(tot["float_correct"]), "snn_quantized": frac(tot["int_correct"])},
+        "energy": estimate(r.get("energy_constants") or r["energy"]["constants"] | {"model": r["energy"]["model"]},
+                           ann_macs=r["ann_macs_per_sample"], synops=synops, spikes=spikes, neuron_updates=updates),
+    })
+    if "lava" in r and "exact_samples" in r["lava"]:
+        out["lava"] = {**r["lava"], "spike_exact_fraction": r["lava"]["exact_samples"] / n}
+    return out
+
+
+def merge(reports: list[dict]) -> dict:
+    """One report from the reports of shards ``i/n`` of one run: sums of totals, averages re-derived.
+
+    Equals the single-machine report of the same samples and seed except for ``timing`` (summed)
+    and ``shard`` (dropped). Raises DataError when the shards do not belong together or miss one.
+    """
+    from snncompile.errors import DataError
+
+    if not reports:
+        raise DataError("report --merge: no reports given")
+    key = ("model", "target", "method", "timesteps", "seed", "conversion", "quantization")
+    first = reports[0]
+    for r in reports[1:]:
+        bad = [k for k in key if r.get(k) != first.get(k)]
+        if bad:
+            raise DataError(f"report --merge: shard {r.get('shard')} differs from {first.get('shard')} in {bad[0]}")
+    shards = sorted(r.get("shard", "0/1") for r in reports)
+    n = int(shards[0].split("/")[1])
+    want = sorted(f"{i}/{n}" for i in range(n))
+    if shards != want:
+        raise DataError(f"report --merge: shards {', '.join(shards)} do not cover {n} shards exactly once")
+    ordered = sorted(reports, key=lambda r: int(r.get("shard", "0/1").split("/")[0]))
+    tot = _sum_totals([r["totals"] for r in ordered])
+    merged = {k: v for k, v in ordered[0].items() if k != "shard"}
+    merged["totals"] = tot
+    merged["timing"] = {k: sum(r["timing"].get(k, 0.0) for r in ordered) for k in ordered[0]["timing"]}
+    if "lava" in merged:
+        merged["lava"] = {**merged["lava"], "exact_samples": sum(r["lava"]["exact_samples"] for r in ordered),
+                          "seconds": sum(r["lava"]["seconds"] for r in ordered),
+                          "outputs_equal": all(r["lava"]["outputs_equal"] for r in ordered)}
+    return derive(merged)
+
+
+def _sum_totals(parts: list[dict]) -> dict:
+    def add(vals):
+        return None if any(v is None for v in vals) else sum(vals)
+
+    first = parts[0]
+    main = {"samples": sum(p["main"]["samples"] for p in parts),
+            "correct_vs_t": None if first["main"]["correct_vs_t"] is None else
+            [sum(c) for c in zip(*(p["main"]["correct_vs_t"] for p in parts))],
+            "layers": [{**L, "spikes": sum(p["main"]["layers"][i]["spikes"] for p in parts),
+                        "synops": sum(p["main"]["layers"][i]["synops"] for p in parts),
+                        **({"saturations": sum(p["main"]["layers"][i]["saturations"] for p in parts)}
+                           if "saturations" in L else {})}
+                       for i, L in enumerate(first["main"]["layers"])]}
+    return {**first, "samples": sum(p["samples"] for p in parts), "main": main,
+            "ann_correct": add([p["ann_correct"] for p in parts]),
+            "float_correct": add([p["float_correct"] for p in parts]),
+            "int_correct": add([p["int_correct"] for p in parts])}
 
 
 def load_report(path: str | Path) -> dict:

@@ -43,6 +43,6 @@ class LavaBackend(Backend):
                  self.name, "fixed-point" if self.fixed else "float population", 100 * exact, ev.samples, res.seconds)
         if exact < 1.0:
             log.warning("%s differs from the simulator on %d samples", self.name, round((1 - exact) * ev.samples))
-        return ev, {"lava": {"spike_exact_fraction": exact, "seconds": res.seconds,
+        return ev, {"lava": {"exact_samples": round(exact * ev.samples), "seconds": res.seconds,
                              "select_tag": "fixed_pt" if self.fixed else "floating_pt",
                              "outputs_equal": bool(np.array_equal(reference.predictions, ev.predictions))}}

@@ -100,3 +100,28 @@ def test_report_rerenders(runs, tmp_path):
 def test_inspect_lists_spiking_layers():
     p = snncompile("inspect", ROOT / "examples" / "mnist_relu6.onnx")
     assert p.returncode == 0 and "Clip" in p.stdout and "neurons" in p.stdout
+
+
+@pytest.mark.parametrize("target", ["sim-int", "lava-sim"])
+def test_shards_merge_to_the_single_run_report(tmp_path, target):
+    common = [MODEL, "--target", target, "--data", DATA, "--calib", CALIB, "--samples", 9, "-T", 4,
+              "--method", "deng", "--calib-samples", 32, "-q"]
+    assert snncompile(*common, "--out", tmp_path / "all").returncode == 0
+    for i in range(3):
+        p = snncompile(*common, "--shard", f"{i}/3", "--out", tmp_path / f"s{i}")
+        assert p.returncode == 0, p.stderr
+    p = snncompile("report", "--merge", *(tmp_path / f"s{i}" for i in range(3)), "--out", tmp_path / "m", "-q")
+    assert p.returncode == 0, p.stderr
+    single, merged = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("all", "m"))
+    for r in (single, merged):
+        r.pop("timing")
+        r["lava"] = {k: v for k, v in r.get("lava", {}).items() if k != "seconds"}
+    assert json.dumps(single, sort_keys=True) == json.dumps(merged, sort_keys=True)
+
+
+def test_merge_refuses_incomplete_shards(tmp_path):
+    common = [MODEL, "--target", "sim-int", "--data", DATA, "--calib", CALIB, "--samples", 6, "-T", 2,
+              "--method", "deng", "--calib-samples", 16, "-q"]
+    assert snncompile(*common, "--shard", "0/2", "--out", tmp_path / "s0").returncode == 0
+    p = snncompile("report", "--merge", tmp_path / "s0", "--out", tmp_path / "m")
+    assert p.returncode == 2 and "do not cover 2 shards" in p.stderr and not (tmp_path / "m").exists()

@@ -17,7 +17,17 @@ from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_si
 from snncompile.ir import IF, Graph
 from snncompile.report import build_report
 
-__all__ = ["RunConfig", "RunResult", "run", "TARGETS", "INTEGER_TARGETS"]
+__all__ = [
+    "INTEGER_TARGETS",
+    "TARGETS",
+    "Compiled",
+    "RunConfig",
+    "RunResult",
+    "compile_model",
+    "evaluate",
+    "run",
+    "shard_of",
+]
 
 log = logging.getLogger("snncompile")
 TARGETS = ("sim", "sim-int", "lava-sim", "lava-sim-float", "loihi2", "nir", "netx")
@@ -54,16 +64,25 @@ class RunResult:
     backend: object = None  # the Backend of a non-simulator target, which writes its own files
 
 
+@dataclass
+class Compiled:
+    """Everything compiled once per run and shared by every shard's evaluation."""
+
+    ann: Graph
+    snn: Graph
+    pop_float: Graph | None
+    pop_int: Graph | None
+    method: str
+    energy: dict
+    timing: dict
+    evals: Dataset  # all samples to evaluate (before sharding)
+
+
 def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
-    n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
     if cfg.samples is not None and cfg.samples < 1:
         raise DataError(f"--samples must be >= 1, got {cfg.samples}")
+    n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
     evals = data.take(0, n_eval)
-    if cfg.shard is not None:
-        i, n = cfg.shard
-        if not 0 <= i < n or n > n_eval:
-            raise DataError(f"--shard {i}/{n}: need 0 <= i < n <= {n_eval} (the number of evaluated samples)")
-        evals = data.take(i * n_eval // n, (i + 1) * n_eval // n)
     if cfg.calib is not None:
         calib = load_npz(cfg.calib)
         return evals, calib.take(0, cfg.calib_samples)
@@ -76,11 +95,21 @@ def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
     return evals, calib
 
 
-def run(cfg: RunConfig) -> RunResult:
-    """Compile ``cfg.model`` for ``cfg.target``, evaluate on ``cfg.data`` and build the report."""
+def shard_of(evals: Dataset, shard: tuple[int, int] | None) -> Dataset:
+    """The i-th of n contiguous slices of the evaluated samples (all of them without a shard)."""
+    if shard is None:
+        return evals
+    i, n = shard
+    if not 0 <= i < n or n > len(evals):
+        raise DataError(f"--shard {i}/{n}: need 0 <= i < n <= {len(evals)} (the number of evaluated samples)")
+    return evals.take(i * len(evals) // n, (i + 1) * len(evals) // n)
+
+
+def compile_model(cfg: RunConfig) -> Compiled:
+    """Load, check, convert and (for non-float targets) lower and quantize; no evaluation."""
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
-    from snncompile.sim import fanout, simulate
+    from snncompile.quantize import lower_populations, quantize
 
     if cfg.target not in TARGETS:
         raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
@@ -97,23 +126,45 @@ def run(cfg: RunConfig) -> RunResult:
     check_against(calib, ann.shapes[ann.input.name], k)
     method = cfg.method or DEFAULT_METHOD
     t0 = time.perf_counter()
-    ann_ok = ann_correct(ann, evals.x, evals.y, cfg.batch_size)
-    log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
     timing = {"convert_s": time.perf_counter() - t0}
+    pop_float = pop_int = None
+    if cfg.target != "sim":
+        t0 = time.perf_counter()
+        pop_float = lower_populations(snn)
+        pop_int = quantize(pop_float, calib.x)
+        pop_int.meta["timesteps"] = cfg.timesteps
+        timing["quantize_s"] = time.perf_counter() - t0
+    return Compiled(ann, snn, pop_float, pop_int, method, energy, timing, evals)
+
+
+def run(cfg: RunConfig) -> RunResult:
+    """Compile ``cfg.model`` for ``cfg.target``, evaluate on ``cfg.data`` (or its shard) and build the report."""
+    compiled = compile_model(cfg)
+    return evaluate(compiled, cfg, shard_of(compiled.evals, cfg.shard))
+
+
+def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
+    """Run the compiled network on ``evals`` on the float simulator and the target; build the report."""
+    from snncompile.sim import fanout, simulate
+
+    timing = dict(c.timing)
+    ann_ok = ann_correct(c.ann, evals.x, evals.y, cfg.batch_size)
+    log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     t1 = time.perf_counter()
-    res = simulate(snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)
-    float_ev = from_float_sim(snn, res, evals.y, fanout(snn))
+    res = simulate(c.snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)
+    float_ev = from_float_sim(c.snn, res, evals.y, fanout(c.snn))
     timing["simulate_s"] = time.perf_counter() - t1
     log.info("SNN accuracy (float simulator, T=%d): %s", cfg.timesteps, _fmt(float_ev.accuracy))
-    out = RunResult(report={}, ann=ann, snn=snn, scatter=_scatter(ann, snn, evals.x[:32], cfg.timesteps))
+    out = RunResult(report={}, ann=c.ann, snn=c.snn, pop_float=c.pop_float, pop_int=c.pop_int,
+                    scatter=_scatter(c.ann, c.snn, evals.x[:32], cfg.timesteps))
     main, int_ev, extra = float_ev, None, {}
     if cfg.target != "sim":
-        main, int_ev, extra = _integer_and_backend(cfg, out, calib, evals, timing)
+        main, int_ev, extra = _integer_and_backend(cfg, out, evals, timing)
     out.report = build_report(
-        model=str(cfg.model), target=cfg.target, method=method, seed=cfg.seed, ann_correct=ann_ok, main=main,
-        float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(ann), energy_constants=energy,
-        conversion=list(snn.meta.get("conversion_log", [])), timing=timing, extra=extra,
+        model=str(cfg.model), target=cfg.target, method=c.method, seed=cfg.seed, ann_correct=ann_ok, main=main,
+        float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(c.ann), energy_constants=c.energy,
+        conversion=list(c.snn.meta.get("conversion_log", [])), timing=timing, extra=extra,
         shard=None if cfg.shard is None else f"{cfg.shard[0]}/{cfg.shard[1]}")
     return out
 
@@ -122,16 +173,10 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
-def _integer_and_backend(cfg: RunConfig, out: RunResult, calib: Dataset, evals: Dataset, timing: dict):
+def _integer_and_backend(cfg: RunConfig, out: RunResult, evals: Dataset, timing: dict):
     from snncompile.backends import get_backend
-    from snncompile.quantize import lower_populations, quantize
     from snncompile.sim.populations import simulate_populations
 
-    t0 = time.perf_counter()
-    out.pop_float = lower_populations(out.snn)
-    out.pop_int = quantize(out.pop_float, calib.x)
-    out.pop_int.meta["timesteps"] = cfg.timesteps
-    timing["quantize_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress)
     int_ev = from_population_sim(out.pop_int, ires, evals.y, "sim-int")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from snncompile.errors import BackendError
 
-__all__ = ["Backend", "get_backend", "BACKENDS"]
+__all__ = ["BACKENDS", "Backend", "get_backend"]
 
 
 class Backend(ABC):

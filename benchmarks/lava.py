@@ -23,16 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-import snncompile  # noqa: E402
-from snncompile.benchdoc import machine, write_section  # noqa: E402
-from snncompile.backends.lava.backend import spike_exact_fraction  # noqa: E402
-from snncompile.backends.lava.runner import run_lava  # noqa: E402
-from snncompile.convert import DEFAULT_METHOD  # noqa: E402
-from snncompile.evaluate import from_population_sim  # noqa: E402
-from snncompile.ir import Graph, Input  # noqa: E402
-from snncompile.ir.populations import DenseConn, ConvConn, IFPop, Readout  # noqa: E402
-from snncompile.quantize import lower_populations, quantize  # noqa: E402
-from snncompile.sim.populations import simulate_populations  # noqa: E402
+from snncompile.backends.lava.backend import spike_exact_fraction
+from snncompile.backends.lava.runner import run_lava
+
+import snncompile
+from snncompile.benchdoc import machine, write_section
+from snncompile.convert import DEFAULT_METHOD
+from snncompile.evaluate import from_population_sim
+from snncompile.ir import Graph, Input
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout
+from snncompile.quantize import lower_populations, quantize
+from snncompile.sim.populations import simulate_populations
 
 MODELS = ["mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional"]
 
@@ -93,12 +94,12 @@ def main() -> None:
               f"(floor {r['floor_ms']:.2f}, {r['ratio']:.2f}x), fast simulator {r['speedup']:.0f}x faster", flush=True)
         rows.append(r)
     lines = [f"## Lava CPU simulator (lava-sim), T = {args.T}, {len(x)} samples", "",
-             f"`python benchmarks/lava.py` ({machine()}); method `{args.method}`. Spike-exact = fraction of samples "
+             (f"`python benchmarks/lava.py` ({machine()}); method `{args.method}`. Spike-exact = fraction of samples "
              "whose per-layer spike counts on Lava equal the fixed-point simulator's (target 100 %). Floor = the "
              "same process graph with one neuron per population (Lava's fixed cost per step); target: Lava "
-             "within 2x of its floor.", "",
-             "| model | processes | spike-exact | accuracy sim-int | accuracy lava-sim | lava ms/sample-step | "
-             "floor ms/step | lava / floor | fixed-point sim (s) | lava (s) | fast sim speed-up |",
+             "within 2x of its floor."), "",
+             ("| model | processes | spike-exact | accuracy sim-int | accuracy lava-sim | lava ms/sample-step | "
+             "floor ms/step | lava / floor | fixed-point sim (s) | lava (s) | fast sim speed-up |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['processes']} | {100 * r['exact']:.0f} % | {100 * r['acc_sim']:.1f} | "

@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-import snncompile  # noqa: E402
-from snncompile.benchdoc import machine, write_section  # noqa: E402
-from snncompile.convert import DEFAULT_METHOD  # noqa: E402
-from snncompile.quantize import lower_populations, quantize  # noqa: E402
-from snncompile.sim.populations import simulate_populations  # noqa: E402
+import snncompile
+from snncompile.benchdoc import machine, write_section
+from snncompile.convert import DEFAULT_METHOD
+from snncompile.quantize import lower_populations, quantize
+from snncompile.sim.populations import simulate_populations
 
 MODELS = ["mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional"]
 
@@ -66,11 +66,11 @@ def main() -> None:
               f"fixed-point sim {r['ratio']:.2f}x the float simulator's time", flush=True)
         rows.append(r)
     lines = [f"## Float vs quantized (Loihi 2 profile), T = {args.T}", "",
-             f"`python benchmarks/quantization.py` ({machine()}); method `{args.method}`, {len(x)} test samples, "
+             (f"`python benchmarks/quantization.py` ({machine()}); method `{args.method}`, {len(x)} test samples, "
              "256 calibration samples. Target: quantized within 0.3 points of float; fixed-point simulator "
-             "within 1.5x of the float simulator's time.", "",
-             "| model | ANN | SNN float | SNN quantized | delta (pt) | float sim (s) | fixed-point sim (s) | ratio | "
-             "membrane saturations | quantization warnings |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "within 1.5x of the float simulator's time."), "",
+             ("| model | ANN | SNN float | SNN quantized | delta (pt) | float sim (s) | fixed-point sim (s) | ratio | "
+             "membrane saturations | quantization warnings |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {100 * r['ann']:.2f} | {100 * r['float']:.2f} | {100 * r['int']:.2f} | "
                      f"{r['delta']:+.2f} | {r['float_s']:.2f} | {r['int_s']:.2f} | {r['ratio']:.2f} | "

@@ -2,10 +2,10 @@
 
 __version__ = "0.1.0"
 
-from snncompile.errors import CompileError, UnsupportedOperator  # noqa: E402
-from snncompile.ir import Graph  # noqa: E402
+from snncompile.errors import CompileError, UnsupportedOperator
+from snncompile.ir import Graph
 
-__all__ = ["__version__", "CompileError", "UnsupportedOperator", "Graph", "load_onnx", "convert", "simulate"]
+__all__ = ["CompileError", "Graph", "UnsupportedOperator", "__version__", "convert", "load_onnx", "simulate"]
 
 
 def load_onnx(path, **kwargs) -> Graph:

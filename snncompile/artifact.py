@@ -16,7 +16,7 @@ import numpy as np
 from snncompile.errors import ModelFileError
 from snncompile.ir import Graph, Node
 
-__all__ = ["save_artifact", "load_artifact", "FORMAT"]
+__all__ = ["FORMAT", "load_artifact", "save_artifact"]
 
 FORMAT = "snncompile-artifact/1"
 

@@ -7,14 +7,16 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from snncompile.errors import DataError
 
-__all__ = ["compile", "inspect", "compare", "report", "run"]
+__all__ = ["compare", "compile", "inspect", "report", "run"]
 
 log = logging.getLogger("snncompile")
 
 
-def compile(args) -> int:  # noqa: A001 - the command's name
+def compile(args) -> int:
     from snncompile.artifact import save_artifact
     from snncompile.outdir import check_writable, write_atomically
     from snncompile.pipeline import RunConfig, run
@@ -73,7 +75,7 @@ def inspect(args) -> int:
     total_n = total_s = 0
     for n in g.nodes.values():
         if isinstance(n, (ReLU, IF)):
-            neurons = int(__import__("numpy").prod(g.shapes[n.name]))
+            neurons = int(np.prod(g.shapes[n.name]))
             syn = _synapses_into(g, n)
             total_n, total_s = total_n + neurons, total_s + syn
             print(f"  {n.name:<24} {n.op:<6} from {getattr(n, 'source_op', n.op):<6} neurons {neurons:>8}  "
@@ -95,8 +97,6 @@ def _list_unsupported(path: Path) -> None:
 
 def _synapses_into(g, node) -> int:
     """Weights feeding ``node`` through its nearest weighted producer (per-sample synapse count)."""
-    import numpy as np
-
     prod = g.nodes[node.inputs[0]]
     w = getattr(prod, "weight", None)
     if w is None:
@@ -156,7 +156,7 @@ def run(args) -> int:
         raise DataError(f"{d}: not an integer (population) artifact; compile with an integer target")
     data = load_npz(args.data)
     data = data.take(0, args.samples) if args.samples else data
-    check_against(data, g.shapes[g.input.name], int(__import__("numpy").prod(g.shapes[g.outputs[0].name])))
+    check_against(data, g.shapes[g.input.name], int(np.prod(g.shapes[g.outputs[0].name])))
     T = args.timesteps or int(manifest["timesteps"])
     if args.target == "lava-sim":
         from snncompile.backends.lava.runner import run_lava

@@ -10,7 +10,7 @@ import numpy as np
 
 from snncompile.errors import DataError
 
-__all__ = ["Dataset", "load_npz", "check_against"]
+__all__ = ["Dataset", "check_against", "load_npz"]
 
 EXPECTED = "an .npz file with array 'x' (N, *input_shape), float, and optionally 'y' (N,) integer class labels"
 

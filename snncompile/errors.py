@@ -9,16 +9,16 @@ with status 2; nothing else is needed to explain the failure.
 from __future__ import annotations
 
 __all__ = [
-    "CompileError",
-    "ModelFileError",
-    "UnsupportedOperator",
-    "UnsupportedOp",
-    "ShapeError",
-    "GraphError",
-    "DataError",
-    "ConversionError",
-    "QuantizationError",
     "BackendError",
+    "CompileError",
+    "ConversionError",
+    "DataError",
+    "GraphError",
+    "ModelFileError",
+    "QuantizationError",
+    "ShapeError",
+    "UnsupportedOp",
+    "UnsupportedOperator",
 ]
 
 

@@ -10,7 +10,7 @@ import torch
 from snncompile.ir import IF, Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Relay
 
-__all__ = ["Evaluation", "ann_correct", "from_float_sim", "from_population_sim", "ann_macs"]
+__all__ = ["Evaluation", "ann_correct", "ann_macs", "from_float_sim", "from_population_sim"]
 
 
 @dataclass

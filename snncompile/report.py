@@ -12,8 +12,19 @@ import numpy as np
 from snncompile.energy import estimate
 from snncompile.evaluate import Evaluation
 
-__all__ = ["SCHEMA_VERSION", "build_report", "derive", "merge", "totals", "render_markdown", "write_plots", "compare", "load_report",
-           "versions", "schema"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "build_report",
+    "compare",
+    "derive",
+    "load_report",
+    "merge",
+    "render_markdown",
+    "schema",
+    "totals",
+    "versions",
+    "write_plots",
+]
 
 SCHEMA_VERSION = 1
 
@@ -170,16 +181,16 @@ def render_markdown(r: dict) -> str:
                      f"| {L['synops_per_sample']:.1f} | {L['firing_rate']:.4f} |")
     e = r["energy"]
     ratio = "n/a" if e["ratio"] is None else f"{e['ratio']:.2f}x"
-    lines += ["", f"Totals per sample: {r['spikes_per_sample']:.1f} spikes, {r['synops_per_sample']:.1f} synops, "
-              f"ANN {r['ann_macs_per_sample']:.0f} MACs.", "",
-              f"Energy ({e['model']}: {e['constants']['citation']}): ANN {e['ann_joules_per_sample']:.3e} J, "
-              f"SNN {e['snn_joules_per_sample']:.3e} J per sample (ANN/SNN = {ratio}).", "",
+    lines += ["", (f"Totals per sample: {r['spikes_per_sample']:.1f} spikes, {r['synops_per_sample']:.1f} synops, "
+              f"ANN {r['ann_macs_per_sample']:.0f} MACs."), "",
+              (f"Energy ({e['model']}: {e['constants']['citation']}): ANN {e['ann_joules_per_sample']:.3e} J, "
+              f"SNN {e['snn_joules_per_sample']:.3e} J per sample (ANN/SNN = {ratio})."), "",
               "## Conversion", "", "| layer | from | to | notes |", "|---|---|---|---|"]
     for c in r["conversion"]:
         lines.append(f"| {c.get('node')} | {c.get('from_op', c.get('from'))} | {c.get('to')} | {c.get('notes', '')} |")
     if "lava" in r:
-        lines += ["", "## Lava", "", f"Per-layer spike counts equal to the fixed-point simulator on "
-                  f"{100 * r['lava']['spike_exact_fraction']:.1f} % of samples."]
+        lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the fixed-point simulator on "
+                  f"{100 * r['lava']['spike_exact_fraction']:.1f} % of samples.")]
     lines += ["", f"Timing: {', '.join(f'{k} {v:.2f} s' for k, v in r['timing'].items())}.", ""]
     return "\n".join(lines)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-
 from snncompile.backends import Backend
+
 from snncompile.evaluate import Evaluation, from_population_sim
 
 __all__ = ["LavaBackend", "spike_exact_fraction"]
@@ -31,6 +31,7 @@ class LavaBackend(Backend):
 
     def evaluate(self, graph, evals, cfg, *, reference):
         from snncompile.backends.lava.runner import run_lava
+
         from snncompile.sim.populations import simulate_populations
 
         if not self.fixed:  # the float graph's own oracle

@@ -19,7 +19,7 @@ from snncompile.ir import Graph, Input, Output
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
 from snncompile.lava_compat import apply
 
-__all__ = ["LavaNetwork", "build_network", "to_lava", "lava_shape"]
+__all__ = ["LavaNetwork", "build_network", "lava_shape", "to_lava"]
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -60,7 +60,6 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as SourceBuffer
-
     from snncompile.backends.lava.procs import IFSoft, Passthrough
 
     depth = g.meta.get("depth")

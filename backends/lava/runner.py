@@ -29,7 +29,6 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     apply()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-
     from snncompile.backends.lava.lower import build_network, to_lava
 
     fixed = any(getattr(n, "fixed", False) for n in g.nodes.values()) if fixed is None else fixed

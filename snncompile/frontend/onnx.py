@@ -75,9 +75,7 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
     proto, src = _read(model)
     opset = _opset(proto, src)
     g = proto.graph
-    consts = {
-        t.name: _finite(numpy_helper.to_array(t), f"initializer '{t.name}'", src) for t in g.initializer
-    }
+    consts = {t.name: _initializer(t, src) for t in g.initializer}
     x = _single_input(g, consts, src)
     shape, batches = _input_shape(x)
     uses = Counter(t for nd in g.node for t in nd.input if t) + Counter(o.name for o in g.output)
@@ -146,6 +144,17 @@ def _finite(arr: np.ndarray, what: str, src: str) -> np.ndarray:
     ):
         raise ModelFileError(f"{src}: {what} contains NaN or Inf values")
     return arr
+
+
+def _initializer(t: onnx.TensorProto, src: str) -> np.ndarray:
+    """An initializer as an array; data that does not fit its dims or type is a broken model."""
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - numpy_helper raises ValueError, TypeError, ... on bad data
+        raise ModelFileError(
+            f"{src}: initializer '{t.name}' (dims {list(t.dims)}) is unreadable ({_oneline(e)})"
+        ) from None
+    return _finite(arr, f"initializer '{t.name}'", src)
 
 
 def _single_input(g: onnx.GraphProto, consts: dict, src: str) -> onnx.ValueInfoProto:

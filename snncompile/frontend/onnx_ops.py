@@ -22,8 +22,12 @@ _FLT_MAX = 3.4028234663852886e38  # the default Clip bounds of opsets < 11 are +
 Pads = tuple[int, int, int, int]
 
 
-def _pair(v: list[int] | None, default: int = 1) -> tuple[int, int]:
-    return (default, default) if v is None else (int(v[0]), int(v[1]))
+def _pair(n: ONode, what: str, v: list[int] | None) -> tuple[int, int]:
+    if v is None:
+        return (1, 1)
+    if len(v) != 2:
+        raise n.fail(f"{what}={list(v)} unsupported, only 2-D (2 values)")
+    return (int(v[0]), int(v[1]))
 
 
 def _pads(
@@ -76,7 +80,7 @@ def Conv(
         raise n.fail(f"weight of shape {w.shape} does not match kernel_shape={kernel_shape}")
     if w.shape[0] % group:
         raise n.fail(f"{w.shape[0]} output channels do not split into group={group}")
-    stride, dil = _pair(strides), _pair(dilations)
+    stride, dil = _pair(n, "strides", strides), _pair(n, "dilations", dilations)
     extent = ((w.shape[2] - 1) * dil[0] + 1, (w.shape[3] - 1) * dil[1] + 1)
     pad = _pads(n, auto_pad, pads, x.shape[1:], extent, stride)
     bias = np.zeros(w.shape[0], np.float32) if B is None else b.const(n, B, "B").astype(np.float32)
@@ -180,7 +184,7 @@ def _pool(
         raise n.fail(f"kernel_shape={list(kernel_shape)} unsupported, only 2-D")
     if dilations is not None and any(d != 1 for d in dilations):
         raise n.fail(f"dilations={list(dilations)} unsupported, only 1")
-    k, s = _pair(kernel_shape), _pair(strides)
+    k, s = _pair(n, "kernel_shape", kernel_shape), _pair(n, "strides", strides)
     pad = _pads(n, auto_pad, pads, x.shape[1:], k, s)
     if ceil_mode:
         pad = _ceil_pads(n, x.shape[1:], k, s, pad, exact=not count_include_pad)

@@ -8,6 +8,21 @@ from snncompile.ir.ops import Add, Concat, Flatten, Input, Output, ReLU, Reshape
 from snncompile.ir.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 
 __all__ = [
-    "Graph", "Node", "Shape", "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d",
-    "MaxPool2d", "GlobalAvgPool", "Add", "Concat", "Flatten", "Reshape", "IF",
+    "IF",
+    "Add",
+    "AvgPool2d",
+    "BatchNorm",
+    "Concat",
+    "Conv2d",
+    "Flatten",
+    "GlobalAvgPool",
+    "Graph",
+    "Input",
+    "Linear",
+    "MaxPool2d",
+    "Node",
+    "Output",
+    "ReLU",
+    "Reshape",
+    "Shape",
 ]

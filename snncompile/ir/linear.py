@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from snncompile.ir.node import Node, Shape, param
 
-__all__ = ["Conv2d", "Linear", "BatchNorm", "conv_out_size"]
+__all__ = ["BatchNorm", "Conv2d", "Linear", "conv_out_size"]
 
 
 def conv_out_size(size: int, k: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1,

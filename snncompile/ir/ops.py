@@ -9,7 +9,7 @@ import torch
 
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["Input", "Output", "ReLU", "Add", "Concat", "Flatten", "Reshape"]
+__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "ReLU", "Reshape"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from snncompile.ir.linear import conv_out_size
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["AvgPool2d", "MaxPool2d", "GlobalAvgPool"]
+__all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d"]
 
 
 @dataclass(frozen=True, eq=False)

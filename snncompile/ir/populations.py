@@ -30,7 +30,7 @@ from snncompile.ir.linear import conv_out_size
 from snncompile.ir.neurons import per_channel
 from snncompile.ir.node import Node, Shape, param
 
-__all__ = ["Source", "DenseConn", "ConvConn", "IFPop", "Readout", "Relay", "POPULATIONS", "CONNECTIONS"]
+__all__ = ["CONNECTIONS", "POPULATIONS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay", "Source"]
 
 
 def _shift(a: torch.Tensor, exp: int) -> torch.Tensor:

@@ -5,5 +5,13 @@ from snncompile.quantize.numbers import QuantizationWarning, quantize_bias, quan
 from snncompile.quantize.profile import LOIHI2, PROFILES, HardwareProfile
 from snncompile.quantize.quantize import quantize
 
-__all__ = ["lower_populations", "quantize", "quantize_weights", "quantize_bias", "HardwareProfile", "LOIHI2",
-           "PROFILES", "QuantizationWarning"]
+__all__ = [
+           "LOIHI2",
+           "PROFILES",
+           "HardwareProfile",
+           "QuantizationWarning",
+           "lower_populations",
+           "quantize",
+           "quantize_bias",
+           "quantize_weights",
+]

@@ -25,12 +25,12 @@ import math
 import numpy as np
 import torch
 
-from snncompile.errors import ConversionError
+from snncompile.errors import CompileError, ConversionError
 from snncompile.ir import IF, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Output
 from snncompile.ir.neurons import per_channel
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
 
-__all__ = ["lower_populations", "DENSE_LIMIT"]
+__all__ = ["DENSE_LIMIT", "lower_populations"]
 
 DENSE_LIMIT = 64_000_000  # largest dense matrix (entries) materialized for one connection
 _CONV_LIKE = (Conv2d, AvgPool2d, BatchNorm, Add, Concat)
@@ -199,7 +199,7 @@ def _as_conv(snn: Graph, region, root: str, leaf: str, f) -> ConvConn | None:
     try:
         if conv.infer_shape(in_shape) != out_shape:
             return None
-    except Exception:
+    except CompileError:  # the composed window does not fit the input: not a convolution
         return None
     test = torch.randint(0, 3, (2, *in_shape)).to(torch.float64)
     ref, got = f(test), conv.forward(test)

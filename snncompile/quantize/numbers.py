@@ -10,7 +10,7 @@ import numpy as np
 
 from snncompile.quantize.profile import HardwareProfile
 
-__all__ = ["QuantizedArray", "quantize_weights", "quantize_bias", "QuantizationWarning"]
+__all__ = ["QuantizationWarning", "QuantizedArray", "quantize_bias", "quantize_weights"]
 
 
 class QuantizationWarning(UserWarning):
@@ -39,7 +39,7 @@ def _stats(w: np.ndarray, mant: np.ndarray, exp: int, clipped: int) -> Quantized
     return QuantizedArray(
         mant=mant.astype(np.int64), exp=exp, clipped=clipped, zeroed=int(((w != 0) & (mant == 0)).sum()),
         rel_error=float(np.linalg.norm(q - w) / norm) if norm else 0.0,
-        bits=int(math.ceil(math.log2(float(np.abs(mant).max()) + 1))) if mant.size else 0)
+        bits=math.ceil(math.log2(float(np.abs(mant).max()) + 1)) if mant.size else 0)
 
 
 def quantize_weights(w: np.ndarray, profile: HardwareProfile, *, name: str,

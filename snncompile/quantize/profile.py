@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HardwareProfile", "LOIHI2", "PROFILES"]
+__all__ = ["LOIHI2", "PROFILES", "HardwareProfile"]
 
 
 @dataclass(frozen=True)

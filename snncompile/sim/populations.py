@@ -25,7 +25,7 @@ from snncompile.errors import DataError
 from snncompile.ir import Graph, Input, Output
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
 
-__all__ = ["simulate_populations", "PopulationResult", "fanout"]
+__all__ = ["PopulationResult", "fanout", "simulate_populations"]
 
 
 @dataclass

@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-
 from snncompile.backends.lava import lower as lava_lower
 from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
+
 from snncompile.errors import BackendError
 from snncompile.evaluate import from_population_sim
 from snncompile.quantize import lower_populations, quantize

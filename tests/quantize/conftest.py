@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from snncompile.ir import (IF, Add, AvgPool2d, Concat, Conv2d, Flatten, GlobalAvgPool, Graph, Input, Linear,
-                           Output)
+from snncompile.ir import (
+    IF,
+    Add,
+    AvgPool2d,
+    Concat,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool,
+    Graph,
+    Input,
+    Linear,
+    Output,
+)
 
 
 def _if(name, src, c, rng, n=1, per_channel=True):

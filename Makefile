@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install --ignore-requires-python -c constraints.txt lava-nc==0.10.0
-	$(PIP) install --ignore-requires-python -c constraints.txt -e ".[test,export]"
+	$(PIP) install -c constraints.txt -e ".[test,export]"
 	@touch $(STAMP)
 
 env: $(STAMP)

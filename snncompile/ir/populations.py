@@ -38,6 +38,15 @@ def _shift(a: torch.Tensor, exp: int) -> torch.Tensor:
     return a * float(2**exp) if exp >= 0 else torch.floor(a / float(2**-exp))
 
 
+def _scaled(node: Node, like: torch.Tensor, factor: float) -> torch.Tensor:
+    """``node.weight * factor`` as a tensor like ``like`` (cached; a power-of-two factor is exact)."""
+    cache = node.__dict__.setdefault("_scaled", {})
+    key = (like.dtype, like.device, factor)
+    if key not in cache:
+        cache[key] = param(node, "weight", like) * factor
+    return cache[key]
+
+
 @dataclass(frozen=True, eq=False)
 class Source(Node):
     """Input injection, the same every step of a sample.
@@ -79,8 +88,11 @@ class DenseConn(Node):
         return tuple(self.out_shape)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        a = s.reshape(s.shape[0], -1) @ param(self, "weight", s).T
-        a = _shift(a, self.weight_exp) if self.fixed else a
+        left = self.fixed and self.weight_exp > 0  # a left shift of the sum = the same shift of every weight
+        w = _scaled(self, s, float(2**self.weight_exp) if left else 1.0)
+        a = s.reshape(s.shape[0], -1) @ w.T
+        if self.fixed and self.weight_exp < 0:
+            a = _shift(a, self.weight_exp)
         return a.reshape(s.shape[0], *self.out_shape)
 
 
@@ -111,10 +123,26 @@ class ConvConn(Node):
         return (o, h, w)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        w = param(self, "weight", s)
-        if self.fixed and self.weight_exp:
-            w = w * float(2**self.weight_exp)
+        w = _scaled(self, s, float(2**self.weight_exp) if self.fixed else 1.0)
+        k = self._block(tuple(s.shape[1:])) if self.fixed else 0
+        if k:  # integer sums are exact in any order: pool first, then the k-times smaller kernel
+            s = F.avg_pool2d(s, k, divisor_override=1)
+            w = w[:, :, ::k, ::k]
+            return F.conv2d(s, w, None, 1, (self.padding[0] // k, self.padding[1] // k), 1, self.groups)
         return F.conv2d(s, w, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def _block(self, in_shape: tuple[int, ...]) -> int:
+        """k > 1 when the kernel is constant on k x k blocks aligned with stride k (an average pool
+        folded into a convolution by the lowering), so it equals sum-pool then a smaller conv."""
+        cache = self.__dict__.setdefault("_blocks", {})
+        if in_shape not in cache:
+            k, w = self.stride[0], np.asarray(self.weight)
+            ok = (k > 1 and self.stride == (k, k) and self.dilation == (1, 1) and w.shape[2] % k == 0
+                  and w.shape[3] % k == 0 and self.padding[0] % k == 0 and self.padding[1] % k == 0
+                  and in_shape[1] % k == 0 and in_shape[2] % k == 0
+                  and np.array_equal(np.repeat(np.repeat(w[:, :, ::k, ::k], k, 2), k, 3), w))
+            cache[in_shape] = k if ok else 0
+        return cache[in_shape]
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +204,7 @@ class IFPop(_Population):
         bias, theta = self._constants(a)
         v.add_(a, alpha=float(2**self.shift) if self.fixed else 1.0).add_(bias)
         saturated = 0
-        if self.fixed and (v.max() > self.v_max or v.min() < -self.v_max):
+        if self.fixed and max(-float(v.min()), float(v.max())) > self.v_max:
             saturated = int((v.abs() > self.v_max).sum())
             v.clamp_(-self.v_max, self.v_max)
         n = (v >= theta).to(v.dtype) if self.max_spikes == 1 else torch.floor(v / theta).clamp_(0, self.max_spikes)

@@ -110,39 +110,34 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
     """One batch for T steps; accumulates counts in place; returns (T, B, K) average outputs."""
     s: dict[str, torch.Tensor] = {}
     v: dict[str, torch.Tensor] = {}
-    batch_counts = {k: torch.zeros(xb.shape[0], dtype=torch.float64) for k in per_sample}
-    const: dict[str, torch.Tensor] = {}  # connections from the Source: the same every step
-    acc, out = None, []
+    total: dict[str, torch.Tensor] = {}  # per sample and neuron payload sums over the T steps
     readout = next(n for n in g.nodes.values() if isinstance(n, Readout))
+    src = next(n for n in g.nodes.values() if isinstance(n, Source))
+    s[src.name] = src.forward(xb)
+    # connections from the Source see the same input every step: compute them once
+    steps = [n for n in g.nodes.values() if not isinstance(n, (Input, Output, Source))]
+    for n in [n for n in steps if isinstance(n, (DenseConn, ConvConn)) and n.inputs[0] == src.name]:
+        s[n.name] = n.forward(s[src.name])
+        steps.remove(n)
+    acc, out = None, []
     for t in range(T):
-        for n in g.nodes.values():
-            if isinstance(n, (Input, Output)):
-                continue
-            if isinstance(n, Source):
-                if n.name not in s:
-                    s[n.name] = n.forward(xb)
-            elif isinstance(n, (DenseConn, ConvConn)):
-                src = n.inputs[0]
-                if isinstance(g.nodes[src], Source):
-                    if n.name not in const:
-                        const[n.name] = n.forward(s[src])
-                    s[n.name] = const[n.name]
-                else:
-                    s[n.name] = n.forward(s[src])
-            elif isinstance(n, IFPop):
+        for n in steps:
+            if isinstance(n, IFPop):
                 a = n.total(tuple(s[i] for i in n.inputs))
                 if n.name not in v:
                     v[n.name] = n.init_state(a)
                 s[n.name], v[n.name], k = n.step(a, v[n.name])
                 sat[n.name] += k
-                batch_counts[n.name] += s[n.name].reshape(xb.shape[0], -1).sum(1)
-            else:  # Relay, Readout
+            else:  # connections, Relay, Readout
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
-        for p in counts:
-            counts[p] += s[p].sum(0) if not isinstance(g.nodes[p], Source) else (s[p] != 0).sum(0)
+            if n.name in counts:
+                total[n.name] = s[n.name].clone() if n.name not in total else total[n.name].add_(s[n.name])
         r = s[readout.name].double()
         acc = r if acc is None else acc + r
         out.append(acc / ((t + 1) * readout.scale))
-    for k, c in batch_counts.items():
-        per_sample[k].append(c)
+    counts[src.name] += (s[src.name] != 0).sum(0).double() * T
+    for k, tot in total.items():
+        counts[k] += tot.sum(0).double()
+        if k in per_sample:
+            per_sample[k].append(tot.reshape(xb.shape[0], -1).sum(1).double())
     return torch.stack(out)

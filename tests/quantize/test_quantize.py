@@ -74,3 +74,19 @@ def test_mlp_quantization_reports_every_layer():
     names = [layer["name"] for layer in q.meta["quantization"]["layers"]]
     assert names == ["x.src", "x.src->r1", "r1", "r1->l2.readout", "l2.readout"]
     assert q.nodes["x.src->r1"].weight_exp < 0  # Dense takes negative exponents (right shift)
+
+
+def test_block_kernel_fast_path_is_exact():
+    """A pool folded into a conv (kernel constant on stride-aligned blocks) runs as sum-pool + small conv."""
+    import torch
+
+    from snncompile.ir.populations import ConvConn
+
+    rng = np.random.default_rng(0)
+    w = np.repeat(np.repeat(rng.integers(-100, 100, (8, 4, 3, 3)).astype(float), 2, 2), 2, 3)
+    c = ConvConn("c", ("x",), weight=w, stride=(2, 2), padding=(2, 2), fixed=True, weight_exp=2)
+    x = torch.randint(0, 3, (5, 4, 12, 10)).float()
+    direct = torch.nn.functional.conv2d(x, torch.tensor(w * 4, dtype=torch.float32), None, 2, (2, 2))
+    assert c._block((4, 12, 10)) == 2 and torch.equal(c.forward(x), direct)
+    odd = ConvConn("d", ("x",), weight=w, stride=(2, 2), padding=(2, 2), fixed=True)
+    assert odd._block((4, 11, 10)) == 0  # a partial block at the edge: no fast path

@@ -28,6 +28,9 @@ class Backend(ABC):
         """Write target-specific files (exports, hardware artifacts) into ``directory``."""
         return []
 
+    def finish(self, directory: Path) -> None:
+        """Called once the output directory is complete; may raise (e.g. hardware not present)."""
+
 
 # target -> (module, class, keyword arguments)
 BACKENDS: dict[str, tuple[str, str, dict]] = {

@@ -28,7 +28,14 @@ def compile(args) -> int:
                     timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
                     progress=not args.quiet, shard=args.shard)
-    result = run(cfg)
+    if args.ray is not None or args.shards is not None or args.ray_cpus is not None:
+        from snncompile.distributed import run_sharded
+
+        if args.shard is not None:
+            raise DataError("--shard I/N evaluates one shard; it cannot be combined with --ray or --shards")
+        result = run_sharded(cfg, shards=args.shards, ray_address=args.ray, ray_cpus=args.ray_cpus)
+    else:
+        result = run(cfg)
     r = result.report
 
     def fill(d: Path) -> None:
@@ -42,6 +49,8 @@ def compile(args) -> int:
             result.backend.write(result, d)
 
     write_atomically(out, fill, force=args.force)
+    if result.backend is not None:
+        result.backend.finish(out)  # e.g. loihi2 without lava-loihi: a clear error once the files are written
     _summary(r, out)
     if args.json:
         print(json.dumps(r, indent=1, sort_keys=True))

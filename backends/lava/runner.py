@@ -24,8 +24,11 @@ __all__ = ["run_lava"]
 
 
 def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, progress: bool = False,
-             chunk: int = 8) -> PopulationResult:
-    """Stream ``x`` through ``g`` on Lava (fixed_pt if the graph is integer, else floating_pt)."""
+             chunk: int = 8, run_cfg=None) -> PopulationResult:
+    """Stream ``x`` through ``g`` on Lava (fixed_pt if the graph is integer, else floating_pt).
+
+    ``run_cfg`` overrides the run configuration (default ``Loihi2SimCfg``; the loihi2 target passes
+    ``Loihi2HwCfg``)."""
     apply()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -35,7 +38,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     x = np.asarray(x, np.float64)
     n = x.shape[0]
     net = build_network(g, x, T, fixed=fixed)
-    cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt")
+    cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt")
     t0 = time.perf_counter()
     done = 0
     bar = tqdm(total=n, desc="lava", unit="sample", disable=not progress, leave=False)

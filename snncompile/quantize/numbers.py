@@ -48,7 +48,8 @@ def quantize_weights(w: np.ndarray, profile: HardwareProfile, *, name: str,
 
     Mixed-sign matrices use even mantissas (Lava truncates their LSB). Warns (QuantizationWarning)
     naming ``name`` when weights clip at the largest exponent, when the exponent would have to be
-    below the profile's minimum, or when the dynamic range exceeds 2**15 so small weights vanish.
+    below the profile's minimum, or when the dynamic range exceeds 2**15 and the small weights that
+    vanish cost more than 1 % relative error (tiny weights of trained layers usually cost far less).
     """
     w = np.asarray(w, np.float64)
     mixed = bool(w.min() < 0 < w.max()) if w.size else False
@@ -70,10 +71,11 @@ def quantize_weights(w: np.ndarray, profile: HardwareProfile, *, name: str,
                       f"{low_exp}; using {low_exp}, {q.bits}-bit mantissas, relative error {q.rel_error:.3f}",
                       QuantizationWarning, 3)
     nz = np.abs(w[w != 0])
-    if nz.size and amax / nz.min() > 2**15:
+    if nz.size and amax / nz.min() > 2**15 and q.rel_error > 0.01:
         warnings.warn(f"{name}: weight dynamic range {amax / nz.min():.3g} exceeds 2**15; with an "
-                      f"{profile.weight_bits}-bit mantissa {q.zeroed} of {nz.size} non-zero weights round to 0 "
-                      f"(kept the largest weights exact instead)", QuantizationWarning, 3)
+                      f"{profile.weight_bits}-bit mantissa {q.zeroed} of {nz.size} non-zero weights round to 0, "
+                      f"relative error {q.rel_error:.3f} (kept the largest weights exact instead)",
+                      QuantizationWarning, 3)
     return q
 
 

@@ -49,10 +49,20 @@ def test_quantized_network_tracks_float(quantized):
 
 
 def test_weights_with_huge_dynamic_range_warn_naming_the_layer():
-    w = np.array([[1.0, 1e-6, -0.5, 3e-7]])
+    w = np.concatenate([[1.0, -0.5, 1e-6], np.full(5000, 1e-3)])[None, :]
     with pytest.warns(QuantizationWarning, match=r"fc7: weight dynamic range .* exceeds 2\*\*15"):
         q = quantize_weights(w, LOIHI2, name="fc7")
-    assert q.zeroed == 2 and q.mant[0, 0] != 0
+    assert q.zeroed == 5001 and q.mant[0, 0] != 0 and q.rel_error > 0.01
+
+
+def test_negligible_tiny_weights_do_not_warn():
+    import warnings
+
+    w = np.array([[1.0, 1e-6, -0.5, 3e-7]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = quantize_weights(w, LOIHI2, name="fc8")
+    assert q.zeroed == 2 and q.rel_error < 1e-5
 
 
 def test_weights_too_large_for_the_exponent_clip_with_warning():

@@ -1,0 +1,239 @@
+"""The ``nir`` target: export the float population graph as a NIR graph (``model.nir``), no run.
+
+Why the float *population* graph (``RunResult.pop_float``) and not the float SNN graph: it is the
+network every chip target runs (the integer graph is its quantization, node for node), its
+populations sum their incoming connections exactly as NIR sums the edges entering a node, and its
+IF populations emit unit spikes with the thresholds folded into the outgoing weights, which is
+what NIR's ``IF`` emits. NIR 1.0 has no Concat, Add or Unflatten node, and the population graph
+needs none: residual Adds and Concats are already resolved into connections.
+
+Mapping (one rule per node type in :data:`RULES`):
+
+* ``Source`` -> ``nir.Input`` (the sample ``x`` is applied at every step);
+* ``ConvConn`` -> ``nir.Conv2d`` (PyTorch layout and cross-correlation, padding (rows, cols));
+* ``DenseConn`` -> ``nir.Flatten`` (3-D sources, C-order) + ``nir.Affine``;
+* ``IFPop`` -> ``nir.IF(r=1, v_threshold=theta, v_reset=0)``, one node per population;
+* ``Readout`` -> no node: its connections feed ``nir.Output`` directly, whose value at each step is
+  the readout current; the network output after T steps is its mean over the T steps;
+* ``Relay`` -> no node: relays only delay a payload by one step on the chip and are the identity in
+  the synchronous semantics NIR executors use, so their consumers read the relayed source.
+
+A population's per-step bias is the bias of its first incoming connection (NIR's IF has none).
+``Conv2d`` carries a per-channel bias only: a bias that varies across a channel is refused.
+
+Reset: NIR 1.0.8's ``IF`` (like ``LIF`` and ``CubaLIF``) has only ``v_reset`` (reset *to* a value)
+and fires on ``v > v_threshold``; there is no reset-mode field. Our neurons reset by subtraction
+and fire on ``v >= theta`` from ``v0``. The export keeps ``nir.IF`` so that every NIR consumer
+can load the graph, and states the intended semantics in each IF node's metadata
+(``reset = "subtract"``, ``spike_condition``, ``v_init``) and in the graph metadata. NIR's own
+documentation says backends must not rely on metadata: a consumer that ignores it runs hard reset
+from ``v = 0`` and loses the residual charge at every spike (lower rates than ours). Burst
+neurons (``max_spikes > 1``) have no NIR counterpart and are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from snncompile.backends import Backend
+
+from snncompile.errors import BackendError
+from snncompile.ir import Graph, Input, Output
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+
+__all__ = ["GRAPH_METADATA", "RULES", "NirBackend", "to_nir"]
+
+log = logging.getLogger("snncompile")
+
+GRAPH_METADATA = {
+    "producer": "snncompile",
+    "source_graph": "float population graph (RunResult.pop_float)",
+    "time_step": "one NIR time unit is one step: dt = 1, every IF has r = 1",
+    "reset": "subtract: IF nodes reset by subtracting v_threshold (v -= v_threshold), not to v_reset",
+    "spike_condition": "v >= v_threshold",
+    "initial_state": "each IF node's metadata v_init is its membrane at the first step",
+    "input": "the input sample is applied unchanged at every step",
+    "output": "per-step readout current; the network output after T steps is its mean over the T steps",
+}
+
+
+def _safe(name: str) -> str:
+    """NIR node names become HDF5 group names, where '/' would nest groups."""
+    return name.strip("/").replace("/", ".") or "node"
+
+
+class _Builder:
+    """Collects NIR nodes and edges while walking the population graph in topological order."""
+
+    def __init__(self, g: Graph):
+        import nir
+
+        self.nir, self.g = nir, g
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+        self.names: dict[str, str] = {}
+        self.output_of = {o.inputs[0]: o.name for o in g.outputs}  # readout population -> Output node
+
+    def name(self, ours: str) -> str:
+        if ours not in self.names:
+            new = _safe(ours)
+            if new in self.names.values():
+                raise BackendError(f"{ours}: its NIR name {new!r} collides with another node's")
+            self.names[ours] = new
+        return self.names[ours]
+
+    def add(self, ours: str, node) -> str:
+        node.metadata = {"source_name": ours, **node.metadata}
+        self.nodes[self.name(ours)] = node
+        return self.name(ours)
+
+    def root(self, src: str) -> str:
+        """The population whose payload ``src`` carries: relays are followed back to their origin."""
+        while isinstance(self.g.nodes[src], Relay):
+            conn = self.g.nodes[self.g.nodes[src].inputs[0]]
+            if not _is_identity(conn):
+                raise BackendError(f"{conn.name} ({conn.op}): a relay's connection must be the identity")
+            src = conn.inputs[0]
+        return src
+
+    def target(self, conn) -> str | None:
+        """NIR name a connection feeds: its population, the Output for a readout, None into a relay."""
+        pop = self.g.users(conn.name)[0]
+        if isinstance(pop, Relay):
+            return None
+        return self.name(self.output_of[pop.name] if isinstance(pop, Readout) else pop.name)
+
+    def bias_for(self, conn) -> np.ndarray | None:
+        """The destination's full-shape bias if ``conn`` is its first connection, else None."""
+        pop = self.g.users(conn.name)[0]
+        if pop.inputs[0] != conn.name:
+            return None
+        return np.broadcast_to(np.asarray(pop.bias, np.float64), self.g.shapes[pop.name])
+
+
+def _is_identity(conn) -> bool:
+    w = np.asarray(conn.weight)
+    if isinstance(conn, DenseConn):
+        return w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0]))
+    return w.shape[2:] == (1, 1) and conn.groups == w.shape[0] and np.all(w == 1)
+
+
+def _source(b: _Builder, n: Source) -> None:
+    b.add(n.name, b.nir.Input(input_type={"input": np.array(b.g.shapes[n.name])}))
+
+
+def _if(b: _Builder, n: IFPop) -> None:
+    if n.max_spikes != 1:
+        raise BackendError(f"{n.name} (IF): burst neuron (max_spikes={n.max_spikes}); NIR's IF emits single "
+                           f"spikes, export a network converted without bursts")
+    shape = b.g.shapes[n.name]
+    b.add(n.name, b.nir.IF(r=np.ones(shape), v_threshold=_per_channel(n.theta, shape), v_reset=np.zeros(shape),
+                           metadata={"reset": "subtract", "spike_condition": "v >= v_threshold",
+                                     "v_init": _per_channel(n.v0, shape)}))
+
+
+def _per_channel(a, shape: tuple[int, ...]) -> np.ndarray:
+    """Scalar, per-channel (C,) or full array -> float64 array of the full ``shape``."""
+    a = np.asarray(a, np.float64)
+    if a.ndim == 1 and len(shape) == 3:
+        a = a.reshape(-1, 1, 1)
+    return np.broadcast_to(a, shape).copy()
+
+
+def _conv(b: _Builder, c: ConvConn) -> None:
+    to = b.target(c)
+    if to is None:
+        return
+    bias = b.bias_for(c)
+    channel = np.zeros(c.weight.shape[0]) if bias is None else bias[:, 0, 0].copy()
+    if bias is not None and not np.array_equal(bias, np.broadcast_to(channel.reshape(-1, 1, 1), bias.shape)):
+        pop = b.g.users(c.name)[0]
+        raise BackendError(f"{pop.name} ({pop.op}): bias varies within a channel; NIR's Conv2d bias is per "
+                           f"channel and NIR 1.0 has no other per-neuron bias")
+    src = b.root(c.inputs[0])
+    node = b.nir.Conv2d(input_shape=tuple(b.g.shapes[src][1:]), weight=np.asarray(c.weight, np.float64),
+                        stride=tuple(c.stride), padding=tuple(c.padding), dilation=tuple(c.dilation),
+                        groups=int(c.groups), bias=channel)
+    name = b.add(c.name, node)
+    b.edges += [(b.name(src), name), (name, to)]
+
+
+def _dense(b: _Builder, c: DenseConn) -> None:
+    to = b.target(c)
+    if to is None:
+        return
+    if len(c.out_shape) != 1:
+        raise BackendError(f"{c.name} (Dense): output shape {tuple(c.out_shape)} needs an unflatten, which "
+                           f"NIR 1.0 does not have")
+    bias = b.bias_for(c)
+    src = b.root(c.inputs[0])
+    src_name = b.name(src)
+    if len(b.g.shapes[src]) > 1:
+        flat = b.add(f"{c.name}.flatten", b.nir.Flatten(input_type={"input": np.array(b.g.shapes[src])},
+                                                         start_dim=0, end_dim=-1))
+        b.edges.append((src_name, flat))
+        src_name = flat
+    w = np.asarray(c.weight, np.float64)
+    name = b.add(c.name, b.nir.Affine(weight=w, bias=np.zeros(w.shape[0]) if bias is None else bias.copy()))
+    b.edges += [(src_name, name), (name, to)]
+
+
+def _output(b: _Builder, o: Output) -> None:
+    b.add(o.name, b.nir.Output(output_type={"output": np.array(b.g.shapes[o.name])},
+                               metadata={"semantics": GRAPH_METADATA["output"]}))
+
+
+def _skip(b: _Builder, n) -> None:
+    """Nodes with no NIR node of their own (see module docstring)."""
+
+
+RULES: dict[type, Callable] = {Input: _skip, Source: _source, IFPop: _if, Readout: _skip, Relay: _skip,
+                               ConvConn: _conv, DenseConn: _dense, Output: _output}
+
+
+def to_nir(g: Graph):
+    """The population graph ``g`` as a ``nir.NIRGraph`` (raises BackendError naming the first node NIR can't hold)."""
+    import nir
+
+    b = _Builder(g)
+    for n in g.nodes.values():
+        rule = RULES.get(type(n))
+        if rule is None:
+            raise BackendError(f"{n.name} ({n.op}): no NIR export rule for this node type")
+        rule(b, n)
+    try:
+        return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata=dict(GRAPH_METADATA))
+    except (ValueError, AssertionError) as e:
+        raise BackendError(f"{g.name}: NIR rejected the exported graph ({str(e).splitlines()[0]})") from e
+
+
+def _summary(graph) -> dict:
+    neurons = sum(int(np.prod(n.v_threshold.shape)) for n in graph.nodes.values() if type(n).__name__ == "IF")
+    return {"file": "model.nir", "nodes": dict(Counter(type(n).__name__ for n in graph.nodes.values())),
+            "edges": len(graph.edges), "neurons": neurons, "source_graph": GRAPH_METADATA["source_graph"],
+            "reset": "subtract, stated in metadata; NIR's IF itself resets to v_reset = 0"}
+
+
+class NirBackend(Backend):
+    """Export only: ``evaluate`` checks that the graph fits NIR, ``write`` stores ``model.nir``."""
+
+    name = "nir"
+
+    def evaluate(self, graph, evals, cfg, *, reference):
+        summary = _summary(to_nir(graph))  # the integer graph has the float graph's structure
+        log.info("nir: %d nodes, %d edges, %d IF neurons; soft reset is stated in the node metadata only",
+                 sum(summary["nodes"].values()), summary["edges"], summary["neurons"])
+        return None, {"nir": summary}
+
+    def write(self, result, directory: Path) -> list[Path]:
+        import nir
+
+        if result.pop_float is None:
+            raise BackendError("nir: the run has no float population graph to export")
+        path = Path(directory) / "model.nir"
+        nir.write(path, to_nir(result.pop_float))
+        return [path]

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install --ignore-requires-python -c constraints.txt lava-nc==0.10.0
-	$(PIP) install -c constraints.txt -e ".[test,export]"
+	$(PIP) install -c constraints.txt -e ".[test,export,ray]"
 	@touch $(STAMP)
 
 env: $(STAMP)
@@ -48,3 +48,14 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# Side-by-side with SpikingJelly, sinabs and SNN Toolbox, each in its own venv under benchmarks/peers/
+# (never in .venv); writes docs/peers.md and docs/peers_*.png. Takes hours on 2 cores: see docs/peers.md.
+.PHONY: bench-peers
+bench-peers: $(STAMP)
+	bash benchmarks/peers/bench.sh
+
+# Mutation fuzzing of the example models (tests/test_fuzz.py runs 40 cases; this runs thousands): every
+# mutant must compile or fail with a one-line CompileError. Crashing models land in fuzz-findings/.
+fuzz: $(STAMP)
+	$(BIN)/python benchmarks/fuzz.py --cases 3000 --minutes 15 --out fuzz-findings

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from snncompile.errors import CompileError
@@ -25,6 +26,7 @@ EPILOG = """examples:
   snncompile report model.snn
   snncompile model.onnx --data test.npz --calib calib.npz --shard 0/2 --out s0   (and 1/2 -> s1)
   snncompile report --merge s0 s1 --out merged
+  snncompile model.onnx --target lava-sim --data test.npz --calib calib.npz --ray auto   (an existing Ray cluster)
   snncompile run model.snn --data test.npz --target sim-int
 
 exit status: 0 ok, 1 regression (compare), 2 usage or input error, 3 internal error, 130 interrupted"""
@@ -32,10 +34,15 @@ exit status: 0 ok, 1 regression (compare), 2 usage or input error, 3 internal er
 SUBCOMMANDS = ("inspect", "compare", "report", "run")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one `error:` line like every other bad input, not argparse's usage block
+        self.exit(2, f"error: {message} (see `{self.prog} -h`)\n")
+
+
 def _compile_parser() -> argparse.ArgumentParser:
     from snncompile.pipeline import TARGETS
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="snncompile", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Compile a trained ANN (ONNX) into a spiking network, quantize it for Loihi 2, run it "
                     "on a target and write a report. Subcommands: " + ", ".join(SUBCOMMANDS) + " (see "
@@ -60,6 +67,13 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
     p.add_argument("--shard", type=_shard, metavar="I/N",
                    help="evaluate only the I-th of N equal slices of the samples (merge with `report --merge`)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="evaluate the shards as Ray tasks: on a new local Ray instance, or with ADDRESS (auto, "
+                        "ray://HOST:10001) on an existing cluster; needs the ray extra (pip install 'snncompile[ray]')")
+    p.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--shards", type=int, metavar="K",
+                   help="evaluate in K contiguous shards and merge them into one report (default with --ray: one "
+                        "per worker, at most 2048 samples each); without --ray one after another in this process")
     _verbosity(p)
     return p
 
@@ -81,7 +95,7 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
 
 
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"snncompile {cmd}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=f"snncompile {cmd}", formatter_class=argparse.RawDescriptionHelpFormatter)
     if cmd == "inspect":
         p.description = "Show the imported graph, shapes, supported operators and per-layer neurons/synapses."
         p.add_argument("model", type=Path)
@@ -131,18 +145,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return getattr(commands, cmd)(args)
     except CompileError as e:
+        if args.verbose:  # the traceback, then the same error line and status as without -v
+            traceback.print_exc()
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        if args.verbose:
-            raise
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug in snncompile, not the user's input
+    except Exception as e:  # noqa: BLE001 - a bug in snncompile, not the user's input: exit 3, never a crash
         if args.verbose:
-            raise
-        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              f"(rerun with -v for the traceback)", file=sys.stderr)
+            traceback.print_exc()
+        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+              + ("" if args.verbose else " (rerun with -v for the traceback)"), file=sys.stderr)
         return 3
 
 

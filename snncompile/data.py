@@ -1,23 +1,108 @@
-"""Loading and checking evaluation/calibration data (``.npz`` with ``x`` and optional ``y``)."""
+"""Loading and checking evaluation/calibration data.
+
+``--data`` is one of
+- an ``.npz`` file with ``x`` (N, *input_shape) and optional ``y`` (N,): read into memory;
+- a directory holding ``x.npy`` and optional ``y.npy``: ``x`` is memory-mapped (``np.load(mmap_mode="r")``);
+- a directory of ``.npz`` shards, each with ``x`` and optional ``y``, concatenated in name order.
+
+From a directory only the labels are read up front; samples are read from disk when a slice of
+them is asked for (:class:`Samples`), so a slice costs memory for its own samples only and
+pickles as a file reference (how a Ray task reads its shard itself, see ``snncompile.distributed``).
+"""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from snncompile.errors import DataError
 
-__all__ = ["Dataset", "check_against", "load_npz"]
+__all__ = ["Dataset", "Samples", "check_against", "load_npz"]
 
-EXPECTED = "an .npz file with array 'x' (N, *input_shape), float, and optionally 'y' (N,) integer class labels"
+EXPECTED = ("an .npz file with array 'x' (N, *input_shape), float, and optionally 'y' (N,) integer class labels; "
+            "or a directory with x.npy (and y.npy), or a directory of such .npz shards")
+
+
+class Samples:
+    """Read-on-demand samples (N, *shape) float32 from ``.npy`` / ``.npz`` files, concatenated in order.
+
+    Slicing (``s[a:b]``) and ``np.asarray(s)`` read just those samples from disk and return a
+    float32 array; :meth:`window` returns a lazy sub-range. Non-finite values raise DataError when
+    read. Only file paths are kept (and pickled); a ``.npz`` shard's ``x`` stays cached, one file at a time.
+    """
+
+    def __init__(self, files: tuple[tuple[str, int], ...], shape: tuple[int, ...], start: int = 0,
+                 stop: int | None = None):
+        self.files = files  # (path, samples in that file), in order
+        self.sample_shape = shape
+        self.starts = np.cumsum([0, *(n for _, n in files)])  # first global index of each file
+        self.start, self.stop = start, int(self.starts[-1]) if stop is None else stop
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start, *self.sample_shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def window(self, start: int, stop: int | None) -> Samples:
+        r = range(self.start, self.stop)[start:stop]
+        return Samples(self.files, self.sample_shape, r.start, r.stop)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            r = range(self.start, self.stop)[key]
+            return self._read(r.start, max(r.start, r.stop))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        x = self._read(self.start, self.stop)
+        return x if dtype is None else x.astype(dtype, copy=False)
+
+    def _read(self, a: int, b: int) -> np.ndarray:
+        """Samples a..b-1 (global indices) as one float32 array."""
+        parts = [np.zeros((0, *self.sample_shape), np.float32)]
+        for i in np.flatnonzero((self.starts[:-1] < b) & (self.starts[1:] > a)):
+            lo, path = int(self.starts[i]), self.files[i][0]
+            x = _file_x(path)[max(a, lo) - lo: b - lo].astype(np.float32)
+            if not np.isfinite(x).all():
+                raise DataError(f"{path}: 'x' contains {int((~np.isfinite(x)).sum())} NaN/Inf values among "
+                                f"samples {max(a, lo) - lo}..{min(b, int(self.starts[i + 1])) - lo - 1} of this file")
+            parts.append(x)
+        return np.concatenate(parts)
+
+
+def _file_x(path: str) -> np.ndarray:
+    """``x`` of one file: a memory map for ``.npy`` (opened per read, so no pages stay mapped), else cached."""
+    try:
+        return np.load(path, mmap_mode="r") if path.endswith(".npy") else _npz_x(path, os.stat(path).st_mtime_ns)
+    except OSError as e:
+        raise DataError(f"{path}: cannot open ({e}); on a cluster the data must be on storage every node "
+                        f"sees") from None
+
+
+@lru_cache(maxsize=1)
+def _npz_x(path: str, mtime_ns: int) -> np.ndarray:  # mtime in the key: a rewritten file is read again
+    with np.load(path, allow_pickle=False) as f:
+        return f["x"]
 
 
 @dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # (N, *shape) float32
+    x: np.ndarray | Samples  # (N, *shape) float32, in memory or read on demand
     y: np.ndarray | None  # (N,) int64
     source: str
 
@@ -26,12 +111,15 @@ class Dataset:
 
     def take(self, start: int, stop: int | None) -> Dataset:
         y = None if self.y is None else self.y[start:stop]
-        return Dataset(self.x[start:stop], y, f"{self.source}[{start}:{'' if stop is None else stop}]")
+        x = self.x.window(start, stop) if isinstance(self.x, Samples) else self.x[start:stop]
+        return Dataset(x, y, f"{self.source}[{start}:{'' if stop is None else stop}]")
 
 
 def load_npz(path: str | Path) -> Dataset:
-    """Read ``path``; raises DataError (one line) when it is missing, unreadable or malformed."""
+    """Read ``path`` (see the module doc); raises DataError (one line) when it is missing, unreadable or malformed."""
     p = Path(path)
+    if p.is_dir():
+        return _load_npy_pair(p) if (p / "x.npy").is_file() else _load_npz_shards(p)
     if not p.is_file():
         raise DataError(f"{p}: no such file; expected {EXPECTED}")
     try:
@@ -41,20 +129,77 @@ def load_npz(path: str | Path) -> Dataset:
         raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected {EXPECTED}") from None
     if "x" not in arrays:
         raise DataError(f"{p}: has arrays {sorted(arrays)} but no 'x'; expected {EXPECTED}")
-    x, y = arrays["x"], arrays.get("y")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise DataError(f"{p}: 'x' has shape {x.shape}; expected (N>0, *input_shape)")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise DataError(f"{p}: 'x' has dtype {x.dtype}; expected a float or integer array")
+    x = arrays["x"]
+    _check_x(p, x.shape, x.dtype)
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
         raise DataError(f"{p}: 'x' contains {bad} NaN/Inf values")
-    if y is not None:
-        if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{p}: 'y' has shape {y.shape} dtype {y.dtype}; expected ({x.shape[0]},) integers")
-        y = y.astype(np.int64)
-    return Dataset(x, y, str(p))
+    return Dataset(x, _labels(p, arrays.get("y"), x.shape[0]), str(p))
+
+
+def _check_x(p: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if len(shape) < 2 or shape[0] == 0:
+        raise DataError(f"{p}: 'x' has shape {shape}; expected (N>0, *input_shape)")
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise DataError(f"{p}: 'x' has dtype {dtype}; expected a float or integer array")
+
+
+def _labels(p: Path, y: np.ndarray | None, n: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    if y.ndim != 1 or y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{p}: 'y' has shape {y.shape} dtype {y.dtype}; expected ({n},) integers")
+    return y.astype(np.int64)
+
+
+def _load_npy_pair(d: Path) -> Dataset:
+    try:
+        x = np.load(d / "x.npy", mmap_mode="r")
+        y = np.load(d / "y.npy") if (d / "y.npy").is_file() else None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{d}: cannot read x.npy/y.npy ({type(e).__name__}: {e}); expected {EXPECTED}") from None
+    _check_x(d / "x.npy", x.shape, x.dtype)
+    samples = Samples(((str((d / "x.npy").resolve()), x.shape[0]),), tuple(x.shape[1:]))
+    return Dataset(samples, _labels(d / "y.npy", y, x.shape[0]), str(d))
+
+
+def _load_npz_shards(d: Path) -> Dataset:
+    paths = sorted(d.glob("*.npz"))
+    if not paths:
+        raise DataError(f"{d}: directory holds neither x.npy nor .npz files; expected {EXPECTED}")
+    files, labels, shape = [], [], None
+    for p in paths:
+        n, sample_shape, y = _npz_header(p)
+        if shape is not None and sample_shape != shape:
+            raise DataError(f"{p}: 'x' has per-sample shape {sample_shape}, {paths[0].name} has {shape}")
+        shape = sample_shape
+        files.append((str(p.resolve()), n))
+        labels.append(y)
+    if any(y is None for y in labels) and any(y is not None for y in labels):
+        raise DataError(f"{d}: some .npz shards have 'y' and some do not; give labels in all or none")
+    y = None if labels[0] is None else np.concatenate(labels)
+    return Dataset(Samples(tuple(files), shape), y, str(d))
+
+
+def _npz_header(p: Path) -> tuple[int, tuple[int, ...], np.ndarray | None]:
+    """Samples and per-sample shape of ``x`` (from the .npy header only) and the labels of one shard."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            if "x.npy" not in z.namelist():
+                raise DataError(f"{p}: has arrays {sorted(n[:-4] for n in z.namelist())} but no 'x'")
+            with z.open("x.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            y = None
+            if "y.npy" in z.namelist():
+                with z.open("y.npy") as f:
+                    y = np.lib.format.read_array(f, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected {EXPECTED}") from None
+    _check_x(p, shape, dtype)
+    return shape[0], tuple(shape[1:]), _labels(p, y, shape[0])
 
 
 def check_against(data: Dataset, input_shape: tuple[int, ...], num_classes: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,16 +106,32 @@ def shard_of(evals: Dataset, shard: tuple[int, int] | None) -> Dataset:
     return evals.take(i * len(evals) // n, (i + 1) * len(evals) // n)
 
 
+def _check_config(cfg: RunConfig) -> None:
+    """Reject option values before any work (the CLI's argparse only checks types)."""
+    if cfg.target not in TARGETS:
+        raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
+    for flag, v in (("--timesteps", cfg.timesteps), ("--calib-samples", cfg.calib_samples),
+                    ("--batch-size", cfg.batch_size)):
+        if v < 1:
+            raise DataError(f"{flag} must be >= 1, got {v}")
+    if not 0 <= cfg.seed < 2**32:
+        raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
+    try:
+        dev = torch.device(cfg.device)
+    except RuntimeError:
+        raise DataError(f"--device {cfg.device!r}: not a torch device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {cfg.device}: CUDA is not available (no GPU, or torch built without CUDA); "
+                        f"use --device cpu")
+
+
 def compile_model(cfg: RunConfig) -> Compiled:
     """Load, check, convert and (for non-float targets) lower and quantize; no evaluation."""
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
     from snncompile.quantize import lower_populations, quantize
 
-    if cfg.target not in TARGETS:
-        raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
-    if cfg.timesteps < 1:
-        raise DataError(f"--timesteps must be >= 1, got {cfg.timesteps}")
+    _check_config(cfg)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     energy = load_constants(cfg.energy)
@@ -182,6 +199,8 @@ def _integer_and_backend(cfg: RunConfig, out: RunResult, evals: Dataset, timing:
     int_ev = from_population_sim(out.pop_int, ires, evals.y, "sim-int")
     timing["simulate_int_s"] = time.perf_counter() - t1
     log.info("SNN accuracy (fixed-point simulator, T=%d): %s", cfg.timesteps, _fmt(int_ev.accuracy))
+    _warn_saturations(int_ev, out.pop_int)
+    _warn_input_clipping(out.pop_int, evals.x)
     extra = {"quantization": out.pop_int.meta["quantization"]}
     if cfg.target == "sim-int":
         return int_ev, int_ev, extra
@@ -191,7 +210,38 @@ def _integer_and_backend(cfg: RunConfig, out: RunResult, evals: Dataset, timing:
     main, bextra = backend.evaluate(graph, evals, cfg, reference=int_ev)
     timing[f"{cfg.target}_s"] = time.perf_counter() - t2
     extra.update(bextra)
+    if isinstance(main, Evaluation) and graph is out.pop_int and not main.saturations:
+        main.saturations = dict(int_ev.saturations)  # Lava does not count them; its run is the same integers
     return (main if isinstance(main, Evaluation) else int_ev), int_ev, extra
+
+
+def _warn_input_clipping(pop: Graph, x) -> None:
+    """Evaluation inputs beyond the range the integer input encoding was calibrated for get clipped: say so."""
+    from snncompile.ir.populations import Source
+    from snncompile.quantize.numbers import QuantizationWarning
+
+    src = next(n for n in pop.nodes.values() if isinstance(n, Source))
+    hi = (2 ** (src.bits - src.signed) - 1) / src.scale
+    lo = -hi if src.signed else 0.0
+    x = np.asarray(x)
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if x_lo < lo - 0.5 / src.scale or x_hi > hi + 0.5 / src.scale:
+        why = "" if src.signed else " (unsigned: the calibration data have no negative values)"
+        warnings.warn(f"{src.name} (Source): evaluation inputs span [{x_lo:.4g}, {x_hi:.4g}], beyond the range "
+                      f"[{lo:.4g}, {hi:.4g}] of the {src.bits}-bit input encoding chosen on the calibration "
+                      f"data{why}; values outside it are clipped", QuantizationWarning, stacklevel=2)
+
+
+def _warn_saturations(ev: Evaluation, pop: Graph) -> None:
+    """One warning per population whose membrane hit the profile's saturation bound in the integer run."""
+    from snncompile.quantize.numbers import QuantizationWarning
+
+    for name, k in ev.saturations.items():
+        if k:
+            bound = getattr(pop.nodes[name], "v_max", None)
+            warnings.warn(f"{name} (IF): membrane saturated {k} times at +-{bound} in the fixed-point simulation "
+                          f"(input per step far beyond the threshold); the charge beyond it is lost",
+                          QuantizationWarning, stacklevel=2)
 
 
 def _scatter(ann: Graph, snn: Graph, x: np.ndarray, T: int) -> dict:

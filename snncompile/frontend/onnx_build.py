@@ -60,7 +60,12 @@ def along(c: np.ndarray, shape: Shape, axis: int) -> np.ndarray | None:
     """
     c = np.asarray(c, dtype=np.float32)
     full = (1, *shape)
-    if not shape or c.ndim > len(full) or np.broadcast_shapes(c.shape, full) != full:
+    if not shape or c.ndim > len(full):
+        return None
+    try:
+        if np.broadcast_shapes(c.shape, full) != full:
+            return None
+    except ValueError:  # not broadcastable at all
         return None
     v = np.moveaxis(np.broadcast_to(c, full)[0], axis, 0).reshape(shape[axis], -1)
     return v[:, 0].copy() if (v == v[:, :1]).all() else None

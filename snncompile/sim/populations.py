@@ -74,8 +74,10 @@ def _dtype(g: Graph, dtype: str) -> torch.dtype:
 
 def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int, *, batch_size: int = 256,
                          dtype: str = "auto", progress: bool = False) -> PopulationResult:
-    """Run population graph ``g`` on ``x`` (B, *input_shape) for ``timesteps`` steps per sample."""
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    """Run population graph ``g`` on ``x`` (N, *input_shape) for ``timesteps`` steps per sample.
+
+    ``x`` may be any array-like that slices (e.g. a memory map): only one batch is materialized at a time.
+    """
     want = g.shapes[g.input.name]
     if tuple(x.shape[1:]) != tuple(want) or x.shape[0] == 0:
         raise DataError(f"{g.input.name} (Input): expected data of shape (N>0, {', '.join(map(str, want))}), "
@@ -89,7 +91,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     bar = tqdm(total=x.shape[0], desc="simulate", unit="sample", disable=not progress, leave=False)
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start:start + batch_size].to(dt)
+            xb = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float64).to(dt)
             outs.append(_run_batch(g, xb, timesteps, counts, per_sample, sat))
             bar.update(xb.shape[0])
     bar.close()

@@ -1,0 +1,68 @@
+"""Streaming statistics of the ANN's ReLU activations over the calibration set.
+
+Per layer (or per channel) we keep the exact running maximum and a uniform random subsample of
+bounded size (a reservoir): every activation value gets a random key u ~ U[0, 1) and the values
+with the ``k`` smallest keys seen so far are kept (merging each batch with the reservoir by
+``topk``), which is a uniform sample without replacement of everything seen. Memory is
+O(k) per layer whatever the size of the calibration set; percentile and MSE thresholds are
+computed on the subsample (exact when the layer produced at most k values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from snncompile.convert.calib_set import CalibSet
+from snncompile.ir import Graph
+
+__all__ = ["RESERVOIR", "LayerStats", "collect_activations"]
+
+RESERVOIR = 65536  # values kept per layer (split over channels when per_channel)
+
+
+@dataclass
+class LayerStats:
+    """Activation statistics of one layer; the leading axis is the channel (size 1 per layer)."""
+
+    max: torch.Tensor  # (C,) running maximum
+    sample: torch.Tensor  # (C, k) uniform subsample of the activation values
+    keys: torch.Tensor  # (C, k) their random keys
+    count: int  # activation values seen per channel
+
+    def update(self, a: torch.Tensor, cap: int, gen: torch.Generator) -> None:
+        """Fold a (C, M) batch of values into the running max and the reservoir."""
+        self.max = torch.maximum(self.max, a.max(1).values)
+        self.count += a.shape[1]
+        keys = torch.rand(a.shape, generator=gen)
+        vals = torch.cat([self.sample, a], 1)
+        keys = torch.cat([self.keys, keys], 1)
+        if vals.shape[1] > cap:
+            keys, idx = torch.topk(keys, cap, dim=1, largest=False)
+            vals = vals.gather(1, idx)
+        self.sample, self.keys = vals, keys
+
+
+def _channels_first(a: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """(B, C, ...) -> (C, B*...) per channel, or (1, B*C*...) per layer."""
+    if not per_channel or a.dim() < 2:
+        return a.reshape(1, -1)
+    return a.transpose(0, 1).reshape(a.shape[1], -1)
+
+
+def collect_activations(graph: Graph, calib: CalibSet, names: list[str], *, per_channel: bool = False,
+                        reservoir: int = RESERVOIR, seed: int = 0) -> dict[str, LayerStats]:
+    """Run the ANN ``graph`` over the calibration set (in batches) and gather per-layer stats."""
+    gen = torch.Generator().manual_seed(seed)
+    stats: dict[str, LayerStats] = {}
+    for xb in calib.batches(desc="activations"):
+        _, acts = graph.run(xb, record=True)
+        for name in names:
+            a = _channels_first(acts[name].float().cpu(), per_channel)
+            if name not in stats:
+                c = a.shape[0]
+                stats[name] = LayerStats(torch.full((c,), -torch.inf), a[:, :0], torch.empty(c, 0), 0)
+            cap = max(1024, reservoir // a.shape[0])
+            stats[name].update(a, cap, gen)
+    return stats

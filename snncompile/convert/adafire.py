@@ -1,0 +1,117 @@
+"""Adaptive Calibration / AdaFire: burst neurons, SSC and IAT (method "adafire").
+
+"Adaptive Calibration: A Unified Conversion Framework of Spiking Neural Networks"
+(repo bic-L/burst-ann2snn; see docs/seeds). Pipeline in our IR:
+
+1. **Adaptive-firing neurons.** Layer l may emit up to N_l spikes per step (a graded spike of
+   size n, :class:`snncompile.ir.IF` with ``max_spikes = N_l``):
+   n = clamp(floor(v/theta), 0, N_l), v -= n theta. With T steps the layer has N_l T levels, so
+   a sensitive layer gets a finer quantization without more time steps. theta_l(N) is the MSE
+   threshold of Li et al. (eq. 9) for range N theta (round quantization, v0 = theta/2).
+2. **Sensitivity analysis under a budget.** For each layer and candidate N in ``candidates``
+   (others at the largest candidate), S_l(N) = symmetric KL between SNN and ANN outputs on a
+   calibration subset (:mod:`snncompile.convert.adafire_search`). N_l minimizes sum_l S_l(N_l)
+   subject to mean_l N_l <= ``budget``.
+3. **Sensitivity spike compression (SSC).** Per layer a threshold multiplier rho_l in
+   ``ssc_ratios`` (theta_l <- rho_l theta_l, fewer spikes): minimize the network's spikes
+   subject to sum_l [S_l(rho_l) - S_base] <= ``ssc_tolerance`` * S_base.
+4. **Bias correction** of Li et al. (per-step current, layer by layer), as the authors do.
+5. **Input-aware adaptive timesteps (IAT).** Exit thresholds lambda_t calibrated on the
+   calibration set with the ANN's predictions as reference labels
+   (:mod:`snncompile.sim.early_exit`; default rule "both": the repo's heuristic, raised per
+   step where early exits would disagree with the ANN on more than ``iat_max_error`` of the
+   calibration samples), stored in ``meta["iat"]``; apply them to a simulation result with
+   :func:`snncompile.sim.early_exit`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from snncompile.convert.activations import collect_activations
+from snncompile.convert.adafire_search import pareto_select, sensitivity
+from snncompile.convert.bias_correction import correct_bias
+from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.thresholds import threshold_from_stats
+from snncompile.convert.to_snn import relu_names, to_snn, with_meta
+from snncompile.errors import ConversionError
+from snncompile.ir import Graph
+from snncompile.sim.early_exit import calibrate_exit_thresholds
+from snncompile.sim.simulate import simulate
+
+__all__ = ["adafire"]
+
+
+class _Builder:
+    """Builds SNN variants from per-layer burst sizes and threshold multipliers."""
+
+    def __init__(self, ann: Graph, stats, timesteps: int) -> None:
+        self.ann, self.stats, self.T = ann, stats, timesteps
+        self.cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def theta(self, name: str, n: int) -> np.ndarray:
+        if (name, n) not in self.cache:
+            self.cache[(name, n)] = threshold_from_stats(
+                name, self.stats[name], "mse", timesteps=self.T, max_spikes=n, rounding="round",
+                max_value=self.ann.nodes[name].max_value)
+        return self.cache[(name, n)]
+
+    def build(self, bursts: dict[str, int], ratios: dict[str, float]) -> Graph:
+        theta = {k: self.theta(k, n) * np.float32(ratios.get(k, 1.0)) for k, n in bursts.items()}
+        return to_snn(self.ann, theta, timesteps=self.T, shift="v0", max_spikes=bursts)
+
+
+def _choose_bursts(b: _Builder, names, candidates, budget, x, logits, calib) -> tuple[dict, object]:
+    top = max(candidates)
+    base = dict.fromkeys(names, top)
+    sens = sensitivity(lambda layer, n: b.build({**base, layer: n}, {}), names, candidates, x, logits, b.T,
+                       base=top, batch_size=calib.batch_size, device=calib.device)
+    pick = pareto_select([list(map(float, candidates))] * len(names), [sens.kl[n] for n in names],
+                         budget * len(names))
+    return {n: int(candidates[j]) for n, j in zip(names, pick)}, sens
+
+
+def _choose_ratios(b: _Builder, names, bursts, ratios, tolerance, x, logits, calib) -> tuple[dict, object]:
+    sens = sensitivity(lambda layer, r: b.build(bursts, {layer: r}), names, ratios, x, logits, b.T,
+                       base=1.0, batch_size=calib.batch_size, device=calib.device)
+    i1 = list(ratios).index(1.0)
+    base_kl, base_spikes = sens.kl[names[0]][i1], sens.spikes[names[0]][i1]
+    costs = [[k - base_kl for k in sens.kl[n]] for n in names]
+    profits = [[s - base_spikes for s in sens.spikes[n]] for n in names]
+    pick = pareto_select(costs, profits, tolerance * base_kl)
+    return {n: float(ratios[j]) for n, j in zip(names, pick)}, sens
+
+
+def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4, 8), budget: float = 2.0,
+            ssc_ratios=(1.0, 1.25, 1.5, 2.0), ssc_tolerance: float = 0.1, bias_correction: bool = True,
+            samples: int = 128, iat_metric: str = "entropy", iat_rule: str = "both", iat_max_error: float = 0.002,
+            per_channel: bool = False) -> Graph:
+    """Convert ``ann`` with AdaFire for ``timesteps`` (see module doc).
+
+    ``samples``: calibration samples used by the sensitivity analyses and BC; the IAT thresholds
+    use the whole calibration set.
+    """
+    if not candidates or min(candidates) < 1 or budget < min(candidates):
+        raise ConversionError(f"adafire: need candidates >= 1 and budget >= min(candidates), got "
+                              f"{tuple(candidates)}, budget={budget}")
+    if 1.0 not in ssc_ratios:
+        raise ConversionError(f"adafire: ssc_ratios must contain 1.0, got {tuple(ssc_ratios)}")
+    names = relu_names(ann)
+    b = _Builder(ann, collect_activations(ann, calib, names, per_channel=per_channel), timesteps)
+    x = calib.head(samples)
+    logits = torch.cat([ann.run(xb).cpu() for xb in calib.batches(samples, desc="ANN logits")])
+    bursts, s_n = _choose_bursts(b, names, candidates, budget, x, logits, calib)
+    ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
+    snn = b.build(bursts, ratios)
+    notes = {n: [f"burst N={bursts[n]} (KL by N: {', '.join(f'{v:.3g}' for v in s_n.kl[n])})",
+                 (f"SSC theta x{ratios[n]:g} (network spikes/sample by ratio: "
+                 f"{', '.join(f'{v:.0f}' for v in s_r.spikes[n])})")] for n in names}
+    for n in names if bias_correction else ():
+        snn, d = correct_bias(ann, snn, calib, n, timesteps, samples)
+        notes[n].append(f"BC mean|db|={d:.3g}")
+    res = simulate(snn, calib.x, timesteps, batch_size=calib.batch_size, device=calib.device)
+    ref = torch.cat([ann.run(xb).cpu().reshape(len(xb), -1).argmax(-1) for xb in calib.batches(desc="ANN labels")])
+    lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
+    iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
+    return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)

@@ -1,0 +1,100 @@
+"""The step every conversion method shares: each ReLU becomes an IF neuron layer.
+
+An ANN layer ``a = min(max(z, 0), c)`` becomes the soft-reset IF layer of
+:class:`snncompile.ir.IF` driven by the same input z (now a sum of spikes times weights):
+
+.. math:: v[t] = v[t-1] + z[t] + b, \\quad n[t] = \\mathrm{clamp}(\\lfloor v[t]/\\theta\\rfloor, 0, N),
+          \\quad v[t] \\mathrel{-}= n[t]\\theta, \\quad y[t] = n[t]\\theta
+
+whose rate approximates a (Rueckauer et al. 2017; Deng & Gu 2021, arXiv 2103.00476). The IF
+keeps the ReLU's name, so every user of the ReLU now reads spikes y and keeps the ANN's weights.
+All other nodes are unchanged; the node feeding the Output is the readout (a non-spiking
+membrane integrator in the simulator). ``shift`` chooses the initial condition:
+``"none"`` (v0 = 0: floor quantization), ``"v0"`` (v0 = theta/2: round quantization) or
+``"bias"`` (v0 = 0 and a per-step current theta/(2T): the same total charge spread over time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from snncompile.errors import ConversionError
+from snncompile.ir import (
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Concat,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool,
+    Graph,
+    Input,
+    Linear,
+    Output,
+    Reshape,
+)
+from snncompile.ir.neurons import IF
+from snncompile.ir.ops import ReLU
+
+# ReLU becomes IF; the others are linear maps of their inputs (plus constant biases), exact on spikes
+CONVERTIBLE = (ReLU, Input, Output, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, Add, Concat, Flatten, Reshape)
+
+__all__ = ["CONVERTIBLE", "SHIFTS", "relu_names", "to_snn", "update_if", "with_meta"]
+
+SHIFTS = ("none", "v0", "bias")
+
+
+def relu_names(graph: Graph) -> list[str]:
+    """ReLU nodes of the ANN in topological order; raises if the graph is already an SNN or has an
+    operator that cannot act on spike trains (anything but ReLU, linear and structural nodes)."""
+    spiking = graph.of_type(IF)
+    if spiking:
+        raise ConversionError(f"{spiking[0].name} (IF): the graph is already an SNN; convert the ANN")
+    for node in graph.nodes.values():
+        if not isinstance(node, CONVERTIBLE):
+            raise ConversionError(f"{node.name} ({node.op}): not a ReLU, linear or structural operator; "
+                                  f"an SNN cannot compute it on spike trains")
+    return [n.name for n in graph.of_type(ReLU)]
+
+
+def _if_node(relu: ReLU, theta: np.ndarray, shift: str, timesteps: int, max_spikes: int) -> IF:
+    theta = np.asarray(theta, np.float32)
+    zero = np.zeros_like(theta)
+    v0 = theta / 2 if shift == "v0" else zero
+    bias = theta / (2 * timesteps) if shift == "bias" else zero
+    return IF(relu.name, relu.inputs, theta=theta, v0=v0.astype(np.float32), bias=bias.astype(np.float32),
+              max_spikes=int(max_spikes), max_value=relu.max_value, source_op=relu.source_op)
+
+
+def to_snn(graph: Graph, theta: dict[str, np.ndarray], *, timesteps: int, shift: str = "none",
+           max_spikes: dict[str, int] | None = None) -> Graph:
+    """Replace every ReLU by an IF with threshold ``theta[name]`` (see module doc)."""
+    if shift not in SHIFTS:
+        raise ConversionError(f"shift must be one of {SHIFTS}, got {shift!r}")
+    names = relu_names(graph)
+    missing = [n for n in names if n not in theta]
+    if missing:
+        raise ConversionError(f"{missing[0]} (ReLU): no threshold was computed for this layer")
+    max_spikes = max_spikes or {}
+    mapping = {n: _if_node(graph.nodes[n], theta[n], shift, timesteps, max_spikes.get(n, 1)) for n in names}
+    return with_meta(graph.replace(mapping), getattr(graph, "meta", {}))
+
+
+def update_if(snn: Graph, name: str, **fields) -> Graph:
+    """A new SNN where IF ``name`` has ``fields`` replaced (e.g. theta, v0, bias, max_spikes)."""
+    arrays = {k: (np.asarray(v, np.float32) if k in ("theta", "v0", "bias") else v) for k, v in fields.items()}
+    new = dataclasses.replace(snn.nodes[name], **arrays)
+    return with_meta(snn.replace({name: new}), getattr(snn, "meta", {}))
+
+
+def with_meta(graph: Graph, meta: dict | None = None, **extra) -> Graph:
+    """Set ``graph.meta`` = ``meta`` updated by the graph's own meta and ``extra``; returns graph.
+
+    Only for graphs a pass has just built (never the caller's input graph)."""
+    merged = dict(meta or {})
+    merged.update(getattr(graph, "meta", {}) or {})
+    merged.update(extra)
+    graph.meta = merged
+    return graph

@@ -1,0 +1,93 @@
+"""Each method improves the objective it optimizes, measured on the small random CNN.
+
+References: the ANN activations (``graph.run``) and the SNN rates from the simulator.
+"""
+
+import numpy as np
+import torch
+
+from snncompile.convert import convert
+from snncompile.convert.adafire_search import pareto_select, symmetric_kl
+from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
+from snncompile.convert.calib_set import make_calib_set
+from snncompile.convert.weight_calibration import calibrate_weights
+from snncompile.sim import mean_rates, simulate
+
+T = 8
+LAYERS = ("r1", "r2", "r3")
+
+
+def setup(cnn, data):
+    calib = make_calib_set(cnn, data, batch_size=48, progress=False)
+    snn = convert(cnn, data, "deng", T, progress=False, threshold="mse")
+    return calib, snn
+
+
+def test_bias_correction_reduces_mean_error(cnn, data):
+    calib, snn = setup(cnn, data)
+    for name in LAYERS:  # sequential: each layer sees the corrected layers before it
+        before = layer_error(cnn, snn, calib, name, T)
+        snn, _ = correct_bias(cnn, snn, calib, name, T)
+        after = layer_error(cnn, snn, calib, name, T)
+        channel = tuple(range(1, before.dim()))
+        mean_before = (before.mean(channel) if channel else before).abs().mean()
+        mean_after = (after.mean(channel) if channel else after).abs().mean()
+        assert mean_after < 0.8 * mean_before, name
+        assert snn.nodes[name].bias.shape == (before.shape[0],)
+
+
+def test_potential_correction_reduces_per_neuron_error(cnn, data):
+    calib, snn = setup(cnn, data)
+    for name in LAYERS:
+        before = layer_error(cnn, snn, calib, name, T).abs().mean()
+        snn, _ = correct_potential(cnn, snn, calib, name, T)
+        assert layer_error(cnn, snn, calib, name, T).abs().mean() < before, name
+        assert snn.nodes[name].v0.shape == snn.shapes[name]
+
+
+def test_weight_calibration_reduces_rate_loss(cnn, data):
+    calib, snn = setup(cnn, data)
+    new, (before, after) = calibrate_weights(cnn, snn, calib, "r2", T, samples=96, iters=150, lr=1e-3)
+    assert after < before
+    assert not np.array_equal(new.nodes["c2"].weight, snn.nodes["c2"].weight)
+    assert np.array_equal(new.nodes["c1"].weight, snn.nodes["c1"].weight)  # other blocks untouched
+    # and the simulated rates moved toward the ANN
+    x = torch.as_tensor(data)
+    a = cnn.run(x, record=True)[1]["r2"]
+    err = {k: float((mean_rates(g, x, T, ["r2"])["r2"] - a).pow(2).sum() / len(x)) for k, g in (("old", snn), ("new", new))}
+    assert err["new"] < err["old"]
+
+
+def test_srp_reduces_ann_zero_snn_positive_neurons(cnn, data):
+    deng = convert(cnn, data, "deng", T, progress=False)
+    srp = convert(cnn, data, "srp", T, progress=False, tau=4)
+    assert srp.meta["pre_steps"] == 4 and srp.meta["srp_nodes"] == list(LAYERS)
+    x = torch.as_tensor(data)
+    acts = cnn.run(x, record=True)[1]
+    rd, rs = mean_rates(deng, x, T, list(LAYERS)), mean_rates(srp, x, T, list(LAYERS))
+    wrong = {k: sum(int(((acts[n] == 0) & (r[n] > 0)).sum()) for n in LAYERS) for k, r in (("deng", rd), ("srp", rs))}
+    assert wrong["srp"] < wrong["deng"]
+
+
+def test_adafire_bursts_beat_binary_neurons_at_equal_T(cnn, data):
+    x = torch.as_tensor(data)
+    logits = cnn.run(x)
+    fast = {"samples": 64, "ssc_ratios": (1.0,)}
+    binary = convert(cnn, data, "adafire", T, progress=False, candidates=(1,), budget=1, **fast)
+    burst = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2, 4), budget=2, **fast)
+    sizes = [burst.nodes[n].max_spikes for n in LAYERS]
+    assert max(sizes) > 1 and np.mean(sizes) <= 2
+    assert all(binary.nodes[n].max_spikes == 1 for n in LAYERS)
+    kl = {k: symmetric_kl(simulate(g, x, T).outputs[-1], logits) for k, g in (("binary", binary), ("burst", burst))}
+    assert kl["burst"] < kl["binary"]
+    iat = burst.meta["iat"]
+    assert iat["metric"] == "entropy" and len(iat["thresholds"]) == T
+
+
+def test_pareto_select_minimizes_profit_under_budget():
+    # 3 layers, settings N = 1, 2, 4 (costs); profits = sensitivities
+    costs = [[1, 2, 4]] * 3
+    profits = [[5.0, 1.0, 0.5], [0.3, 0.2, 0.1], [2.0, 0.4, 0.3]]
+    assert pareto_select(costs, profits, limit=6) == [1, 1, 1]  # N = 2, 2, 2: profit 1.6
+    assert pareto_select(costs, profits, limit=3) == [0, 0, 0]
+    assert pareto_select(costs, profits, limit=12) == [2, 2, 2]

@@ -1,0 +1,75 @@
+"""Threshold selection (max / percentile / MSE), streaming statistics, dead layers, clipping."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from snncompile.convert.activations import collect_activations
+from snncompile.convert.calib_set import make_calib_set
+from snncompile.convert.thresholds import DEAD_THETA, clip_quantize, threshold_from_stats
+from tests.convert.conftest import small_cnn
+
+
+def stats_of(graph, data, names, **kw):
+    return collect_activations(graph, make_calib_set(graph, data, batch_size=32, progress=False), names, **kw)
+
+
+def test_mse_threshold_beats_max_on_its_objective(cnn, data):
+    st = stats_of(cnn, data, ["r1", "r2", "r3"])
+    _, acts = cnn.run(data, record=True)
+    for name in ("r1", "r2", "r3"):
+        a = acts[name]
+        t_max = torch.tensor(threshold_from_stats(name, st[name], "max", timesteps=8))
+        t_mse = torch.tensor(threshold_from_stats(name, st[name], "mse", timesteps=8))
+        err = {k: float((a - clip_quantize(a, t, 8)).pow(2).mean()) for k, t in (("max", t_max), ("mse", t_mse))}
+        assert t_max == a.max()
+        assert err["mse"] < err["max"], name
+        t_p = threshold_from_stats(name, st[name], "percentile", timesteps=8, percentile=99.0)
+        assert t_p < float(t_max)
+
+
+def test_per_channel_thresholds_have_channel_shape(cnn, data):
+    st = stats_of(cnn, data, ["r1", "r3"], per_channel=True)
+    with pytest.warns(UserWarning, match="r1 \\(IF\\): 1 of 6 channels of layer never active"):
+        theta = threshold_from_stats("r1", st["r1"], "max", timesteps=8)
+    assert theta.shape == (6,)
+    _, acts = cnn.run(data, record=True)
+    expected = acts["r1"].amax(dim=(0, 2, 3)).numpy()
+    # a dead channel gets its layer's largest live threshold
+    np.testing.assert_allclose(theta, np.where(expected > 0, expected, expected.max()))
+    with pytest.warns(UserWarning, match="r3 \\(IF\\): 8 of 32 channels"):
+        assert threshold_from_stats("r3", st["r3"], "mse", timesteps=8).shape == (32,)
+
+
+def test_reservoir_is_bounded_and_exact_when_small(cnn, data):
+    small = stats_of(cnn, data, ["r1"], reservoir=10**6)["r1"]
+    assert small.sample.shape == (1, 96 * 6 * 64) and small.count == 96 * 6 * 64
+    bounded = stats_of(cnn, data, ["r1"], reservoir=2000)["r1"]
+    assert bounded.sample.shape == (1, 2000)
+    assert bounded.max == small.max  # the max is tracked exactly
+    # a uniform subsample: its mean is close to the full mean
+    assert abs(float(bounded.sample.mean() - small.sample.mean())) < 0.1 * float(small.sample.mean())
+
+
+def test_dead_layer_gets_positive_threshold_and_warns(cnn, data):
+    dead = cnn.replace({"c2": type(cnn.nodes["c2"])(
+        "c2", ("p1",), np.zeros_like(cnn.nodes["c2"].weight), np.full(8, -1.0, np.float32), padding=(1, 1, 1, 1))})
+    st = stats_of(dead, data, ["r2"])
+    for mode in ("max", "percentile", "mse"):
+        with pytest.warns(UserWarning, match="r2 \\(IF\\): layer never active"):
+            theta = threshold_from_stats("r2", st["r2"], mode, timesteps=8)
+        assert theta == pytest.approx(DEAD_THETA)
+
+
+def test_clipped_relu_threshold_respects_clip(data):
+    g = small_cnn(clip=0.5)
+    st = stats_of(g, data, ["r1"])
+    assert float(st["r1"].max) <= 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert threshold_from_stats("r1", st["r1"], "max", timesteps=8, max_value=0.5) <= 0.5
+        # burst: N * theta may not exceed the clip
+        theta4 = threshold_from_stats("r1", st["r1"], "max", timesteps=8, max_spikes=4, max_value=0.5)
+    assert 4 * theta4 <= 0.5 + 1e-7

@@ -55,7 +55,7 @@ clean:
 bench-peers: $(STAMP)
 	bash benchmarks/peers/bench.sh
 
-# Mutation fuzzing of the example models (tests/test_fuzz.py runs 40 cases; this runs thousands): every
+# Mutation fuzzing of the example models (tests/test_fuzz.py runs 80 cases; this runs thousands): every
 # mutant must compile or fail with a one-line CompileError. Crashing models land in fuzz-findings/.
 fuzz: $(STAMP)
 	$(BIN)/python benchmarks/fuzz.py --cases 3000 --minutes 15 --out fuzz-findings

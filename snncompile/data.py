@@ -123,12 +123,19 @@ def load_npz(path: str | Path) -> Dataset:
     if not p.is_file():
         raise DataError(f"{p}: no such file; expected {EXPECTED}")
     try:
-        with np.load(p, allow_pickle=False) as f:
+        f = np.load(p, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise DataError(f"{p}: a single .npy array, not an .npz archive of named arrays; "
+                            f"expected {EXPECTED}")
+        with f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected {EXPECTED}") from None
     if "x" not in arrays:
         raise DataError(f"{p}: has arrays {sorted(arrays)} but no 'x'; expected {EXPECTED}")
+    broken = [k for k in ("x", "y") if k in arrays and not isinstance(arrays[k], np.ndarray)]
+    if broken:  # np.load hands back the raw bytes of a member that is not in .npy format
+        raise DataError(f"{p}: '{broken[0]}' in the archive is not a .npy array; expected {EXPECTED}")
     x = arrays["x"]
     _check_x(p, x.shape, x.dtype)
     x = x.astype(np.float32)

@@ -38,6 +38,7 @@ batch sizes to check that the batch axis is kept. Errors are one line naming the
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections import Counter
@@ -96,6 +97,7 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
                 f"{o.name} (Output): the graph output is a constant, not computed from the input"
             )
         outs.append(Output(_fresh(o.name, taken), (v.name,)))
+    _check_finite(b, src)
     stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
     return Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph")
 
@@ -155,6 +157,18 @@ def _initializer(t: onnx.TensorProto, src: str) -> np.ndarray:
             f"{src}: initializer '{t.name}' (dims {list(t.dims)}) is unreadable ({_oneline(e)})"
         ) from None
     return _finite(arr, f"initializer '{t.name}'", src)
+
+
+def _check_finite(b: Builder, src: str) -> None:
+    """Finite initializers can still fold into NaN/Inf parameters (Gemm alpha=inf, BN var < -eps)."""
+    for node in b.nodes.values():
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+                raise ModelFileError(
+                    f"{src}: {node.name} ({node.op}): {f.name} contains NaN or Inf after folding the "
+                    "model's constants and attributes"
+                )
 
 
 def _single_input(g: onnx.GraphProto, consts: dict, src: str) -> onnx.ValueInfoProto:

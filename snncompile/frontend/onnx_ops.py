@@ -27,6 +27,8 @@ def _pair(n: ONode, what: str, v: list[int] | None) -> tuple[int, int]:
         return (1, 1)
     if len(v) != 2:
         raise n.fail(f"{what}={list(v)} unsupported, only 2-D (2 values)")
+    if min(v) < 1:
+        raise n.fail(f"{what}={list(v)} invalid, values must be >= 1")
     return (int(v[0]), int(v[1]))
 
 
@@ -43,6 +45,8 @@ def _pads(
         p = (0, 0, 0, 0) if pads is None else tuple(int(v) for v in pads)
         if len(p) != 4:
             raise n.fail(f"pads={list(p)} unsupported, only 2-D (4 values)")
+        if min(p) < 0:
+            raise n.fail(f"pads={list(p)} invalid, values must be >= 0")
         return p  # type: ignore[return-value]
     if auto_pad == "VALID":
         return (0, 0, 0, 0)
@@ -78,12 +82,14 @@ def Conv(
     _spatial(n, x, "convolution")
     if w.ndim != 4 or (kernel_shape is not None and tuple(kernel_shape) != w.shape[2:]):
         raise n.fail(f"weight of shape {w.shape} does not match kernel_shape={kernel_shape}")
-    if w.shape[0] % group:
+    if group < 1 or w.shape[0] % group:
         raise n.fail(f"{w.shape[0]} output channels do not split into group={group}")
     stride, dil = _pair(n, "strides", strides), _pair(n, "dilations", dilations)
     extent = ((w.shape[2] - 1) * dil[0] + 1, (w.shape[3] - 1) * dil[1] + 1)
     pad = _pads(n, auto_pad, pads, x.shape[1:], extent, stride)
     bias = np.zeros(w.shape[0], np.float32) if B is None else b.const(n, B, "B").astype(np.float32)
+    if bias.size != w.shape[0]:
+        raise n.fail(f"bias B of shape {bias.shape} for {w.shape[0]} output channels")
     return Conv2d(
         n.ir,
         (x.name,),

@@ -42,6 +42,11 @@ def lower_populations(snn: Graph) -> Graph:
         raise ConversionError(f"{snn.name}: exactly one output is supported, got {len(snn.outputs)}")
     for n in snn.of_type(MaxPool2d):
         raise ConversionError(f"{n.name} (MaxPool2d): convert MaxPool before lowering (maxpool='relu-tree'|'avg')")
+    if snn.meta.get("srp_nodes") or snn.meta.get("pre_steps"):
+        first = sorted(snn.meta.get("srp_nodes", ())) or ["(pre-steps)"]
+        raise ConversionError(f"{first[0]} (IF): method srp suppresses neurons after {snn.meta.get('pre_steps')} "
+                              "pre-steps, which the population/Lava lowering cannot express yet; use --target sim "
+                              "for srp, or another method for integer and Lava targets")
     src = snn.input
     nodes: list[Node] = [src, Source(f"{src.name}.src", (src.name,))]
     pop_name = {src.name: f"{src.name}.src"}
@@ -100,13 +105,13 @@ def _region(snn: Graph, root: str) -> tuple[list[Node], list[str]]:
     return region, [n for n in snn.nodes if n in leaves]
 
 
-def _evaluate(snn: Graph, root: str, values: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+def _evaluate(snn: Graph, root: str, values: dict[str, torch.Tensor], batch: int, grad: bool = False) -> torch.Tensor:
     """Run the region of ``root`` with the given source values (missing sources are zero)."""
     region, leaves = _region(snn, root)
     acts = {}
     for leaf in leaves:
         acts[leaf] = values.get(leaf, torch.zeros((batch, *snn.shapes[leaf]), dtype=torch.float64))
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for n in region:
             acts[n.name] = n.forward(*(acts[i] for i in n.inputs))
     return acts[root]
@@ -123,8 +128,8 @@ def _leaf_scale(snn: Graph, leaf: str, n: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_map(snn: Graph, root: str, leaf: str, bias: torch.Tensor):
-    def f(n: torch.Tensor) -> torch.Tensor:
-        return _evaluate(snn, root, {leaf: _leaf_scale(snn, leaf, n)}, n.shape[0]) - bias
+    def f(n: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        return _evaluate(snn, root, {leaf: _leaf_scale(snn, leaf, n)}, n.shape[0], grad) - bias
     return f
 
 
@@ -214,14 +219,25 @@ def _as_dense(snn: Graph, root: str, leaf: str, f) -> DenseConn:
         raise ConversionError(
             f"{root} ({snn.nodes[root].op}): the projection from {leaf} is not a convolution and its dense "
             f"matrix would have {n_in * n_out:,} entries (limit {DENSE_LIMIT:,})")
-    cols = []
-    for start in range(0, n_in, 2048):
-        stop = min(n_in, start + 2048)
-        basis = torch.zeros((stop - start, n_in), dtype=torch.float64)
-        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        cols.append(f(basis.reshape(-1, *in_shape)).reshape(stop - start, n_out))
-    weight = torch.cat(cols).T.numpy()
+    if n_out < n_in:  # fewer outputs: read rows by back-propagating output impulses (one pass per chunk)
+        n = torch.zeros((1, *in_shape), dtype=torch.float64, requires_grad=True)
+        out = f(n, grad=True).reshape(-1)
+        rows = [torch.autograd.grad(out, n, _basis(start, min(n_out, start + 2048), n_out), retain_graph=True,
+                                    is_grads_batched=True)[0].reshape(-1, n_in)
+                for start in range(0, n_out, 2048)]
+        weight = torch.cat(rows).detach().numpy()
+    else:
+        cols = [f(_basis(start, min(n_in, start + 2048), n_in).reshape(-1, *in_shape)).reshape(-1, n_out)
+                for start in range(0, n_in, 2048)]
+        weight = torch.cat(cols).T.numpy()
     return DenseConn("probe", (leaf,), weight=weight, out_shape=tuple(out_shape))
+
+
+def _basis(start: int, stop: int, size: int) -> torch.Tensor:
+    """Unit vectors e_start .. e_{stop-1} of length ``size`` (float64 rows)."""
+    basis = torch.zeros((stop - start, size), dtype=torch.float64)
+    basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+    return basis
 
 
 def _relayed(snn: Graph, nodes: list[Node], depth: dict[str, int], pop: str, want: int, leaf: str) -> str:

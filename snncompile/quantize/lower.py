@@ -183,6 +183,8 @@ def _as_conv(snn: Graph, region, root: str, leaf: str, f) -> ConvConn | None:
     chain = _path(snn, region, root, leaf)
     if chain is None or not all(isinstance(n, _CONV_LIKE) for n in chain):
         return None
+    if any(isinstance(n, Concat) and n.axis != 0 for n in chain):
+        return None
     K, S, P = 1, 1, 0
     for n in chain:
         w = _window(n)
@@ -192,13 +194,12 @@ def _as_conv(snn: Graph, region, root: str, leaf: str, f) -> ConvConn | None:
         K, P, S = K + S * (k - 1), P + S * p, S * s
     c, h, w_ = in_shape
     i0 = -(-P // S)
-    if i0 * S - P + K > min(h, w_) or i0 >= min(out_shape[1:]):
+    side = i0 * S - P + K  # the smallest input holding output i0's whole receptive field
+    if side > min(h, w_) or i0 >= min(out_shape[1:]):
         return None
-    probe = torch.zeros((c * K * K, c, h, w_), dtype=torch.float64)
-    idx = torch.arange(c * K * K)
-    ch, a, b = idx // (K * K), (idx // K) % K, idx % K
-    probe[idx, ch, i0 * S - P + a, i0 * S - P + b] = 1.0
-    resp = f(probe)[:, :, i0, i0]  # (c*K*K, O)
+    resp = torch.cat([_chain_map(snn, chain, leaf, _impulses(start, min(c * K * K, start + 512), c, K, side,
+                                                             i0 * S - P))[:, :, i0, i0]
+                      for start in range(0, c * K * K, 512)])  # (c*K*K, O)
     weight = resp.T.reshape(out_shape[0], c, K, K).numpy()
     conv = ConvConn("probe", (leaf,), weight=weight, stride=(S, S), padding=(P, P))
     try:
@@ -210,6 +211,37 @@ def _as_conv(snn: Graph, region, root: str, leaf: str, f) -> ConvConn | None:
     ref, got = f(test), conv.forward(test)
     tol = 1e-6 * (1.0 + ref.abs().max().item())
     return conv if torch.allclose(ref, got, atol=tol, rtol=0) else None
+
+
+def _impulses(start: int, stop: int, c: int, K: int, side: int, offset: int) -> torch.Tensor:
+    """Unit inputs (c, side, side), one per (channel, row, col) of a K x K window at ``offset``."""
+    idx = torch.arange(start, stop)
+    probe = torch.zeros((stop - start, c, side, side), dtype=torch.float64)
+    probe[idx - start, idx // (K * K), offset + (idx // K) % K, offset + idx % K] = 1.0
+    return probe
+
+
+def _chain_map(snn: Graph, chain: list[Node], leaf: str, n: torch.Tensor) -> torch.Tensor:
+    """The linear part of a conv-like chain (biases and other branches at zero) on a small input.
+
+    Exact for impulses away from the border: padding and the cropped-away input are both zeros.
+    """
+    x = _leaf_scale(snn, leaf, n)
+    prev = leaf
+    with torch.no_grad():
+        for node in chain:
+            if isinstance(node, Conv2d):
+                x = dataclasses.replace(node, bias=np.zeros_like(node.bias)).forward(x)
+            elif isinstance(node, BatchNorm):
+                x = dataclasses.replace(node, shift=np.zeros_like(node.shift)).forward(x)
+            elif isinstance(node, Concat):
+                parts = [x if i == prev else x.new_zeros((x.shape[0], snn.shapes[i][0], *x.shape[2:]))
+                         for i in node.inputs]
+                x = torch.cat(parts, dim=1)
+            elif not isinstance(node, Add):  # AvgPool2d; an Add's other inputs are zero here
+                x = node.forward(x)
+            prev = node.name
+    return x
 
 
 def _as_dense(snn: Graph, root: str, leaf: str, f) -> DenseConn:

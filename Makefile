@@ -59,3 +59,9 @@ bench-peers: $(STAMP)
 # mutant must compile or fail with a one-line CompileError. Crashing models land in fuzz-findings/.
 fuzz: $(STAMP)
 	$(BIN)/python benchmarks/fuzz.py --cases 3000 --minutes 15 --out fuzz-findings
+
+# Compile and simulate a generated VGG-style CNN (3x64x64, ~2.7M parameters): compile stage times, peak RSS,
+# float and fixed-point simulator cost per sample-step vs T and batch. About 10 minutes on 2 cores.
+.PHONY: bench-scale
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py

@@ -9,7 +9,6 @@ how many times faster the fast simulator is. Writes docs/benchmarks.md section "
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -17,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
@@ -27,15 +25,13 @@ from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
 
 import snncompile
-from snncompile.benchdoc import machine, write_section
+from snncompile.benchdoc import bundled_args, machine, write_section
 from snncompile.convert import DEFAULT_METHOD
 from snncompile.evaluate import from_population_sim
 from snncompile.ir import Graph, Input
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout
 from snncompile.quantize import lower_populations, quantize
 from snncompile.sim.populations import simulate_populations
-
-MODELS = ["mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional"]
 
 
 def skeleton(g: Graph) -> Graph:
@@ -78,18 +74,10 @@ def bench(model: str, x, y, calib, T: int, method: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--samples", type=int, default=100)
-    p.add_argument("-T", type=int, default=16)
-    p.add_argument("--method", default=DEFAULT_METHOD)
-    p.add_argument("--models", nargs="*", default=MODELS)
-    args = p.parse_args()
-    torch.set_num_threads(2)
-    d, c = np.load(ROOT / "examples/data/mnist_test.npz"), np.load(ROOT / "examples/data/mnist_calib.npz")
-    x, y = d["x"][: args.samples], d["y"][: args.samples]
+    args, x, y, calib = bundled_args(__doc__, samples=100, timesteps=16, default_method=DEFAULT_METHOD)
     rows = []
     for m in args.models:
-        r = bench(m, x, y, c["x"][:256], args.T, args.method)
+        r = bench(m, x, y, calib, args.T, args.method)
         print(f"{m}: spike-exact {100 * r['exact']:.0f} %, lava {r['per_step_ms']:.2f} ms/sample-step "
               f"(floor {r['floor_ms']:.2f}, {r['ratio']:.2f}x), fast simulator {r['speedup']:.0f}x faster", flush=True)
         rows.append(r)

@@ -7,26 +7,20 @@ the table into docs/benchmarks.md (section "quantization").
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
 from pathlib import Path
-
-import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 import snncompile
-from snncompile.benchdoc import machine, write_section
+from snncompile.benchdoc import bundled_args, machine, write_section
 from snncompile.convert import DEFAULT_METHOD
 from snncompile.quantize import lower_populations, quantize
 from snncompile.sim.populations import simulate_populations
-
-MODELS = ["mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional"]
 
 
 def _best_of(k: int, run):
@@ -56,18 +50,10 @@ def bench(model: str, x, y, calib, T: int, method: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("-T", type=int, default=32)
-    p.add_argument("--method", default=DEFAULT_METHOD)
-    p.add_argument("--models", nargs="*", default=MODELS)
-    args = p.parse_args()
-    torch.set_num_threads(2)
-    d, c = np.load(ROOT / "examples/data/mnist_test.npz"), np.load(ROOT / "examples/data/mnist_calib.npz")
-    x, y = d["x"][: args.samples], d["y"][: args.samples]
+    args, x, y, calib = bundled_args(__doc__, samples=1000, timesteps=32, default_method=DEFAULT_METHOD)
     rows = []
     for m in args.models:
-        r = bench(m, x, y, c["x"][:256], args.T, args.method)
+        r = bench(m, x, y, calib, args.T, args.method)
         print(f"{m}: float {100 * r['float']:.2f} %, quantized {100 * r['int']:.2f} % ({r['delta']:+.2f} pt), "
               f"fixed-point sim {r['ratio']:.2f}x the float simulator's time", flush=True)
         rows.append(r)

@@ -9,7 +9,15 @@ import torch
 
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "ReLU", "Reshape"]
+__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "ReLU", "Reshape", "add_all"]
+
+
+def add_all(xs) -> torch.Tensor:
+    """Elementwise sum of equally shaped tensors (the inputs of an Add, or the connections of a population)."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,10 +72,7 @@ class Add(Node):
         return shapes[0]
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
+        return add_all(xs)
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from snncompile.ir.linear import conv_out_size
 from snncompile.ir.neurons import per_channel
 from snncompile.ir.node import Node, Shape, param
+from snncompile.ir.ops import add_all
 
 __all__ = ["CONNECTIONS", "POPULATIONS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay", "Source"]
 
@@ -154,12 +155,7 @@ class _Population(Node):
             raise self._shape_error(f"incoming connections must have equal shapes, got {list(shapes)}")
         return shapes[0]
 
-    @staticmethod
-    def total(xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
+    total = staticmethod(add_all)
 
 
 @dataclass(frozen=True, eq=False)

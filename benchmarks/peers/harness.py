@@ -211,12 +211,14 @@ def run_protocol(
 def time_protocol(
     step: StepFn, reset: Callable[[], None], x: np.ndarray, chunk: int = 1, batches: int = 1
 ) -> dict[str, float]:
-    """Timing-only run (no hooks) over ``batches`` batches of 100 to T_max: us per sample-step,
+    """Timing-only run (no hooks) over ``batches`` batches of 100 to T_max after an untimed warm-up: us per sample-step,
     wall clock and process CPU time (all threads; steadier than wall time on a shared machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(P.THREADS)
     T, n, wall, cpu = P.t_grid()[-1], 0, 0.0, 0.0
     with torch.no_grad():
+        reset()  # warm-up, untimed: two steps of the first batch (as snncompile's timing run)
+        step(torch.as_tensor(x[: P.BATCH]), min(chunk, 2))
         for i in range(0, min(len(x), batches * P.BATCH), P.BATCH):
             xb = torch.as_tensor(x[i : i + P.BATCH])
             reset()

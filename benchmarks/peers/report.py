@@ -160,9 +160,33 @@ def model_tables(model: str, docs: dict[str, dict], grid: list[int]) -> list[str
     return lines + ([""] + notes if notes else []) + [""]
 
 
+def _jobs_table(path: Path) -> list[str]:
+    """Wall seconds of each accuracy job (tool x model); the jobs ran several at a time."""
+    secs: dict[tuple[str, str], int] = {}
+    for ln in path.read_text().splitlines():
+        if len(ln.split()) == 3:
+            tool, model, s = ln.split()
+            secs[(tool, model)] = int(s)
+    models = [m for m in P.MODELS if any(k[1] == m for k in secs)]
+    tools = [t for t in TOOLS if any(k[0] == t for k in secs)]
+    lines = [
+        "Wall seconds of each accuracy job (one process, one thread; the jobs ran side by side, "
+        "so these are not speed measurements):",
+        "",
+        "| tool | " + " | ".join(models) + " | sum |",
+        "|---|" + "---:|" * (len(models) + 1),
+    ]
+    for t in tools:
+        row = [secs.get((t, m)) for m in models]
+        lines.append(f"| {t} | " + " | ".join("–" if v is None else str(v) for v in row)
+                     + f" | {sum(v for v in row if v is not None)} |")
+    return lines + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--durations", type=Path)
+    ap.add_argument("--jobs", type=Path, help='"tool model seconds" lines of the accuracy phase')
     args = ap.parse_args()
     import plots
     import targets
@@ -185,6 +209,8 @@ def main() -> None:
             if ln.strip()
         ]
         text += [""]
+    if args.jobs and args.jobs.exists():
+        text += _jobs_table(args.jobs)
     text += ["![accuracy vs T](peers_accuracy_vs_t.png)", "", "![accuracy vs spikes](peers_frontier.png)", ""]
     for model in P.MODELS:
         if model in data:

@@ -80,21 +80,23 @@ def _simulate(snn, xb: np.ndarray, counting: bool):
     from snntoolbox.simulation.utils import get_layer_synaptic_operations
     from tensorflow import keras
 
-    T = P.t_grid()[-1]
+    T, n = P.t_grid()[-1], xb.shape[0]
+    if n < P.BATCH:  # the INI model is built for batches of P.BATCH: pad, and read only the first n
+        xb = np.concatenate([xb, np.zeros((P.BATCH - n, *xb.shape[1:]), xb.dtype)])
     snn.reset(0)
     if counting and snn.fanout is None:
         snn.set_connectivity()
-    out = np.zeros((xb.shape[0], snn.num_classes, T))
+    out = np.zeros((n, snn.num_classes, T))
     spikes, synops = np.zeros(T), np.zeros(T)
     for t in range(T):
         snn.set_time(np.float32(t + 1))
-        out[:, :, t] = snn.snn.predict_on_batch(xb) > 0
+        out[:, :, t] = snn.snn.predict_on_batch(xb)[:n] > 0
         if not counting:
             continue
         i = 0
         for layer in snn.snn.layers:
             if getattr(layer, "spiketrain", None) is not None:
-                st = keras.backend.get_value(layer.spiketrain)
+                st = keras.backend.get_value(layer.spiketrain)[:n]
                 spikes[t] += np.count_nonzero(st)
                 synops[t] += get_layer_synaptic_operations(st, snn.fanout[i + 1]).sum()
                 i += 1
@@ -102,11 +104,16 @@ def _simulate(snn, xb: np.ndarray, counting: bool):
 
 
 def _time(snn, xs: np.ndarray) -> dict[str, float]:
-    """Timing-only run (no spike reading): one batch to T_max, us per sample-step."""
+    """Timing-only run (no spike reading): one batch to T_max, us per sample-step, after an untimed
+    warm-up (TensorFlow traces its step function on the first call). A batch of fewer than
+    P.BATCH samples is padded (the INI model has a fixed batch size) and counted as P.BATCH."""
     T = P.t_grid()[-1]
-    t0, c0, n = time.perf_counter(), time.process_time(), min(len(xs), P.BATCH)
-    for i in range(0, n, P.BATCH):
-        _simulate(snn, xs[i : i + P.BATCH], False)
+    snn.reset(0)
+    snn.set_time(np.float32(1))
+    snn.snn.predict_on_batch(np.resize(xs[: P.BATCH], (P.BATCH, *xs.shape[1:])))
+    t0, c0 = time.perf_counter(), time.process_time()
+    _simulate(snn, xs[: P.BATCH], False)
+    n = P.BATCH
     return {
         "wall": 1e6 * (time.perf_counter() - t0) / (n * T),
         "cpu": 1e6 * (time.process_time() - c0) / (n * T),

@@ -10,6 +10,8 @@ can shrink a run without code changes:
 ``PEERS_CALIB``           calibration samples, the first N of mnist_calib.npz (500)
 ``PEERS_T``               comma list of T values (default 1,2,4,8,16,32,64)
 ``PEERS_RESULTS``         results folder (default benchmarks/peers/results)
+``PEERS_DOCS``            where report.py writes peers.md and its PNGs (default docs/)
+``PEERS_JOBS``            accuracy jobs run side by side by bench.sh (default: cores)
 ========================  ==========================================================
 """
 

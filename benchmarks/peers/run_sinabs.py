@@ -71,7 +71,10 @@ def _normalize(model: nn.Module, calib_x, percentile: float) -> str:
         ["w_" + w.replace(".", "_") for w, _ in pairs],
         percentile=percentile,
     )
-    return f"normalized {len(pairs)} layer(s); ANN after normalization: "
+    return (
+        f"normalized {len(pairs)} layer(s) (sinabs divides each bias by its own layer's factor only; its "
+        "tutorials use bias-free networks); ANN after normalization: "
+    )
 
 
 def run_mode(name: str, spike_fn: str, percentile, model_name: str, data) -> dict:
@@ -105,6 +108,8 @@ def run_mode(name: str, spike_fn: str, percentile, model_name: str, data) -> dic
 
     def step(xb, k):
         b = xb.shape[0]
+        for m in layers:  # IAFSqueeze unflattens (b*k, ...) with its batch_size: a last batch may be smaller
+            m.batch_size = b
         out = net(xb.unsqueeze(1).expand(b, k, *xb.shape[1:]).reshape(b * k, *xb.shape[1:]))
         return out.reshape(b, k, -1)
 

@@ -5,15 +5,18 @@ accuracy and spikes at T come from that run's report. Every method of
 ``snncompile.convert.METHODS`` runs on the float simulator (target ``sim``); the default method
 also runs on the fixed-point simulator (``sim-int``).
 
-Runs go through ``snncompile.pipeline.run``, the function the CLI calls, in one process: a CLI
-call per run would spend most of its time importing torch and drawing report plots (about 8 s a
-run here, hundreds of runs). One real CLI call (mnist_cnn, default method, T=8) checks that the
-CLI gives the same numbers; the check is stored with the results.
+Runs go through ``snncompile.pipeline.compile_model`` and ``evaluate`` (the two halves of
+``pipeline.run``, the function the CLI calls) in one process: a CLI call per run would spend most
+of its time importing torch and drawing report plots (about 8 s a run here, hundreds of runs). The
+default method is compiled once per T, with its integer lowering, and evaluated on both targets.
+One real CLI call per model (default method, T=8) checks that the CLI gives the same numbers; the
+check is stored with the results.
 
-Timing: batch size 100, ``torch.set_num_threads(2)``. The default method's us per sample-step
-comes from a timing-only run of ``snncompile.simulate`` (``time_simulator``; wall and CPU time);
-the other modes show their T_max run's ``timing.simulate_s`` (``simulate_int_s`` for sim-int)
-over samples x T_max, which includes snncompile's own per-step counters.
+Timing: batch size 100, ``torch.set_num_threads(P.THREADS)``. The default method's us per
+sample-step comes from a timing-only run of ``snncompile.simulate`` on that method's own network
+at T_max (``time_simulator``; median of 3, wall and CPU time); the other modes show their T_max
+run's ``timing.simulate_s`` (``simulate_int_s`` for sim-int) over samples x T_max, measured while
+other jobs shared the machine, which includes snncompile's own per-step counters.
 
 Run with the product venv: ``.venv/bin/python benchmarks/peers/run_snncompile.py``.
 ``PEERS_REUSE=1`` keeps run reports already in results/snncompile_runs/ (default: rerun);
@@ -22,12 +25,14 @@ Run with the product venv: ``.venv/bin/python benchmarks/peers/run_snncompile.py
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import protocol as P
 import torch
 
@@ -46,10 +51,23 @@ def _cache(model: str, method: str, target: str, T: int) -> Path:
     return P.results_dir() / "snncompile_runs" / model / f"{target}_{method}_T{T}.json"
 
 
+def _net_path(model: str) -> Path:
+    """The default method's network at T_max, saved by its accuracy run for the timing passes."""
+    return P.results_dir() / "snncompile_runs" / model / f"timing_net_T{P.t_grid()[-1]}.pkl"
+
+
+_COMPILED: dict = {}  # (model, method, T) -> the last compiled network, shared by its sim and sim-int runs
+
+
 def _run(model: str, method: str, target: str, T: int) -> dict:
-    """The report of one run (cached), or {"error": ...} when snncompile refused or failed."""
+    """The report of one run (cached), or {"error": ...} when snncompile refused or failed.
+
+    The default method is compiled once per (model, T) with its integer lowering, and that one
+    compilation is evaluated on both targets (``sim`` reads only the float network)."""
+    import pickle
+
     from snncompile.errors import CompileError
-    from snncompile.pipeline import RunConfig, run
+    from snncompile.pipeline import RunConfig, compile_model, evaluate, shard_of
 
     cache = _cache(model, method, target, T)
     if os.environ.get("PEERS_REUSE") == "1" and cache.exists():
@@ -68,8 +86,17 @@ def _run(model: str, method: str, target: str, T: int) -> dict:
         progress=False,
     )
     t0 = time.time()
+    default = method == _methods()[1]
     try:
-        report = run(cfg).report
+        key = (model, method, T)
+        if key not in _COMPILED:
+            _COMPILED.clear()
+            _COMPILED[key] = compile_model(dataclasses.replace(cfg, target="sim-int" if default else target))
+        result = evaluate(_COMPILED[key], cfg, shard_of(_COMPILED[key].evals, None))
+        report = result.report
+        if default and target == "sim" and T == P.t_grid()[-1]:
+            _net_path(model).parent.mkdir(parents=True, exist_ok=True)
+            _net_path(model).write_bytes(pickle.dumps(result.snn))
     except CompileError as err:
         report = {"error": f"{type(err).__name__}: {err}"}
     report["wall_s"] = round(time.time() - t0, 1)
@@ -161,31 +188,37 @@ def _mode(model: str, method: str, target: str) -> dict:
     return rec
 
 
-def time_simulator(model: str) -> dict[str, float]:
-    """Timing-only run of the float simulator: one batch of 100 to T_max, us per sample-step (wall
-    and process CPU time). The net is converted with ``max`` (fast to convert): the simulator's dense
-    per-step cost does not depend on the thresholds."""
+def time_simulator(model: str, repeats: int = 3) -> dict[str, float]:
+    """Timing-only run of the float simulator on the default method's own network at T_max (saved
+    by its accuracy run; converted here if missing): one batch of 100 to T_max after an untimed
+    warm-up, ``repeats`` times, the median (wall and process CPU time) in us per sample-step.
+    Included, as in the CLI: the simulator's setup and its spike counters."""
+    import pickle
+
     from snncompile import load_onnx, simulate
-    from snncompile.convert import convert
+    from snncompile.convert import DEFAULT_METHOD, convert
 
     calib_x, x, _ = P.load_data()
-    snn = convert(
-        load_onnx(P.EXAMPLES / f"{model}.onnx"),
-        calib_x,
-        method="max",
-        timesteps=P.t_grid()[-1],
-        progress=False,
-    )
     n, T = min(len(x), P.BATCH), P.t_grid()[-1]
+    if _net_path(model).exists():
+        snn = pickle.loads(_net_path(model).read_bytes())
+    else:
+        print(f"  snncompile {model}: converting for the timing run ({_net_path(model)} is missing)", flush=True)
+        snn = convert(load_onnx(P.EXAMPLES / f"{model}.onnx"), calib_x[: P.n_samples()[1]], method=DEFAULT_METHOD,
+                      timesteps=T, progress=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(P.THREADS)
     simulate(snn, x[: P.BATCH], 2, batch_size=P.BATCH)  # warm-up
-    t0, c0 = time.perf_counter(), time.process_time()
-    simulate(snn, x[:n], T, batch_size=P.BATCH)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        simulate(snn, x[:n], T, batch_size=P.BATCH)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     torch.set_num_threads(threads)
     return {
-        "wall": 1e6 * (time.perf_counter() - t0) / (n * T),
-        "cpu": 1e6 * (time.process_time() - c0) / (n * T),
+        "wall": 1e6 * float(np.median(walls)) / (n * T),
+        "cpu": 1e6 * float(np.median(cpus)) / (n * T),
     }
 
 
@@ -210,26 +243,23 @@ def collect(model: str, methods: list[str], default: str, started: float, check:
 
 
 def _plan(methods: list[str], default: str) -> list[tuple[str, str, str, int]]:
-    """(model, method, target, T) in priority order across models: the default method at T=8, at
-    the other target T values, the fast methods at those T, then the rest of the T grid, sim-int,
-    and the slow methods."""
+    """(model, method, target, T) in priority order across models (for ``PEERS_BUDGET_S``): the
+    default method on both targets at T = 8, 4, 16, 32, then the fast methods there, the rest of the
+    T grid, and the slow methods. A default-method sim run is followed by its sim-int run, which
+    reuses its compilation."""
     grid = P.t_grid()
     key_t = [T for T in (8, 4, 16, 32) if T in grid]
     other_t = [T for T in grid if T not in key_t]
     slow = ("calib-light", "calib-advanced", "adafire")
     fast = [m for m in methods if m not in slow and m != default]
     slow = [m for m in methods if m in slow and m != default]
-    dflt = [default] if default in methods else []
+    dflt = [(default, tg) for tg in ("sim", "sim-int")] if default in methods else []
     stages = [
-        [(m, "sim", T) for m in dflt for T in key_t[:1]],
-        [(m, "sim", T) for m in dflt for T in key_t[1:]],
+        [(m, tg, T) for T in key_t for m, tg in dflt],
         [(m, "sim", T) for m in fast for T in key_t],
-        [(m, "sim", T) for m in dflt for T in other_t],
+        [(m, tg, T) for T in other_t for m, tg in dflt],
         [(m, "sim", T) for m in fast for T in other_t],
-        [(m, "sim-int", T) for m in dflt for T in key_t],
-        [(m, "sim", T) for m in slow for T in key_t],
-        [(m, "sim-int", T) for m in dflt for T in other_t],
-        [(m, "sim", T) for m in slow for T in other_t],
+        [(m, "sim", T) for m in slow for T in key_t + other_t],
     ]
     return [(model, m, tg, T) for st in stages for model in P.models() for m, tg, T in st]
 
@@ -264,13 +294,8 @@ def main() -> None:
             ),
             flush=True,
         )
-    checked = "mnist_cnn" if "mnist_cnn" in P.models() else P.models()[0]
     for model in P.models():
-        check = (
-            _cli_check(model, default)
-            if model == checked and default in methods and 8 in P.t_grid()
-            else None
-        )
+        check = _cli_check(model, default) if default in methods and 8 in P.t_grid() else None
         print(f"snncompile {model}: wrote {collect(model, methods, default, t_start, check)}", flush=True)
 
 

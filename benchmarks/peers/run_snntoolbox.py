@@ -1,12 +1,15 @@
 """SNN Toolbox 0.6.0 on the peer protocol (run with .venv-snntoolbox/bin/python).
 
 The torch model is rebuilt in Keras by hand (keras_models.py; max logit difference recorded), then
-the toolbox's own steps: parse, ``normalize_parameters`` (percentile 99.9 on the calibration set),
-build the INI temporal-mean-rate SNN (reset by subtraction, constant analog input, dt 1). Its
+the toolbox's own steps: parse (``softmax_to_relu = True``, which the toolbox's docs recommend: the
+output layer spikes like the others instead of sampling from a softmax), ``normalize_parameters``
+(percentile 99.9 on the calibration set), build the INI temporal-mean-rate SNN (reset by
+subtraction, constant analog input, dt 1). Its
 ``simulate`` loop is unrolled here, step for step as the toolbox does it, so that spikes can be
 read at every T: prediction at T = argmax of the output layer's spike counts over the first T steps,
 a sample whose output has not spiked yet counts as wrong (the toolbox's rule). Spikes: every
-spiking layer's spike train (output and pooling layers spike too in INI). Synops: the toolbox's
+spiking layer's spike train except the output layer's (the readout, not counted for any tool);
+INI's pooling layers spike too and are counted. Synops: the toolbox's
 own per-layer counter (``get_layer_synaptic_operations`` with its fan-outs).
 """
 
@@ -40,6 +43,8 @@ duration = {T}
 batch_size = {batch}
 num_to_test = {n}
 keras_backend = tensorflow
+[conversion]
+softmax_to_relu = True
 [cell]
 reset = Reset by subtraction
 [input]
@@ -97,7 +102,8 @@ def _simulate(snn, xb: np.ndarray, counting: bool):
         for layer in snn.snn.layers:
             if getattr(layer, "spiketrain", None) is not None:
                 st = keras.backend.get_value(layer.spiketrain)[:n]
-                spikes[t] += np.count_nonzero(st)
+                if layer is not snn.snn.layers[-1]:  # the output layer is the readout: not counted, as for the others
+                    spikes[t] += np.count_nonzero(st)
                 synops[t] += get_layer_synaptic_operations(st, snn.fanout[i + 1]).sum()
                 i += 1
     return np.cumsum(out, 2), spikes, synops

@@ -140,9 +140,10 @@ def test_activation_scale_changes_nothing_but_thresholds(scale):
 
 
 def test_weights_and_biases_beyond_the_profile_warn_naming_the_layer():
-    """Clip(0, 1e-4) pins relu1's threshold at 1e-4: its membrane scale is 2**18 / 1e-4, so fc1's weights
-    would need weight_exp 10 > 7 (clipped to 255 << 7) and a bias of 0.5 exceeds 4095 << 7."""
-    _, _, msgs = compile_int(mlp_proto(w1=np.abs(W1), b1=0.5, clip=1e-4))
+    """Clip(0, 1e-6) pins relu1's threshold at 1e-6 and a bias of 0.5 is 5e5 thresholds per step: even
+    with the smallest threshold mantissa (16 << 6) the bias exceeds 4095 << 7, and fc1's weights would
+    need a weight_exp above 7 (clipped to 255 << 7)."""
+    _, _, msgs = compile_int(mlp_proto(w1=np.abs(W1), b1=0.5, clip=1e-6))
     weights = [m for m in msgs if m.startswith("x.src->relu1: weights up to") and "> 7" in m]
     bias = [m for m in msgs if m.startswith("relu1: bias up to") and "clipped" in m]
     assert weights and bias, msgs

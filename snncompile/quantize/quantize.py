@@ -4,7 +4,9 @@ Scales (per population, per output channel where thresholds are per channel):
 
 * IF population P with float threshold theta: membrane units sigma_P = 2**(act_shift) * vth / theta
   with ``vth = 2**(membrane_bits - 1 - headroom_bits - vth_shift)`` (4096 on Loihi 2), so that
-  ``theta_eff = vth << 6`` sits ``headroom_bits`` below the 24-bit saturation.
+  ``theta_eff = vth << 6`` sits ``headroom_bits`` below the 24-bit saturation; ``vth`` is lowered
+  by powers of two for burst neurons (``max_spikes`` N: log2 N more bits of room) and where the
+  per-step bias would exceed the bias format (``_vth``).
 * Readout R: sigma_R = a power of two placing its largest weight mantissa near the top of the range.
 * Source: ``x_int = round(x * s_in)`` with ``s_in = (2**input_bits - 1) / max|x|`` over calibration data.
 
@@ -74,12 +76,31 @@ def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
 
 def _sigma(n, conns, unit, profile: HardwareProfile):
     if isinstance(n, IFPop):
-        vth = 2 ** (profile.membrane_bits - 1 - profile.headroom_bits - profile.vth_shift)
-        return vth * 2.0**profile.vth_shift / np.asarray(n.theta, np.float64)
+        return _vth(n, profile) * 2.0**profile.vth_shift / np.asarray(n.theta, np.float64)
     if isinstance(n, Relay):
         return 1.0
     wmax = max(float(np.abs(c.weight).max()) / unit[c.inputs[0]] for c in conns) or 1.0
     return 2.0 ** math.floor(math.log2(2 ** (profile.weight_bits + 4) / wmax))
+
+
+VTH_MIN = 16  # smallest threshold mantissa _vth picks: the membrane keeps 1/1024 of a threshold
+
+
+def _vth(n: IFPop, profile: HardwareProfile) -> int:
+    """The population's threshold mantissa: the profile's default (``headroom_bits`` free above the
+    threshold), lowered by a power of two where the membrane needs more room (a burst neuron can
+    hold up to ``max_spikes`` thresholds before it fires) or the per-step bias would not fit the
+    bias format (``bias_mant_max << bias_exp_max``)."""
+    top = 2 ** (profile.membrane_bits - 1 - profile.headroom_bits - profile.vth_shift)
+    limits = [top / 2 ** math.ceil(math.log2(max(int(n.max_spikes), 1)))]
+    theta = np.abs(np.asarray(n.theta, np.float64))
+    bias = np.abs(np.asarray(n.bias, np.float64))
+    if bias.size and np.any(bias > 0):
+        per_theta = bias / _channel_view(theta, bias.ndim) if theta.ndim and bias.ndim else bias / theta
+        fit = profile.bias_mant_max * 2.0**profile.bias_exp_max / (float(per_theta.max()) * 2.0**profile.vth_shift)
+        limits.append(fit)
+    vth = min(limits)
+    return int(top if vth >= top else max(VTH_MIN, 2 ** math.floor(math.log2(vth))))
 
 
 def _act_shift(n, conns, sig, unit, pop: Graph, profile: HardwareProfile) -> int:

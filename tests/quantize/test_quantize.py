@@ -100,3 +100,35 @@ def test_block_kernel_fast_path_is_exact():
     assert c._block((4, 12, 10)) == 2 and torch.equal(c.forward(x), direct)
     odd = ConvConn("d", ("x",), weight=w, stride=(2, 2), padding=(2, 2), fixed=True)
     assert odd._block((4, 11, 10)) == 0  # a partial block at the edge: no fast path
+
+
+def test_large_per_step_bias_lowers_vth_instead_of_clipping():
+    """A bias of several thresholds per step (seen on AdaFire's low-T ResNet: it clipped at 4095 << 7 and cost
+    20 pt) fits once the threshold mantissa is lowered; the integer network then matches the float one."""
+    import warnings
+
+    g = build_mlp_snn()
+    r1 = g.nodes["r1"]
+    bias = np.linspace(-3.0, 3.0, 20).astype(np.float32) * r1.theta  # -3 .. +3 thresholds per step
+    g = g.replace({"r1": r1.__class__(**{**r1.__dict__, "bias": bias})})
+    pop = lower_populations(g)
+    x = np.random.default_rng(1).uniform(0, 1, (64, *pop.shapes["x"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QuantizationWarning)  # no bias clipping warning
+        q = quantize(pop, x)
+    info = {i["name"]: i for i in q.meta["quantization"]["layers"]}
+    ifs = [n for n in q.nodes.values() if isinstance(n, IFPop)]
+    assert info[ifs[0].name]["bias_clipped"] == 0 and info[ifs[0].name]["vth"] < 4096
+    f, i = simulate_populations(pop, x, 16, dtype="float64"), simulate_populations(q, x, 16)
+    assert (f.predictions() == i.predictions()).mean() >= 0.95
+    assert abs(i.spikes[ifs[0].name] - f.spikes[ifs[0].name]) <= 0.02 * f.spikes[ifs[0].name]
+
+
+def test_burst_populations_get_membrane_room_for_their_spikes():
+    """vth is lowered by log2(N) bits for a burst population (N = 4: 4096 -> 1024); binary ones keep 4096."""
+    pop = lower_populations(build_residual_snn(burst=4))
+    q = quantize(pop, np.random.default_rng(0).uniform(0, 1, (16, *pop.shapes["x"])))
+    vth = {i["name"]: i["vth"] for i in q.meta["quantization"]["layers"] if i["kind"] == "if"}
+    bursts = {n.name: n.max_spikes for n in pop.nodes.values() if isinstance(n, IFPop)}
+    assert {vth[k] for k, n in bursts.items() if n == 4} <= {1024, 512, 256} and 4 in bursts.values()
+    assert {vth[k] for k, n in bursts.items() if n == 1} <= {4096, 2048, 1024}

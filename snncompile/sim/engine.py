@@ -20,7 +20,7 @@ output 0), restarts from ``v = v0`` and emits ``m * n`` from then on; other laye
 membrane over unchanged. Spikes during the pre-steps are counted (they cost energy).
 
 Per layer and step the per-sample spike count and synaptic-operation count are recorded with
-one matrix product ``n.view(B, -1) @ [1, f]`` (f = fan-out per neuron, see ``fanout.py``).
+one matrix product ``[1, f] @ n.view(B, -1).T`` (f = fan-out per neuron, see ``fanout.py``).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ class BatchTrace:
 
 
 def _fire(layer: NeuronLayer, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-          count_out: torch.Tensor) -> torch.Tensor:
-    """One in-place IF update; writes (spikes, synops) per sample into ``count_out``."""
+          count_out: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
+    """One in-place IF update; writes (spikes, synops) per sample into ``count_out`` (2, B).
+    ``with_bias=False``: ``x`` already includes the bias (a static input, summed once per batch)."""
     v.add_(x)
-    if layer.bias is not None:
+    if with_bias and layer.bias is not None:
         v.add_(layer.bias)
     if layer.max_spikes == 1:
         n = (v >= layer.theta).to(v.dtype)
@@ -59,7 +60,7 @@ def _fire(layer: NeuronLayer, x: torch.Tensor, v: torch.Tensor, mask: torch.Tens
     v.addcmul_(n, layer.theta, value=-1.0)
     if mask is not None:
         n.mul_(mask)
-    torch.mm(n.view(n.shape[0], -1), layer.counter, out=count_out)
+    torch.mm(layer.counter, n.view(n.shape[0], -1).T, out=count_out)  # (2, K) @ (K, B): fast for skinny outputs
     return n.mul_(layer.theta)
 
 
@@ -71,9 +72,10 @@ class _State:
         shapes = prog.graph.shapes
         self.v = {ly.name: torch.zeros((b, *shapes[ly.name]), device=x.device) + ly.v0 for ly in prog.layers}
         self.mask: dict[str, torch.Tensor | None] = {ly.name: None for ly in prog.layers}
-        self.counts = {ly.name: torch.zeros((total, b, 2), device=x.device) for ly in prog.layers}
+        self.counts = {ly.name: torch.zeros((total, 2, b), device=x.device) for ly in prog.layers}
         if prog.input_counter is not None:
-            self.counts[prog.input_name] = torch.zeros((total, b, 2), device=x.device)
+            self.counts[prog.input_name] = torch.zeros((total, 2, b), device=x.device)
+        self.drive: dict[str, torch.Tensor] = {}  # IF layer with a static input -> input + bias, once per batch
         self.acc = torch.zeros((b, *out_shape), device=x.device)
 
     def end_pre_steps(self, prog: Program) -> None:
@@ -91,7 +93,10 @@ def _step(prog: Program, st: _State, vals: dict[str, torch.Tensor], t: int) -> N
             vals[op.name] = op.node.forward(*(vals[i] for i in op.inputs))
         elif op.kind == "if":
             name = op.name
-            vals[name] = _fire(op.layer, vals[op.inputs[0]], st.v[name], st.mask[name], st.counts[name][t])
+            if name in st.drive:
+                vals[name] = _fire(op.layer, st.drive[name], st.v[name], st.mask[name], st.counts[name][t], False)
+            else:
+                vals[name] = _fire(op.layer, vals[op.inputs[0]], st.v[name], st.mask[name], st.counts[name][t])
         else:
             st.acc.add_(vals[op.inputs[0]])
 
@@ -107,6 +112,11 @@ def run_batch(prog: Program, x: torch.Tensor, timesteps: int, *, pre_steps: int 
         vals: dict[str, torch.Tensor] = {prog.input_name: x}
         for op in prog.static:
             vals[op.name] = op.node.forward(*(vals[i] for i in op.inputs))
+        static = {op.name for op in prog.static}
+        for op in prog.dynamic:
+            if op.kind == "if" and op.inputs[0] in static:
+                b = op.layer.bias
+                st.drive[op.name] = vals[op.inputs[0]] if b is None else vals[op.inputs[0]] + b
         rec = {name: torch.zeros((x.shape[0], *prog.graph.shapes[name]), device=x.device) for name in record}
         outputs = torch.empty((timesteps, *st.acc.shape), device=x.device) if per_step else None
         p = x.clamp(0.0, 1.0) if prog.input_counter is not None else None
@@ -116,8 +126,7 @@ def run_batch(prog: Program, x: torch.Tensor, timesteps: int, *, pre_steps: int 
             if p is not None:
                 spikes = (torch.rand(p.shape, generator=generator, device=x.device) < p).to(x.dtype)
                 vals[prog.input_name] = spikes
-                torch.mm(spikes.view(spikes.shape[0], -1), prog.input_counter,
-                         out=st.counts[prog.input_name][t])
+                torch.mm(prog.input_counter, spikes.view(spikes.shape[0], -1).T, out=st.counts[prog.input_name][t])
             _step(prog, st, vals, t)
             if t >= pre_steps:
                 for name in record:
@@ -125,4 +134,5 @@ def run_batch(prog: Program, x: torch.Tensor, timesteps: int, *, pre_steps: int 
                 if outputs is not None:
                     torch.div(st.acc, t - pre_steps + 1, out=outputs[t - pre_steps])
         recorded = {name: r.div_(timesteps) for name, r in rec.items()}
-        return BatchTrace(outputs, st.acc / timesteps, st.counts, recorded)
+        counts = {k: c.transpose(1, 2).contiguous() for k, c in st.counts.items()}  # (steps, B, 2)
+        return BatchTrace(outputs, st.acc / timesteps, counts, recorded)

@@ -37,7 +37,7 @@ class NeuronLayer:
     bias: torch.Tensor | None  # per-step current, None when zero
     v0: torch.Tensor
     max_spikes: int
-    counter: torch.Tensor  # (neurons, 2): columns [1, fan-out] -> per-sample (spikes, synops)
+    counter: torch.Tensor  # (2, neurons): rows [1, fan-out]; counter @ n.T -> per-sample (spikes, synops)
     srp: bool  # residual-potential suppression after the pre-steps
 
 
@@ -61,14 +61,14 @@ class Program:
     static: list[Op] = field(default_factory=list)  # computed once per batch
     dynamic: list[Op] = field(default_factory=list)  # computed every step, topological order
     layers: list[NeuronLayer] = field(default_factory=list)
-    input_counter: torch.Tensor | None = None  # (input elements, 2) for spike-coded input
+    input_counter: torch.Tensor | None = None  # (2, input elements) for spike-coded input
     input_macs: int = 0  # dense MACs per sample of the weighted layers fed by the Input
 
 
 def _layer(node: IF, shape, fan: torch.Tensor, device, srp: bool) -> NeuronLayer:
     like = torch.zeros((1, *shape), device=device)
     bias = per_channel(node.bias, like) if node.bias.any() else None
-    counter = torch.stack([torch.ones(fan.numel()), fan.reshape(-1)], 1).to(device)
+    counter = torch.stack([torch.ones(fan.numel()), fan.reshape(-1)]).to(device)
     return NeuronLayer(node.name, per_channel(node.theta, like), bias, per_channel(node.v0, like),
                        int(node.max_spikes), counter, srp)
 
@@ -117,5 +117,5 @@ def compile_program(graph: Graph, device: torch.device | str, *, analog: bool,
         prog.input_macs = _input_macs(graph)
     else:
         fan = fans[graph.input.name]
-        prog.input_counter = torch.stack([torch.ones(fan.numel()), fan.reshape(-1)], 1).to(device)
+        prog.input_counter = torch.stack([torch.ones(fan.numel()), fan.reshape(-1)]).to(device)
     return prog

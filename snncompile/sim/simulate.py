@@ -67,7 +67,7 @@ def simulate(snn: Graph, x, timesteps: int, *, batch_size: int = 256, device: st
     if not batches:
         raise DataError(f"{snn.input.name} (Input): no samples to simulate")
     outs, traces, wall = _run_batches(prog, batches, int(timesteps), steps, gen, progress)
-    neurons = {layer.name: int(layer.counter.shape[0]) for layer in prog.layers}
+    neurons = {layer.name: int(layer.counter.shape[1]) for layer in prog.layers}
     readout = snn.nodes[prog.output_name].inputs[0]
     return SimResult(outs, int(timesteps), steps, readout, neurons, traces,
                      prog.input_macs * sum(b.shape[0] for b in batches), input_coding, wall)

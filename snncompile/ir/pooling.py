@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from snncompile.ir.linear import conv_out_size
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d"]
+__all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d", "tiled_sum"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,17 +34,19 @@ class _Pool2d(Node):
         return F.pad(x, (l, r, t, b), value=value) if any(self.padding) else x
 
 
-def _tiled_mean(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """avg_pool2d with stride == kernel and no padding as sums of strided slices (rows, then columns):
-    the same numbers, several times faster than torch's CPU avg_pool2d on NCHW tensors."""
-    h, w = (x.shape[-2] // kh) * kh, (x.shape[-1] // kw) * kw  # floor mode: drop the ragged edge
+def tiled_sum(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Sum over non-overlapping kh x kw windows (stride == kernel, no padding, ragged edge dropped as
+    avg_pool2d's floor mode does) as sums of strided slices, rows then columns: the same numbers as
+    ``avg_pool2d(x, k, divisor_override=1)`` for integers, several times faster than torch's CPU
+    pooling on NCHW tensors. Always a new tensor."""
+    h, w = (x.shape[-2] // kh) * kh, (x.shape[-1] // kw) * kw
     rows = x[..., 0:h:kh, :w]
     for i in range(1, kh):
         rows = rows + x[..., i:h:kh, :w]
     out = rows[..., 0::kw]
     for j in range(1, kw):
         out = out + rows[..., j::kw]
-    return out.clone() if kh * kw == 1 else out.mul_(1.0 / (kh * kw))  # out is a new tensor unless 1x1
+    return out.clone() if kh * kw == 1 else out
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +62,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel
         if self.stride == self.kernel and not any(self.padding) and kh * kw <= 16:
-            return _tiled_mean(x, kh, kw)
+            return tiled_sum(x, kh, kw).mul_(1.0 / (kh * kw))
         s = F.avg_pool2d(self._padded(x, 0.0), self.kernel, self.stride)
         if self.count_include_pad or not any(self.padding):
             return s

@@ -30,6 +30,7 @@ from snncompile.ir.linear import conv_out_size
 from snncompile.ir.neurons import per_channel
 from snncompile.ir.node import Node, Shape, param
 from snncompile.ir.ops import add_all
+from snncompile.ir.pooling import tiled_sum
 
 __all__ = ["CONNECTIONS", "POPULATIONS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay", "Source"]
 
@@ -127,7 +128,7 @@ class ConvConn(Node):
         w = _scaled(self, s, float(2**self.weight_exp) if self.fixed else 1.0)
         k = self._block(tuple(s.shape[1:])) if self.fixed else 0
         if k:  # integer sums are exact in any order: pool first, then the k-times smaller kernel
-            s = F.avg_pool2d(s, k, divisor_override=1)
+            s = tiled_sum(s, k, k)
             w = w[:, :, ::k, ::k]
             return F.conv2d(s, w, None, 1, (self.padding[0] // k, self.padding[1] // k), 1, self.groups)
         return F.conv2d(s, w, None, self.stride, self.padding, self.dilation, self.groups)

@@ -8,7 +8,7 @@ DEMO_MODEL ?= examples/mnist_cnn.onnx
 DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz \
               --samples 20 --timesteps 16 --out demo.snn --force
 
-.PHONY: all env demo test test-fast bench bench-accuracy bench-lava bench-quant fuzz lint clean
+.PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant fuzz lint clean
 
 all: test
 
@@ -36,6 +36,10 @@ bench: bench-accuracy bench-quant bench-lava
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py
+
+# only the "Simulator speed" section of docs/benchmarks.md (a few minutes)
+bench-simspeed: $(STAMP)
+	$(BIN)/python benchmarks/accuracy.py --speed-only
 
 bench-quant: $(STAMP)
 	$(BIN)/python benchmarks/quantization.py

@@ -272,6 +272,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads for the accuracy runs")
     p.add_argument("--speed-threads", type=int, nargs="+", default=[2, 1], help="torch threads for the speed section")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    p.add_argument("--speed-only", action="store_true", help="only the simulator speed section")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, y, calib_x = load_data()
@@ -282,7 +283,7 @@ def main(argv=None) -> None:
         anns[model] = 100 * ann_accuracy(ann, x, y)
         print(f"== {model}: ANN {anns[model]:.1f} %", flush=True)
         results[model] = {}
-        for method in args.methods:
+        for method in [] if args.speed_only else args.methods:
             r = results[model][method] = run_method(ann, method, calib_x, x, y, args.calib_t)
             print(f"  {method:15s} " + " ".join(f"{r['acc'][t]:5.1f}" for t in TS)
                   + f"  convert {r['convert_s']:5.1f}s sim {r['sim_s']:5.1f}s ({r['sps']:.0f} samples*steps/s)",
@@ -293,10 +294,13 @@ def main(argv=None) -> None:
                   f"CPU-s), ratio to T ANN passes {sp['ratio']:.2f} wall / {sp['cpu_ratio']:.2f} CPU "
                   f"(load {sp['load']:.1f})", flush=True)
     total = time.perf_counter() - start
+    if not args.no_write:
+        write_section(speed_section(speed), "simspeed")
+    if args.speed_only:
+        return
     print(f"total {total / 60:.1f} min; closest to the ANN on CNNs at T<=8: {default_choice(results, anns)[0]}")
     if not args.no_write:
         write_section(accuracy_section(results, anns, args.calib_t, len(x), len(calib_x), total), "accuracy")
-        write_section(speed_section(speed), "simspeed")
         plot(results, anns)
         print(f"wrote {DOC} and {PLOT}")
 

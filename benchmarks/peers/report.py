@@ -6,9 +6,9 @@ Usage: report.py [--durations FILE]  (FILE: "stage seconds" lines written by the
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import math
+import os
 from pathlib import Path
 
 import protocol as P
@@ -32,26 +32,33 @@ Do not edit by hand.
   the first {samples} samples of `examples/data/mnist_test.npz`, the same for every tool.
 - **Input**: the image as a constant analog current every step (no Poisson coding).
 - **Runs**: one run to T_max = {tmax} per mode; the prediction at T is the argmax of the output
-  accumulated over the first T steps (peers). snncompile tunes its conversion to T, so it runs once
-  per T (its report at that T).
+  accumulated over the first T steps (SpikingJelly, sinabs; SNN Toolbox: the argmax of the output
+  layer's spike counts, no spike yet = wrong, its own rule). snncompile tunes its conversion to T,
+  so it runs once per T (its report at that T). SNN Toolbox runs with `softmax_to_relu = True`,
+  the setting its documentation recommends.
 - **Modes**: SpikingJelly 2.0.0 `ann2snn` with `RateCodingRecipe` modes `max`, `99.9%`, `0.5`;
   sinabs 3.1.3 `from_model` with MultiSpike (its default) and SingleSpike, each without and with
   `normalize_weights(percentile=99.9)`; SNN Toolbox 0.6.0 INI simulator with its 99.9 percentile
   normalization; snncompile with every method of `snncompile.convert.METHODS` on the float
   simulator (`sim`) and its default method also on the fixed-point simulator (`sim-int`).
-- **Spikes per sample**: all spiking layers, cumulative up to T (n spikes in one step count n).
+- **Spikes per sample**: all spiking layers, cumulative up to T (n spikes in one step count n);
+  the output layer is a readout and not counted (for SNN Toolbox, whose output layer spikes, its
+  spikes are left out too; its spiking average-pool layers are counted).
 - **Synops per sample**: input events x fan-out at every weight layer fed by spikes, counted by the
   harness for SpikingJelly (its SynOpCounter reports 0) and sinabs with the same per-neuron fan-out
-  snncompile uses (paths through pools; a max pool counted like a sum pool). SNN Toolbox: its own
+  snncompile uses (paths through pools; a max pool counted like a sum pool, which over-counts the
+  peers a little on `mnist_resnet`: a max passes one spike of several). SNN Toolbox: its own
   counter. The analog input layer is not counted for anyone.
-- **Time**: microseconds per sample-step in timing-only passes (no counters) of one batch of
-  {batch} to T_max, run for all tools back to back (`PEERS_TIMING_ONLY=1`), with
-  `torch.set_num_threads({threads})` (TF: {threads} intra-op threads) and again with 1 thread, as
-  CPU time of the process and as wall time (see Remarks). snncompile's timing-only run is its
-  float simulator (`snncompile.simulate`) on the net converted with `max` (the dense simulator's
-  cost does not depend on the thresholds), shown on its default method's row; its other rows
-  have no timing. Accuracy and counting runs use one thread (same numbers, less waiting on a
-  busy machine).
+- **Time**: microseconds per sample-step in timing-only passes (no counters for the peers) of one
+  batch of 100 to T_max after an untimed warm-up, run for all tools back to back with nothing else
+  running (`PEERS_TIMING_ONLY=1`), with `torch.set_num_threads(2)` (TF: 2 intra-op threads) and
+  again with 1 thread, as CPU time of the process and as wall time. snncompile's timing run is
+  `snncompile.simulate` on its default method's own network at T_max (median of 3 runs; its spike
+  and synop counters and the program setup included); its other rows have no timing. snncompile
+  computes layers fed only by the constant input once per batch (the peers recompute them every
+  step); SpikingJelly's converted network runs one step per call (its converter keeps torch
+  layers, which take no time dimension); sinabs gets 8 steps per call. Accuracy and counting runs
+  use one thread each, several side by side (same numbers).
 - **Status**: `ok` fully spiking; `partial` = some activations left analog (listed); `error` = the
   tool refused the model (message given); `not run` = not reached in the time of this run.
 """

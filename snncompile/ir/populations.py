@@ -49,6 +49,25 @@ def _scaled(node: Node, like: torch.Tensor, factor: float) -> torch.Tensor:
     return cache[key]
 
 
+def _identity_gain(node: Node) -> float | None:
+    """c when the connection's matrix is c times the identity (a relay's 1x1 pass-through), else None
+    (cached): such a connection is ``s * c`` (exact for the integer payloads and power-of-two c)."""
+    cache = node.__dict__.setdefault("_identity", {})
+    if "gain" not in cache:
+        w = np.asarray(node.weight)
+        gain = None
+        if w.ndim == 4 and w.shape[2:] == (1, 1):
+            ok = node.stride == (1, 1) and node.padding == (0, 0) and node.dilation == (1, 1) and node.groups == 1
+            w = w[:, :, 0, 0] if ok else None
+        if w is not None and w.ndim == 2 and w.shape[0] == w.shape[1] and w.size:
+            c = float(w[0, 0])
+            if np.array_equal(w, c * np.eye(w.shape[0])) and c != 0:
+                gain = c * float(2 ** node.weight_exp) if (node.fixed and node.weight_exp >= 0) else None
+                gain = c if not node.fixed else gain
+        cache["gain"] = gain
+    return cache["gain"]
+
+
 @dataclass(frozen=True, eq=False)
 class Source(Node):
     """Input injection, the same every step of a sample.
@@ -90,6 +109,9 @@ class DenseConn(Node):
         return tuple(self.out_shape)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        gain = _identity_gain(self) if tuple(self.out_shape) == tuple(s.shape[1:]) else None
+        if gain is not None:
+            return s * gain
         left = self.fixed and self.weight_exp > 0  # a left shift of the sum = the same shift of every weight
         w = _scaled(self, s, float(2**self.weight_exp) if left else 1.0)
         a = s.reshape(s.shape[0], -1) @ w.T
@@ -125,6 +147,9 @@ class ConvConn(Node):
         return (o, h, w)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        gain = _identity_gain(self)
+        if gain is not None:
+            return s * gain
         w = _scaled(self, s, float(2**self.weight_exp) if self.fixed else 1.0)
         k = self._block(tuple(s.shape[1:])) if self.fixed else 0
         if k:  # integer sums are exact in any order: pool first, then the k-times smaller kernel

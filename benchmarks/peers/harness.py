@@ -209,23 +209,28 @@ def run_protocol(
 
 
 def time_protocol(
-    step: StepFn, reset: Callable[[], None], x: np.ndarray, chunk: int = 1, batches: int = 1
+    step: StepFn, reset: Callable[[], None], x: np.ndarray, chunk: int = 1, batches: int = 1, repeats: int = 3
 ) -> dict[str, float]:
-    """Timing-only run (no hooks) over ``batches`` batches of 100 to T_max after an untimed warm-up: us per sample-step,
-    wall clock and process CPU time (all threads; steadier than wall time on a shared machine)."""
+    """Timing-only run (no hooks) over ``batches`` batches of 100 to T_max after an untimed warm-up,
+    ``repeats`` times: the median us per sample-step, wall clock and process CPU time (all threads;
+    steadier than wall time on a shared machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(P.THREADS)
-    T, n, wall, cpu = P.t_grid()[-1], 0, 0.0, 0.0
+    T, walls, cpus, n = P.t_grid()[-1], [], [], 0
     with torch.no_grad():
         reset()  # warm-up, untimed: two steps of the first batch (as snncompile's timing run)
         step(torch.as_tensor(x[: P.BATCH]), min(chunk, 2))
-        for i in range(0, min(len(x), batches * P.BATCH), P.BATCH):
-            xb = torch.as_tensor(x[i : i + P.BATCH])
-            reset()
-            t0, c0 = time.perf_counter(), time.process_time()
-            for s in range(0, T, chunk):
-                step(xb, min(chunk, T - s))
-            wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
-            n += xb.shape[0]
+        for _ in range(repeats):
+            n, wall, cpu = 0, 0.0, 0.0
+            for i in range(0, min(len(x), batches * P.BATCH), P.BATCH):
+                xb = torch.as_tensor(x[i : i + P.BATCH])
+                reset()
+                t0, c0 = time.perf_counter(), time.process_time()
+                for s in range(0, T, chunk):
+                    step(xb, min(chunk, T - s))
+                wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
+                n += xb.shape[0]
+            walls.append(wall)
+            cpus.append(cpu)
     torch.set_num_threads(threads)
-    return {"wall": 1e6 * wall / (n * T), "cpu": 1e6 * cpu / (n * T)}
+    return {"wall": 1e6 * float(np.median(walls)) / (n * T), "cpu": 1e6 * float(np.median(cpus)) / (n * T)}

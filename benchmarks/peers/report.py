@@ -50,10 +50,10 @@ Do not edit by hand.
   peers a little on `mnist_resnet`: a max passes one spike of several). SNN Toolbox: its own
   counter. The analog input layer is not counted for anyone.
 - **Time**: microseconds per sample-step in timing-only passes (no counters for the peers) of one
-  batch of 100 to T_max after an untimed warm-up, run for all tools back to back with nothing else
-  running (`PEERS_TIMING_ONLY=1`), with `torch.set_num_threads(2)` (TF: 2 intra-op threads) and
+  batch of 100 to T_max after an untimed warm-up, the median of 3 runs, for all tools back to back
+  with nothing else running (`PEERS_TIMING_ONLY=1`), with `torch.set_num_threads(2)` (TF: 2 intra-op threads) and
   again with 1 thread, as CPU time of the process and as wall time. snncompile's timing run is
-  `snncompile.simulate` on its default method's own network at T_max (median of 3 runs; its spike
+  `snncompile.simulate` on its default method's own network at T_max (its spike
   and synop counters and the program setup included); its other rows have no timing. snncompile
   computes layers fed only by the constant input once per batch (the peers recompute them every
   step); SpikingJelly's converted network runs one step per call (its converter keeps torch

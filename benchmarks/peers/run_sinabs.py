@@ -122,7 +122,7 @@ def run_mode(name: str, spike_fn: str, percentile, model_name: str, data) -> dic
     rec = H.Recorder({mods[p]: fan[s] for s, p in sites.items() if p in spiking}, P.t_grid()[-1])
     acc, spikes, synops = H.run_protocol(step, reset, x, y, rec, chunk=CHUNK)
     rec.remove()
-    us = H.time_protocol(step, reset, x, chunk=CHUNK)
+    us = H.time_protocol(step, reset, x, chunk=CHUNK, repeats=1)  # in-run: superseded by the timing pass
     return P.mode_record(
         name,
         acc=acc,

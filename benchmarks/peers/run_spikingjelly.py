@@ -57,7 +57,7 @@ def run_mode(name: str, mode, model_name: str, data) -> dict:
     rec = H.Recorder(dict(zip(neurons, fan.values())), P.t_grid()[-1])
     acc, spikes, synops = H.run_protocol(step, reset, x, y, rec)
     rec.remove()
-    us = H.time_protocol(step, reset, x)
+    us = H.time_protocol(step, reset, x, repeats=1)  # in-run: superseded by the timing pass
     return P.mode_record(
         name,
         acc=acc,

@@ -38,7 +38,7 @@ def layer_error(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: i
     probe = RateProbe(snn, [name], calib.device)
     ann_prefix = prefix_graph(ann, [name])
     total, count = torch.zeros(snn.shapes[name], dtype=torch.float64), 0
-    for xb in calib.batches(samples, desc=f"error {name}"):
+    for xb in calib.batches(samples, desc=f"calibrating {name}"):
         a = ann_prefix.run(xb)
         r = probe(xb, timesteps)[name]
         total += (a - r).double().sum(0).cpu()

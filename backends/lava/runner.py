@@ -30,10 +30,9 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     ``run_cfg`` overrides the run configuration (default ``Loihi2SimCfg``; the loihi2 target passes
     ``Loihi2HwCfg``)."""
     apply()
-    from snncompile.backends.lava.fastconv import install
-
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+    from snncompile.backends.lava.fastconv import install
     from snncompile.backends.lava.lower import build_network, to_lava
 
     fixed = any(getattr(n, "fixed", False) for n in g.nodes.values()) if fixed is None else fixed

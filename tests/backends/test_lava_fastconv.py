@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("lava")
 
-from snncompile.lava_compat import apply  # noqa: E402
+from snncompile.lava_compat import apply
 
 apply()
 
-from snncompile.backends.lava import fastconv  # noqa: E402
+from snncompile.backends.lava import fastconv
 
 CASES = [  # (X, Y, C, O, kernel, stride, padding, dilation, groups)
     (28, 28, 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1),

@@ -27,6 +27,7 @@ __all__ = [
     "ann_accuracy",
     "fold_bn",
     "run_protocol",
+    "run_tool",
     "site_fanouts",
     "time_protocol",
 ]
@@ -209,28 +210,43 @@ def run_protocol(
 
 
 def time_protocol(
-    step: StepFn, reset: Callable[[], None], x: np.ndarray, chunk: int = 1, batches: int = 1, repeats: int = 3
+    step: StepFn, reset: Callable[[], None], x: np.ndarray, chunk: int = 1, repeats: int = 3
 ) -> dict[str, float]:
-    """Timing-only run (no hooks) over ``batches`` batches of 100 to T_max after an untimed warm-up,
-    ``repeats`` times: the median us per sample-step, wall clock and process CPU time (all threads;
-    steadier than wall time on a shared machine)."""
+    """Timing-only run (no hooks) of one batch of 100 to T_max after an untimed warm-up, ``repeats``
+    times (state reset untimed before each): the median us per sample-step, wall clock and process
+    CPU time (all threads; steadier than wall time on a shared machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(P.THREADS)
-    T, walls, cpus, n = P.t_grid()[-1], [], [], 0
+    T, xb = P.t_grid()[-1], torch.as_tensor(x[: P.BATCH])
+
+    def run() -> None:
+        for s in range(0, T, chunk):
+            step(xb, min(chunk, T - s))
+
     with torch.no_grad():
-        reset()  # warm-up, untimed: two steps of the first batch (as snncompile's timing run)
-        step(torch.as_tensor(x[: P.BATCH]), min(chunk, 2))
-        for _ in range(repeats):
-            n, wall, cpu = 0, 0.0, 0.0
-            for i in range(0, min(len(x), batches * P.BATCH), P.BATCH):
-                xb = torch.as_tensor(x[i : i + P.BATCH])
-                reset()
-                t0, c0 = time.perf_counter(), time.process_time()
-                for s in range(0, T, chunk):
-                    step(xb, min(chunk, T - s))
-                wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
-                n += xb.shape[0]
-            walls.append(wall)
-            cpus.append(cpu)
+        reset()  # warm-up, untimed: two steps of the batch (as snncompile's timing run)
+        step(xb, min(chunk, 2))
+        us = P.median_us(run, xb.shape[0] * T, repeats, prepare=reset)
     torch.set_num_threads(threads)
-    return {"wall": 1e6 * float(np.median(walls)) / (n * T), "cpu": 1e6 * float(np.median(cpus)) / (n * T)}
+    return us
+
+
+def run_tool(tool: str, modes: list[str], run_mode: Callable[[str, str, tuple], dict]) -> None:
+    """The main loop of a torch peer's runner: every model of the protocol, every mode
+    (``run_mode(mode, model, data)`` -> a mode record), one results/<tool>_<model>.json each."""
+    # Counting runs on 1 thread (same numbers; on a busy 2-core machine 2 OpenMP threads mostly wait);
+    # the timing-only pass switches to P.THREADS.
+    torch.set_num_threads(1)
+    data = P.load_data()
+    for model_name in P.models():
+        started = time.time()
+        ann = ann_accuracy(P.load_model(model_name), data[1], data[2])
+        records = []
+        for name in modes:
+            r = run_mode(name, model_name, data)
+            print(f"  {tool} {model_name} {name}: {P.describe(r)}", flush=True)
+            records.append(r)
+        path = P.write_result(
+            tool, model_name, version=P.version_of(tool), ann_accuracy=ann, modes=records, started=started
+        )
+        print(f"{tool} {model_name}: wrote {path}", flush=True)

@@ -35,6 +35,7 @@ __all__ = [
     "error_record",
     "load_data",
     "load_model",
+    "median_us",
     "mode_record",
     "models",
     "n_samples",
@@ -172,6 +173,21 @@ def error_record(mode: str, err: BaseException, notes: str = "") -> dict:
         "cpu_us_per_sample_step": None,
         "notes": notes,
     }
+
+
+def median_us(run, sample_steps: int, repeats: int = 3, prepare=None) -> dict[str, float]:
+    """Call ``run()`` (one timed unit of ``sample_steps`` samples x steps) ``repeats`` times, each
+    after an untimed ``prepare()`` if given: the median microseconds per sample-step, wall clock and
+    process CPU time (all threads)."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        if prepare is not None:
+            prepare()
+        t0, c0 = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return {"wall": 1e6 * float(np.median(walls)) / sample_steps, "cpu": 1e6 * float(np.median(cpus)) / sample_steps}
 
 
 def timing_only() -> bool:

@@ -15,8 +15,6 @@ top-level aliases. Steps are fed 8 at a time (batch-major (B*8, ...) tensors, st
 
 from __future__ import annotations
 
-import time
-
 import harness as H
 import protocol as P
 import torch
@@ -137,27 +135,7 @@ def run_mode(name: str, spike_fn: str, percentile, model_name: str, data) -> dic
 
 
 def main() -> None:
-    # Counting runs on 1 thread (same numbers; on a busy 2-core machine 2 OpenMP threads mostly wait);
-    # the timing-only pass switches to P.THREADS.
-    torch.set_num_threads(1)
-    data = P.load_data()
-    for model_name in P.models():
-        started = time.time()
-        ann = H.ann_accuracy(P.load_model(model_name), data[1], data[2])
-        modes = []
-        for name, (spike_fn, pct) in MODES.items():
-            r = run_mode(name, spike_fn, pct, model_name, data)
-            print(f"  sinabs {model_name} {name}: {P.describe(r)}", flush=True)
-            modes.append(r)
-        path = P.write_result(
-            "sinabs",
-            model_name,
-            version=P.version_of("sinabs"),
-            ann_accuracy=ann,
-            modes=modes,
-            started=started,
-        )
-        print(f"sinabs {model_name}: wrote {path}", flush=True)
+    H.run_tool("sinabs", list(MODES), lambda name, model, data: run_mode(name, *MODES[name], model, data))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import protocol as P
 import torch
 
@@ -209,17 +208,9 @@ def time_simulator(model: str, repeats: int = 3) -> dict[str, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(P.THREADS)
     simulate(snn, x[: P.BATCH], 2, batch_size=P.BATCH)  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        simulate(snn, x[:n], T, batch_size=P.BATCH)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+    us = P.median_us(lambda: simulate(snn, x[:n], T, batch_size=P.BATCH), n * T, repeats)
     torch.set_num_threads(threads)
-    return {
-        "wall": 1e6 * float(np.median(walls)) / (n * T),
-        "cpu": 1e6 * float(np.median(cpus)) / (n * T),
-    }
+    return us
 
 
 def collect(model: str, methods: list[str], default: str, started: float, check: dict | None) -> Path:

@@ -118,16 +118,7 @@ def _time(snn, xs: np.ndarray, repeats: int = 3) -> dict[str, float]:
     snn.reset(0)
     snn.set_time(np.float32(1))
     snn.snn.predict_on_batch(np.resize(xs[: P.BATCH], (P.BATCH, *xs.shape[1:])))
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        _simulate(snn, xs[: P.BATCH], False)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return {
-        "wall": 1e6 * float(np.median(walls)) / (P.BATCH * T),
-        "cpu": 1e6 * float(np.median(cpus)) / (P.BATCH * T),
-    }
+    return P.median_us(lambda: _simulate(snn, xs[: P.BATCH], False), P.BATCH * T, repeats)
 
 
 def run_model(name: str, data) -> tuple[float, dict]:

@@ -10,8 +10,6 @@ the IFNodes' binary outputs; synops use our fan-out (SpikingJelly's SynOpCounter
 
 from __future__ import annotations
 
-import time
-
 import harness as H
 import protocol as P
 import torch
@@ -72,27 +70,7 @@ def run_mode(name: str, mode, model_name: str, data) -> dict:
 
 
 def main() -> None:
-    # Counting runs on 1 thread (same numbers; on a busy 2-core machine 2 OpenMP threads mostly wait);
-    # the timing-only pass switches to P.THREADS.
-    torch.set_num_threads(1)
-    data = P.load_data()
-    for model_name in P.models():
-        started = time.time()
-        ann = H.ann_accuracy(P.load_model(model_name), data[1], data[2])
-        modes = []
-        for name, mode in MODES.items():
-            r = run_mode(name, mode, model_name, data)
-            print(f"  spikingjelly {model_name} {name}: {P.describe(r)}", flush=True)
-            modes.append(r)
-        path = P.write_result(
-            "spikingjelly",
-            model_name,
-            version=P.version_of("spikingjelly"),
-            ann_accuracy=ann,
-            modes=modes,
-            started=started,
-        )
-        print(f"spikingjelly {model_name}: wrote {path}", flush=True)
+    H.run_tool("spikingjelly", list(MODES), lambda name, model, data: run_mode(name, MODES[name], model, data))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,10 @@ def _identity_gain(node: Node) -> float | None:
         if w is not None and w.ndim == 2 and w.shape[0] == w.shape[1] and w.size:
             c = float(w[0, 0])
             if np.array_equal(w, c * np.eye(w.shape[0])) and c != 0:
-                gain = c * float(2 ** node.weight_exp) if (node.fixed and node.weight_exp >= 0) else None
-                gain = c if not node.fixed else gain
+                if not node.fixed:
+                    gain = c
+                elif node.weight_exp >= 0:  # a negative exponent floors the sum: keep the general path
+                    gain = c * float(2**node.weight_exp)
         cache["gain"] = gain
     return cache["gain"]
 

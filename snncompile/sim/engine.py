@@ -92,11 +92,9 @@ def _step(prog: Program, st: _State, vals: dict[str, torch.Tensor], t: int) -> N
         if op.kind == "op":
             vals[op.name] = op.node.forward(*(vals[i] for i in op.inputs))
         elif op.kind == "if":
-            name = op.name
-            if name in st.drive:
-                vals[name] = _fire(op.layer, st.drive[name], st.v[name], st.mask[name], st.counts[name][t], False)
-            else:
-                vals[name] = _fire(op.layer, vals[op.inputs[0]], st.v[name], st.mask[name], st.counts[name][t])
+            name, drive = op.name, st.drive.get(op.name)
+            x = vals[op.inputs[0]] if drive is None else drive
+            vals[name] = _fire(op.layer, x, st.v[name], st.mask[name], st.counts[name][t], with_bias=drive is None)
         else:
             st.acc.add_(vals[op.inputs[0]])
 

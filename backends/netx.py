@@ -35,7 +35,8 @@ logged; it can wrap on inputs that reach that bound.
 
 Semantic gap (also in the file's attributes): netx/Lava's LIF resets to 0 (ours subtracts
 theta), fires on ``>`` (ours ``>=``) and starts every sample at ``v = 0`` (ours at ``v0``). Only
-chains are exported: every population has one incoming connection from the previous one.
+chains are exported: every population has one incoming connection from the previous one. SRP
+populations (``srp_steps > 0``) are refused: CUBA neurons have no per-neuron suppression mask.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def _population_params(g: Graph, conn, pop) -> dict:
         if pop.max_spikes != 1:
             raise BackendError(f"{pop.name} (IF): burst neuron (max_spikes={pop.max_spikes}); netx CUBA neurons "
                                f"emit binary spikes")
+        if pop.srp_steps:
+            raise BackendError(f"{pop.name} (IF): SRP suppression after {pop.srp_steps} pre-steps (a "
+                               f"per-neuron mask set from the membrane); netx CUBA neurons have no such state")
         thetas = np.unique(np.asarray(pop.theta))
         if thetas.size != 1:
             raise BackendError(f"{pop.name} (IF): {thetas.size} distinct thresholds; netx has one vThMant per layer")

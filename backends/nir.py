@@ -28,7 +28,8 @@ can load the graph, and states the intended semantics in each IF node's metadata
 (``reset = "subtract"``, ``spike_condition``, ``v_init``) and in the graph metadata. NIR's own
 documentation says backends must not rely on metadata: a consumer that ignores it runs hard reset
 from ``v = 0`` and loses the residual charge at every spike (lower rates than ours). Burst
-neurons (``max_spikes > 1``) have no NIR counterpart and are refused.
+neurons (``max_spikes > 1``) and SRP populations (``srp_steps > 0``: a per-neuron mask set from the
+membrane after the pre-steps) have no NIR counterpart and are refused.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ def _if(b: _Builder, n: IFPop) -> None:
     if n.max_spikes != 1:
         raise BackendError(f"{n.name} (IF): burst neuron (max_spikes={n.max_spikes}); NIR's IF emits single "
                            f"spikes, export a network converted without bursts")
+    if n.srp_steps:
+        raise BackendError(f"{n.name} (IF): SRP suppression after {n.srp_steps} pre-steps (a per-neuron "
+                           f"mask set from the membrane) has no NIR counterpart; export a network converted "
+                           f"without srp")
     shape = b.g.shapes[n.name]
     b.add(n.name, b.nir.IF(r=np.ones(shape), v_threshold=_per_channel(n.theta, shape), v_reset=np.zeros(shape),
                            metadata={"reset": "subtract", "spike_condition": "v >= v_threshold",

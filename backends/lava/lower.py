@@ -51,10 +51,12 @@ class LavaNetwork:
     populations: dict[str, object] = field(default_factory=dict)  # name -> IFSoft / Passthrough
     depth: int = 0  # depth of the readout
     steps: int = 0  # total steps to run (all samples + the pipeline's depth)
+    period: int = 0  # steps per sample: the readout's pre-steps (SRP) + T
 
 
 def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwork:
-    """Create and connect the Lava processes for ``g`` fed with samples ``x`` for T steps each."""
+    """Create and connect the Lava processes for ``g`` fed with samples ``x`` for T counted steps each
+    (plus the readout's ``pre_steps``: every window is ``pre_steps + T`` steps long)."""
     apply()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
@@ -69,6 +71,7 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
     if readout is None:
         raise BackendError(f"{g.name}: no readout population")
     n, D = x.shape[0], depth[readout.name]
+    T = readout.pre_steps + T  # from here on, the window length
     steps = n * T + D
     procs = {}
     for node in g.nodes.values():
@@ -81,7 +84,8 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
             procs[node.name] = IFSoft(
                 shape=lava_shape(shape), vth=to_lava(node.theta, shape), bias_mant=to_lava(node.bias, shape),
                 bias_exp=node.bias_exp, v0=to_lava(node.v0, shape), max_spikes=node.max_spikes, period=T,
-                offset=depth[node.name], act_shift=node.shift, n_windows=n, name=_safe(node.name))
+                offset=depth[node.name], act_shift=node.shift, n_windows=n, srp_steps=node.srp_steps,
+                srp_level=to_lava(node.srp_level(), shape), name=_safe(node.name))
             _connect_inputs(g, node, procs, Dense, Conv, fixed)
         elif isinstance(node, (Readout, Relay)):
             bias = to_lava(node.bias, shape) if isinstance(node, Readout) else 0
@@ -95,7 +99,8 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
     procs[readout.name].s_out.connect(sink.a_in)
     source = next(k for k in procs if isinstance(g.nodes[k], Source))
     return LavaNetwork(source=procs[source], sink=sink, readout=readout,
-                       populations={k: v for k, v in procs.items() if k != source}, depth=D, steps=steps)
+                       populations={k: v for k, v in procs.items() if k != source}, depth=D, steps=steps,
+                       period=T)
 
 
 def _safe(name: str) -> str:

@@ -46,10 +46,10 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     bar = tqdm(total=n, desc="lava", unit="sample", disable=not progress, leave=False)
     try:
         while done < net.steps:
-            step = min(chunk * T if done else chunk * T + net.depth, net.steps - done)
+            step = min(chunk * net.period if done else chunk * net.period + net.depth, net.steps - done)
             net.sink.run(condition=RunSteps(num_steps=step), run_cfg=cfg)
             done += step
-            bar.update(min(n, max(0, (done - net.depth) // T)) - bar.n)
+            bar.update(min(n, max(0, (done - net.depth) // net.period)) - bar.n)
         raw = net.sink.data.get()  # (*lava_shape, steps)
         windows = {k: (p.window_spikes if hasattr(p, "window_spikes") else p.window_sum).get()
                    for k, p in net.populations.items()}
@@ -65,16 +65,16 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
 
 
 def _result(g, x, T, net, raw, windows, totals, seconds, to_lava) -> PopulationResult:
-    n, D = x.shape[0], net.depth
+    n, D, P, pre = x.shape[0], net.depth, net.period, net.readout.pre_steps
     out_shape = g.shapes[net.readout.name]
     flat = raw.reshape(-1, raw.shape[-1]) if len(out_shape) == 1 else raw
-    per_step = flat[..., D:D + n * T].reshape(-1, n, T)  # (K, n, T)
+    per_step = flat[..., D:D + n * P].reshape(-1, n, P)[..., pre:]  # (K, n, T): the counted steps
     acc = np.cumsum(per_step, axis=-1) / (np.arange(1, T + 1) * net.readout.scale)
     outputs = torch.as_tensor(acc.transpose(2, 1, 0), dtype=torch.float32)  # (T, n, K)
     spiking = [k for k, v in g.nodes.items() if isinstance(v, (IFPop, Relay))]
     counts = {k: _from_lava(totals[k], g.shapes[k]) for k in spiking}
     src = next(k for k, v in g.nodes.items() if isinstance(v, Source))
-    counts[src] = _source_counts(g.nodes[src], x, T)
+    counts[src] = _source_counts(g.nodes[src], x, P)
     synops = {k: 0.0 for k in counts}
     for c in g.of_type(*CONNECTIONS):
         s = c.inputs[0]
@@ -83,7 +83,7 @@ def _result(g, x, T, net, raw, windows, totals, seconds, to_lava) -> PopulationR
         outputs=outputs, spikes={k: float(counts[k].sum()) for k in spiking if isinstance(g.nodes[k], IFPop)},
         synops=synops, saturations={}, neurons={k: int(np.prod(g.shapes[k])) for k in [*spiking, src]},
         layer_spike_counts={k: np.asarray(windows[k], np.float64)[:n] for k in spiking},
-        samples=n, timesteps=T, seconds=seconds)
+        samples=n, timesteps=T, seconds=seconds, pre_steps=pre)
 
 
 def _from_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

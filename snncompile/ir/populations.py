@@ -32,7 +32,10 @@ from snncompile.ir.node import Node, Shape, param
 from snncompile.ir.ops import add_all
 from snncompile.ir.pooling import tiled_sum
 
-__all__ = ["CONNECTIONS", "POPULATIONS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay", "Source"]
+__all__ = ["CONNECTIONS", "POPULATIONS", "SRP_EPS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay",
+           "Source"]
+
+SRP_EPS = 1e-3  # SRP keeps a neuron whose residual potential exceeds SRP_EPS * theta (Hao et al. 2023)
 
 
 def _shift(a: torch.Tensor, exp: int) -> torch.Tensor:
@@ -196,6 +199,13 @@ class IFPop(_Population):
     N = 1 gives ``n = [v >= theta_eff]``. Output: the payload n. ``v`` starts at ``v0`` every sample.
     ``theta`` is per channel (C,) or scalar; ``bias`` and ``v0`` per neuron (the full shape) or
     broadcastable. ``shift``/``vth_shift`` are the profile's shifts (6 and 6 on Loihi 2).
+
+    Residual membrane potential suppression, SRP (Hao et al. 2023, arXiv 2302.02091), when
+    ``srp_steps = tau >= 1``: before step ``tau`` of a sample (0-based, i.e. after ``tau`` steps) the
+    population stores the per-neuron mask ``m = [v > level]`` with ``level = SRP_EPS * theta``
+    (fixed: ``floor(SRP_EPS * theta_eff)``, an integer, so the comparison is exact), and restarts
+    from ``v = v0``; from then on it emits ``m * n``. The membrane still subtracts ``n * theta``:
+    suppressed neurons keep integrating, they only stay silent (the authors' ``MPLayer``).
     """
 
     theta: np.ndarray
@@ -207,7 +217,24 @@ class IFPop(_Population):
     v_max: int = 2**23 - 1
     shift: int = 6  # input shift: a << shift (the profile's act_shift, lowered by quantization if needed)
     vth_shift: int = 6  # theta_eff = theta << vth_shift
+    srp_steps: int = 0  # tau, SRP pre-steps before the mask is set (0: no suppression)
     op = "IF"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.srp_steps) != self.srp_steps or self.srp_steps < 0:
+            raise self._shape_error(f"srp_steps must be an integer >= 0, got {self.srp_steps}")
+
+    def srp_level(self) -> np.ndarray:
+        """The SRP residual-potential level, shaped like ``theta`` (see the class docstring)."""
+        theta = np.asarray(self.theta, np.float64)
+        return np.floor(SRP_EPS * theta * 2.0**self.vth_shift) if self.fixed else SRP_EPS * theta
+
+    def suppress(self, v: torch.Tensor) -> torch.Tensor:
+        """SRP at the end of the pre-steps: returns the mask ``[v > level]``, restarts ``v`` at ``v0`` in place."""
+        mask = (v > per_channel(self.srp_level(), v)).to(v.dtype)
+        v.copy_(self.init_state(v))
+        return mask
 
     def init_state(self, a: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(a) + per_channel(self.v0, a)
@@ -223,8 +250,11 @@ class IFPop(_Population):
             cache[key] = (b, th)
         return cache[key]
 
-    def step(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One step for a batch; updates ``v`` in place. Returns (n, v, saturation events in this step)."""
+    def step(self, a: torch.Tensor, v: torch.Tensor,
+             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One step for a batch; updates ``v`` in place. Returns (n, v, saturation events in this step);
+        with an SRP ``mask`` the emitted payload is ``mask * n`` (``v`` subtracts ``n * theta``
+        either way)."""
         bias, theta = self._constants(a)
         v.add_(a, alpha=float(2**self.shift) if self.fixed else 1.0).add_(bias)
         saturated = 0
@@ -233,7 +263,7 @@ class IFPop(_Population):
             v.clamp_(-self.v_max, self.v_max)
         n = (v >= theta).to(v.dtype) if self.max_spikes == 1 else torch.floor(v / theta).clamp_(0, self.max_spikes)
         v.addcmul_(n, theta, value=-1.0)
-        return n, v, saturated
+        return (n if mask is None else n.mul_(mask)), v, saturated
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,13 +271,15 @@ class Readout(_Population):
     """Non-spiking output population (membrane integrator read every step).
 
     Emits the graded value ``s = a + (bias << bias_exp)`` (float: ``a + bias``) every step; the
-    network output after t steps is ``sum(s) / (t * scale)``, the average logit.
+    network output after t counted steps is ``sum(s) / (t * scale)``, the average logit, where the
+    first ``pre_steps`` steps of a sample (SRP's pre-steps) are run but not counted.
     """
 
     bias: np.ndarray
     bias_exp: int = 0
     scale: float = 1.0  # integer units per logit unit
     fixed: bool = False
+    pre_steps: int = 0  # steps of each sample run before the counted ones (SRP's tau)
     op = "Readout"
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:

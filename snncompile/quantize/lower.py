@@ -15,6 +15,10 @@ is read off by probing the region with unit impulses, then verified on random in
 ``DenseConn`` (the materialized matrix) otherwise. Finally ``Relay`` populations are inserted on
 connections that skip depth levels, so every connection spans exactly one level (Lava delays each
 connection by one step). MaxPool must have been removed by conversion.
+
+SRP (Hao et al. 2023): the conversion's simulator hints ``meta["pre_steps"]`` (tau) and
+``meta["srp_nodes"]`` become node fields here: ``IFPop.srp_steps = tau`` on those populations and
+``Readout.pre_steps = tau`` (the steps of each sample that the output does not count).
 """
 
 from __future__ import annotations
@@ -42,11 +46,8 @@ def lower_populations(snn: Graph) -> Graph:
         raise ConversionError(f"{snn.name}: exactly one output is supported, got {len(snn.outputs)}")
     for n in snn.of_type(MaxPool2d):
         raise ConversionError(f"{n.name} (MaxPool2d): convert MaxPool before lowering (maxpool='relu-tree'|'avg')")
-    if snn.meta.get("srp_nodes") or snn.meta.get("pre_steps"):
-        first = sorted(snn.meta.get("srp_nodes", ())) or ["(pre-steps)"]
-        raise ConversionError(f"{first[0]} (IF): method srp suppresses neurons after {snn.meta.get('pre_steps')} "
-                              "pre-steps, which the population/Lava lowering cannot express yet; use --target sim "
-                              "for srp, or another method for integer and Lava targets")
+    pre = int(snn.meta.get("pre_steps", 0))
+    srp = set(snn.meta.get("srp_nodes", ()))
     src = snn.input
     nodes: list[Node] = [src, Source(f"{src.name}.src", (src.name,))]
     pop_name = {src.name: f"{src.name}.src"}
@@ -60,9 +61,9 @@ def lower_populations(snn: Graph) -> Graph:
         if isinstance(p, IF):
             pop = IFPop(name, (), theta=np.asarray(p.theta, np.float64),
                         bias=bias + _expand(p.bias, snn.shapes[root]), v0=np.asarray(p.v0, np.float64),
-                        max_spikes=p.max_spikes)
+                        max_spikes=p.max_spikes, srp_steps=pre if p.name in srp else 0)
         else:
-            pop = Readout(name, (), bias=bias)
+            pop = Readout(name, (), bias=bias, pre_steps=pre)
         d = 1 + max(depth[pop_name[s]] for s, _ in conns)
         ins = []
         for s, conn in conns:

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
+from snncompile.ir.populations import SRP_EPS
 from snncompile.sim.program import NeuronLayer, Program
 
 __all__ = ["SRP_EPS", "BatchTrace", "run_batch"]
-
-SRP_EPS = 1e-3  # residual potential above SRP_EPS * theta keeps a neuron active (Hao et al. 2023)
 
 
 @dataclass

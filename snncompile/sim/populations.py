@@ -2,11 +2,13 @@
 
 ``simulate_populations(g, x, timesteps)`` runs a population graph (``snncompile.quantize.lower``
 / ``snncompile.quantize.quantize``) on a batch, synchronously: every population reads the
-payloads its sources emitted in the same step. Because the lowering equalizes depths, this equals
-the chip's (Lava's) run shifted by ``depth`` steps per population, spike for spike. In fixed-point
-mode every value is an integer carried in a float tensor (float64, or float32 when the quantizer
-proved every sum stays below 2**24, which float32 represents exactly) and the arithmetic is the
-Loihi arithmetic stated in :mod:`snncompile.ir.populations`.
+payloads its sources emitted in the same step. A sample runs the readout's ``pre_steps`` (SRP's
+tau: not counted in the outputs, counted in spikes and synops), then ``timesteps`` counted steps.
+Because the lowering equalizes depths, this equals the chip's (Lava's) run shifted by ``depth``
+steps per population, spike for spike. In fixed-point mode every value is an integer carried in a
+float tensor (float64, or float32 when the quantizer proved every sum stays below 2**24, which
+float32 represents exactly) and the arithmetic is the Loihi arithmetic stated in
+:mod:`snncompile.ir.populations`.
 
 The only Python loops are over batches, time steps and graph nodes.
 """
@@ -39,8 +41,9 @@ class PopulationResult:
     neurons: dict[str, int]
     layer_spike_counts: dict[str, np.ndarray] = field(default_factory=dict)  # (B,) per sample
     samples: int = 0
-    timesteps: int = 0
+    timesteps: int = 0  # counted steps T
     seconds: float = 0.0
+    pre_steps: int = 0  # uncounted steps run before them (SRP): latency is pre_steps + T per sample
 
     def predictions(self, t: int | None = None) -> np.ndarray:
         return self.outputs[(t or self.timesteps) - 1].argmax(-1).numpy()
@@ -83,6 +86,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         raise DataError(f"{g.input.name} (Input): expected data of shape (N>0, {', '.join(map(str, want))}), "
                         f"got {tuple(x.shape)}")
     dt = _dtype(g, dtype)
+    readout = next(n for n in g.nodes.values() if isinstance(n, Readout))
     pops = [n for n in g.nodes.values() if isinstance(n, (IFPop, Relay, Source))]
     counts = {p.name: torch.zeros(g.shapes[p.name], dtype=torch.float64) for p in pops}
     per_sample = {p.name: [] for p in pops if isinstance(p, IFPop)}
@@ -105,13 +109,16 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         synops=synops, saturations=sat,
         neurons={p.name: int(np.prod(g.shapes[p.name])) for p in pops},
         layer_spike_counts={k: torch.cat(v).numpy() for k, v in per_sample.items()},
-        samples=int(x.shape[0]), timesteps=timesteps, seconds=time.perf_counter() - t0)
+        samples=int(x.shape[0]), timesteps=timesteps, seconds=time.perf_counter() - t0,
+        pre_steps=readout.pre_steps)
 
 
 def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> torch.Tensor:
-    """One batch for T steps; accumulates counts in place; returns (T, B, K) average outputs."""
+    """One batch for the readout's pre-steps + T steps; accumulates counts (all steps) in place;
+    returns (T, B, K) average outputs over the counted steps."""
     s: dict[str, torch.Tensor] = {}
     v: dict[str, torch.Tensor] = {}
+    mask: dict[str, torch.Tensor] = {}  # SRP masks, set after each population's srp_steps
     total: dict[str, torch.Tensor] = {}  # per sample and neuron payload sums over the T steps
     readout = next(n for n in g.nodes.values() if isinstance(n, Readout))
     src = next(n for n in g.nodes.values() if isinstance(n, Source))
@@ -121,23 +128,26 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
     for n in [n for n in steps if isinstance(n, (DenseConn, ConvConn)) and n.inputs[0] == src.name]:
         s[n.name] = n.forward(s[src.name])
         steps.remove(n)
-    acc, out = None, []
-    for t in range(T):
+    acc, out, pre = None, [], readout.pre_steps
+    for t in range(pre + T):
         for n in steps:
             if isinstance(n, IFPop):
                 a = n.total(tuple(s[i] for i in n.inputs))
                 if n.name not in v:
                     v[n.name] = n.init_state(a)
-                s[n.name], v[n.name], k = n.step(a, v[n.name])
+                if n.srp_steps and t == n.srp_steps:
+                    mask[n.name] = n.suppress(v[n.name])
+                s[n.name], v[n.name], k = n.step(a, v[n.name], mask.get(n.name))
                 sat[n.name] += k
             else:  # connections, Relay, Readout
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
             if n.name in counts:
                 total[n.name] = s[n.name].clone() if n.name not in total else total[n.name].add_(s[n.name])
-        r = s[readout.name].double()
-        acc = r if acc is None else acc + r
-        out.append(acc / ((t + 1) * readout.scale))
-    counts[src.name] += (s[src.name] != 0).sum(0).double() * T
+        if t >= pre:
+            r = s[readout.name].double()
+            acc = r if acc is None else acc + r
+            out.append(acc / ((t - pre + 1) * readout.scale))
+    counts[src.name] += (s[src.name] != 0).sum(0).double() * (pre + T)
     for k, tot in total.items():
         counts[k] += tot.sum(0).double()
         if k in per_sample:

@@ -60,14 +60,3 @@ def test_synops_count_nonzero_synapses_per_spike():
     res = simulate_populations(pop, x, 5, dtype="float64")
     # every r1 spike drives the 7 readout synapses (no zero weights): synops = 7 * spikes
     assert res.synops["r1"] == 7 * res.spikes["r1"]
-
-
-def test_srp_graphs_are_refused_not_silently_run_without_suppression():
-    import pytest
-
-    from snncompile.errors import ConversionError
-
-    snn = build_mlp_snn()
-    snn.meta.update(srp_nodes=["r1"], pre_steps=4)
-    with pytest.raises(ConversionError, match="r1 \\(IF\\): method srp"):
-        lower_populations(snn)

@@ -37,6 +37,14 @@ in membrane units (1/64 of an input unit) and ``vth`` is in input units.
 ``floating_pt`` (float64, no shifts, no saturation):
 ``v += a_in + b_m * 2**b_e; n = clip(floor(v / vth), 0, N); v -= n * vth; s_out = n``.
 
+Residual membrane potential suppression (SRP, Hao et al. 2023), when ``srp_steps = tau >= 1``
+----------------------------------------------------------------------------------------------
+At window phase ``tau`` (``(t - 1 - d) % T == tau``), before that step's input, the neuron stores
+``m = [v > srp_level]`` and sets ``v = v0``; from then to the end of the window it sends ``m * n``
+while its membrane still subtracts ``n * theta`` (suppressed neurons keep integrating). The
+window is then ``tau`` pre-steps plus the counted steps, ``T = tau + T_counted``. ``srp_level`` is
+an integer in ``fixed_pt`` (membrane units), so both models compare exactly.
+
 ``s_out`` carries the count ``n`` as a graded payload (int32 in ``fixed_pt``); with ``N = 1`` it is
 0/1. Connect it to ``Dense``/``Conv`` with ``num_message_bits > 0`` when ``N > 1``: with
 ``num_message_bits = 0`` they treat every nonzero payload as one spike.
@@ -80,8 +88,11 @@ class IFSoft(AbstractProcess):
         act_shift: left shift of the synaptic input in ``fixed_pt`` (6 on Loihi; the quantizer
             lowers it for a population whose convolution weights would need a negative exponent).
         n_windows: number of windows whose spike totals are recorded in ``window_spikes``.
+        srp_steps: SRP pre-steps ``tau`` (0: none), ``< period``; see the module docstring.
+        srp_level: SRP residual-potential level (membrane units), broadcastable to ``shape``.
 
-    Vars: ``v`` (membrane), ``vth``, ``bias_mant``, ``v0`` (all ``shape``), ``bias_exp`` ``(1,)``,
+    Vars: ``v`` (membrane), ``vth``, ``bias_mant``, ``v0``, ``srp_level``, ``srp_mask`` (all
+    ``shape``), ``bias_exp`` ``(1,)``,
     ``window_spikes`` ``(n_windows,)``: the payload sum (spike count) of the population in each
     window, so per-sample spike counts are read once at the end of a streamed run.
     Ports: ``a_in`` (InPort, ``shape``), ``s_out`` (OutPort, ``shape``, payload ``n``).
@@ -101,6 +112,8 @@ class IFSoft(AbstractProcess):
         offset: int = 0,
         act_shift: int = ACT_SHIFT,
         n_windows: int = 1,
+        srp_steps: int = 0,
+        srp_level: float | np.ndarray = 0,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -111,6 +124,7 @@ class IFSoft(AbstractProcess):
             offset=offset,
             act_shift=act_shift,
             n_windows=n_windows,
+            srp_steps=srp_steps,
             name=name,
             log_config=log_config,
         )
@@ -126,6 +140,8 @@ class IFSoft(AbstractProcess):
             raise ValueError(f"{label}: |v0| must be <= 2**23 - 1, got max {np.abs(v0).max()}")
         if int(bias_exp) != bias_exp:
             raise ValueError(f"{label}: bias_exp must be an integer, got {bias_exp}")
+        if int(srp_steps) != srp_steps or not 0 <= srp_steps < period:
+            raise ValueError(f"{label}: srp_steps must be an integer in [0, period), got {srp_steps}")
 
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -134,6 +150,8 @@ class IFSoft(AbstractProcess):
         self.bias_mant = Var(shape=shape, init=bias_mant)
         self.bias_exp = Var(shape=(1,), init=int(bias_exp))
         self.v0 = Var(shape=shape, init=v0)
+        self.srp_level = Var(shape=shape, init=_broadcast(label, "srp_level", srp_level, shape))
+        self.srp_mask = Var(shape=shape, init=1)  # SRP mask of the current window (1 before it is set)
         self.window_spikes = Var(shape=(max(int(n_windows), 1),), init=0)
         self.totals = Var(shape=shape, init=0)  # per-neuron payload sum over the recorded windows
 
@@ -161,6 +179,7 @@ class _IFSoftModel(PyLoihiProcessModel):
         self._period = int(self.proc_params["period"])
         self._offset = int(self.proc_params["offset"])
         self._shift = int(self.proc_params.get("act_shift", ACT_SHIFT))
+        self._srp = int(self.proc_params.get("srp_steps", 0))
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()  # always drain the channel, also before the first window
@@ -168,9 +187,15 @@ class _IFSoftModel(PyLoihiProcessModel):
         if phase < 0:
             self.s_out.send(np.zeros_like(self.v))
             return
-        if phase % self._period == 0:
+        k = phase % self._period
+        if k == 0:
+            self.v[:] = self.v0
+        if self._srp and k == self._srp:
+            self.srp_mask[:] = self.v > self.srp_level
             self.v[:] = self.v0
         n = self._integrate(a_in)
+        if self._srp and k >= self._srp:
+            n = n * self.srp_mask
         window = phase // self._period
         if window < self.window_spikes.shape[0]:
             self.window_spikes[window] += n.sum()
@@ -191,6 +216,8 @@ class PyIFSoftModelFixed(_IFSoftModel):
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=3)
     v0: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    srp_level: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    srp_mask: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
     window_spikes: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
     totals: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
 
@@ -219,6 +246,8 @@ class PyIFSoftModelFloat(_IFSoftModel):
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
     v0: np.ndarray = LavaPyType(np.ndarray, float)
+    srp_level: np.ndarray = LavaPyType(np.ndarray, float)
+    srp_mask: np.ndarray = LavaPyType(np.ndarray, float)
     window_spikes: np.ndarray = LavaPyType(np.ndarray, float)
     totals: np.ndarray = LavaPyType(np.ndarray, float)
 

@@ -30,6 +30,12 @@ class Evaluation:
     predictions: np.ndarray  # (N,) at T
     per_sample_spikes: dict[str, np.ndarray] = field(default_factory=dict)
     saturations: dict[str, int] = field(default_factory=dict)
+    pre_steps: int = 0  # uncounted steps before the T counted ones (SRP's tau), included in the spike counts
+
+    @property
+    def latency_steps(self) -> int:
+        """Steps per sample until the output at T: the pre-steps plus T."""
+        return self.pre_steps + self.timesteps
 
     @property
     def accuracy_vs_t(self) -> list[float | None]:
@@ -77,7 +83,8 @@ def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, tor
         correct_vs_t=_correct_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
         neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in fanouts.items() if k in res.neurons},
         ops=ops, seconds=res.wall_s, predictions=res.predictions()[-1].numpy(),
-        per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()})
+        per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()},
+        pre_steps=res.pre_steps)
 
 
 def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> Evaluation:
@@ -96,5 +103,6 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
         spikes={k: res.spikes.get(k, 0.0) for k in spiking}, synops={k: res.synops.get(k, 0.0) for k in spiking},
         neurons={k: res.neurons[k] for k in spiking}, synapses={k: syn.get(k, 0) for k in spiking}, ops=ops,
         seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),
-        per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations))
+        per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations),
+        pre_steps=res.pre_steps)
 

@@ -23,10 +23,12 @@ the MSE threshold of Li et al. for the target T and round quantization - the ana
 QCFS clip lambda with L = T levels that the paper's ANNs are trained with - and the graph
 carries the simulator hints ``meta["pre_steps"] = tau`` and ``meta["srp_nodes"]`` (all IF
 layers); the per-neuron mask is simulator state (``snncompile.sim.engine``), per input.
-Latency is tau + T. The paper fixes tau (4 on CIFAR, 8-14 on ImageNet); ``tau="auto"`` picks
-it from ``tau_candidates`` by the symmetric KL divergence between SNN (at T) and ANN outputs
-on calibration samples, because on ANNs not trained with QCFS a short pre-run can still be in
-its transient (deep neurons with negative bias look silent) and then suppresses active neurons.
+Latency is tau + T. The default is the paper's tau = 4 (its CIFAR setting; 8-14 on ImageNet);
+``tau="auto"`` (an option, not the paper's) picks it from ``tau_candidates`` by the symmetric KL
+divergence between SNN (at T) and ANN outputs on calibration samples, because on ANNs not trained
+with QCFS a short pre-run can still be in its transient (deep neurons with negative bias look
+silent) and then suppresses active neurons. The lowering turns the hints into the population
+fields ``IFPop.srp_steps`` and ``Readout.pre_steps``, so the integer and Lava targets run SRP too.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _pick_tau(ann: Graph, snn: Graph, calib: CalibSet, timesteps: int, candidate
     return int(candidates[min(range(len(kl)), key=kl.__getitem__)]), kl
 
 
-def residual_potential(ann: Graph, calib: CalibSet, timesteps: int, *, tau: int | str = "auto",
+def residual_potential(ann: Graph, calib: CalibSet, timesteps: int, *, tau: int | str = 4,
                        tau_candidates=(4, 8, 16), threshold: str = "mse", percentile: float = 99.99,
                        per_channel: bool = False, samples: int = 128) -> Graph:
     """Deng & Gu conversion plus SRP with ``tau`` pre-steps (see module doc)."""

@@ -84,6 +84,7 @@ def test_fixed_point_srp_suppresses_and_lava_matches_it_spike_for_spike(build):
     got = run_lava(q, x, T)
     a, b = from_population_sim(q, ref, None, "sim-int"), from_population_sim(q, got, None, "lava-sim")
     assert spike_exact_fraction(a, b) == 1.0
+    assert a.latency_steps == b.latency_steps == TAU + T
     assert np.array_equal(ref.outputs.numpy(), got.outputs.numpy())  # every counted step of every sample
     assert ref.spikes == got.spikes and ref.synops == got.synops and got.pre_steps == TAU
 

@@ -1,14 +1,18 @@
 """ANN -> SNN conversion: ``convert(graph, calib_x, method, timesteps) -> SNN graph``.
 
-Methods (one module each, dispatched through ``METHODS``):
+Methods (one module each, dispatched through ``METHODS``; equations, papers and our deviations
+in docs/methods.md):
 
 ========================  ===================================================================
 ``max``                   threshold = max activation, v0 = 0 (Diehl et al. 2015)
 ``percentile``            threshold = 99.99th percentile, v0 = 0 (Rueckauer et al. 2017)
 ``mse``                   threshold minimizing the T-step clip-floor MSE (Li et al. 2021)
 ``deng``                  threshold balance + soft reset + theta/(2T) shift (arXiv 2103.00476)
-``calib-light``           MSE threshold + shift, then bias + potential correction (2106.06984)
-``calib-advanced``        MSE threshold + shift, then weight + potential correction (2106.06984)
+``calib-light``           MSE threshold + shift, then bias correction (2106.06984, light)
+``calib-advanced``        MSE threshold + shift, then potential correction; ``wc=True``: weight
+                          calibration (the paper's budget) first (2106.06984, advanced)
+``calib-light+pc``        ours: calib-light, then potential correction
+``calib-wc+pc``           ours: calib-advanced with ``wc=True`` on a small budget (300 iterations)
 ``srp``                   deng + residual membrane potential suppression, tau pre-steps (2302.02091)
 ``adafire``               burst neurons, SSC, bias correction, IAT thresholds (burst-ann2snn)
 ========================  ===================================================================
@@ -72,8 +76,10 @@ METHODS = {
     "percentile": _partial(threshold_balance, mode="percentile"),
     "mse": _partial(threshold_balance, mode="mse"),
     "deng": deng_gu,
-    "calib-light": _partial(snn_calibration, pipeline="light"),
+    "calib-light": _partial(snn_calibration, pipeline="light", wc=False),
     "calib-advanced": _partial(snn_calibration, pipeline="advanced"),
+    "calib-light+pc": _partial(snn_calibration, pipeline="light+pc", wc=False),
+    "calib-wc+pc": _partial(snn_calibration, pipeline="advanced", wc=True, wc_samples=128, wc_iters=300, wc_lr=1e-4),
     "srp": residual_potential,
     "adafire": adafire,
 }

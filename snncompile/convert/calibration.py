@@ -1,4 +1,4 @@
-"""SNN Calibration (Li et al. 2021): methods "calib-light" and "calib-advanced".
+"""SNN Calibration (Li et al. 2021): methods "calib-light", "calib-advanced" and our variants.
 
 Li, Deng, Dong, Gong, Gu, "A Free Lunch From ANN: Towards Efficient, Accurate Spiking Neural
 Networks Calibration", ICML 2021, arXiv 2106.06984 (repo yhhhli/SNN_Calibration).
@@ -11,10 +11,20 @@ Networks Calibration", ICML 2021, arXiv 2106.06984 (repo yhhhli/SNN_Calibration)
    *with layers 1..l-1 already calibrated*, because conversion error propagates forward (their
    Theorem 1 decomposes the output error into per-layer terms):
 
-   * "calib-light": bias correction then potential correction, each from a fresh measurement
-     of e_l = E[a_l - r_l] (:mod:`snncompile.convert.bias_correction`);
-   * "calib-advanced": weight calibration (:mod:`snncompile.convert.weight_calibration`), then
-     potential correction.
+   * ``light`` ("calib-light", the authors' light pipeline): bias correction (BC) from a
+     measurement of e_l = E[a_l - r_l] (:mod:`snncompile.convert.bias_correction`);
+   * ``advanced`` ("calib-advanced", the authors' advanced pipeline on CIFAR): potential
+     correction (PC); with ``wc=True`` (their ImageNet pipeline) weight calibration
+     (:mod:`snncompile.convert.weight_calibration`) with their budget - ``wc_samples=1024``,
+     ``wc_iters=5000``, ``wc_lr=1e-5`` (their ImageNet value; their default is 4e-5), batch 32,
+     cosine schedule - then PC;
+   * ``light+pc`` ("calib-light+pc", ours): BC, then PC from a fresh measurement;
+   * "calib-wc+pc" (ours): ``advanced`` with ``wc=True`` on a budget for small models and CPUs
+     (128 samples, 300 iterations, lr 1e-4).
+
+   The authors run WC over all layers first and PC over all layers after it; we correct layer by
+   layer (WC then PC for layer l before layer l+1), so every measurement sees the final SNN before
+   it (docs/methods.md).
 
 The corrections live in the IF nodes' ``bias`` (per-step current) and ``v0`` fields; WC changes
 the Conv2d/Linear weights of the block feeding the layer. Cost: one prefix simulation of T
@@ -31,9 +41,10 @@ from snncompile.convert.weight_calibration import calibrate_weights
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 
-__all__ = ["PIPELINES", "snn_calibration"]
+__all__ = ["PIPELINES", "WC_BUDGET", "snn_calibration"]
 
-PIPELINES = {"light": ("bias", "potential"), "advanced": ("weights", "potential")}
+PIPELINES = {"light": ("bias",), "light+pc": ("bias", "potential"), "advanced": ("potential",)}
+WC_BUDGET = {"wc_samples": 1024, "wc_iters": 5000, "wc_lr": 1e-5, "wc_batch": 32}  # the authors' (see module doc)
 
 
 def _calibrate_layer(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int, steps,
@@ -52,22 +63,28 @@ def _calibrate_layer(ann: Graph, snn: Graph, calib: CalibSet, name: str, timeste
     return snn, notes
 
 
-def snn_calibration(ann: Graph, calib: CalibSet, timesteps: int, *, pipeline: str = "light",
+def snn_calibration(ann: Graph, calib: CalibSet, timesteps: int, *, pipeline: str = "light", wc: bool = False,
                     threshold: str = "mse", per_channel: bool = False, samples: int | None = 128,
-                    wc_samples: int = 128, wc_iters: int = 300, wc_lr: float = 1e-4, wc_batch: int = 32) -> Graph:
+                    wc_samples: int = WC_BUDGET["wc_samples"], wc_iters: int = WC_BUDGET["wc_iters"],
+                    wc_lr: float = WC_BUDGET["wc_lr"], wc_batch: int = WC_BUDGET["wc_batch"]) -> Graph:
     """Convert ``ann`` and calibrate it layer by layer for ``timesteps`` (see module doc).
 
-    ``samples``: calibration samples used per BC/PC measurement (None = all);
-    ``wc_*``: weight-calibration subset size, Adam iterations, learning rate and batch size.
+    ``samples``: calibration samples used per BC/PC measurement (None = all); ``wc``: weight
+    calibration before PC (``advanced`` only); ``wc_*``: its subset size, Adam iterations,
+    learning rate and batch size.
     """
     if pipeline not in PIPELINES:
         raise ConversionError(f"calibration pipeline must be one of {sorted(PIPELINES)}, got {pipeline!r}")
+    if wc and pipeline != "advanced":
+        raise ConversionError(f"calibration pipeline {pipeline!r}: wc=True (weight calibration) belongs to "
+                              "the advanced pipeline (method calib-advanced)")
+    steps = ("weights", *PIPELINES[pipeline]) if wc else PIPELINES[pipeline]
     theta = layer_thresholds(ann, calib, timesteps, mode=threshold, per_channel=per_channel, rounding="round")
     snn = to_snn(ann, theta, timesteps=timesteps, shift="v0")
     fixed = frozenset((getattr(ann, "meta", {}) or {}).get("fixed_weights", ()))
-    wc = {"samples": wc_samples, "iters": wc_iters, "lr": wc_lr, "batch": wc_batch, "fixed": fixed}
+    budget = {"samples": wc_samples, "iters": wc_iters, "lr": wc_lr, "batch": wc_batch, "fixed": fixed}
     notes = {}
     for name in relu_names(ann):
-        snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, PIPELINES[pipeline], samples, wc)
+        snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
         notes[name] = [f"theta={threshold}, v0=theta/2", *layer_notes]
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes)

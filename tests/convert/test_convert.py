@@ -12,7 +12,7 @@ from snncompile.ir import IF, Graph, Node, ReLU
 from snncompile.sim import simulate
 from tests.convert.conftest import small_cnn
 
-FAST = {"calib-advanced": {"wc_iters": 20}, "adafire": {"samples": 32}}
+FAST = {"adafire": {"samples": 32}}
 
 
 @pytest.mark.parametrize("method", list(METHODS))

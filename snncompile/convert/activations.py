@@ -17,7 +17,7 @@ import torch
 from snncompile.convert.calib_set import CalibSet
 from snncompile.ir import Graph
 
-__all__ = ["RESERVOIR", "LayerStats", "collect_activations"]
+__all__ = ["RESERVOIR", "AnnRecord", "LayerStats", "collect_activations", "record_ann"]
 
 RESERVOIR = 65536  # values kept per layer (split over channels when per_channel)
 
@@ -54,15 +54,37 @@ def _channels_first(a: torch.Tensor, per_channel: bool) -> torch.Tensor:
 def collect_activations(graph: Graph, calib: CalibSet, names: list[str], *, per_channel: bool = False,
                         reservoir: int = RESERVOIR, seed: int = 0) -> dict[str, LayerStats]:
     """Run the ANN ``graph`` over the calibration set (in batches) and gather per-layer stats."""
+    return record_ann(graph, calib, names, per_channel=per_channel, reservoir=reservoir, seed=seed).stats
+
+
+@dataclass
+class AnnRecord:
+    """What one pass of the ANN over the calibration set leaves for the conversion passes."""
+
+    stats: dict[str, LayerStats]
+    logits: torch.Tensor  # (N, *out) ANN outputs of every calibration sample, CPU
+    head: dict[str, torch.Tensor]  # layer -> (keep, *shape) activations of the first ``keep`` samples
+
+
+def record_ann(graph: Graph, calib: CalibSet, names: list[str], *, per_channel: bool = False,
+               reservoir: int = RESERVOIR, seed: int = 0, keep: int = 0) -> AnnRecord:
+    """One ANN pass: the layer statistics of :func:`collect_activations`, the outputs of every sample
+    and the full activations of ``names`` on the first ``keep`` samples (the subset the layer-wise
+    calibrations measure their errors on)."""
     gen = torch.Generator().manual_seed(seed)
     stats: dict[str, LayerStats] = {}
+    logits, head, seen = [], {n: [] for n in names}, 0
     for xb in calib.batches(desc="activations"):
-        _, acts = graph.run(xb, record=True)
+        out, acts = graph.run(xb, record=True)
+        logits.append(out.cpu())
         for name in names:
+            if seen < keep:
+                head[name].append(acts[name][: keep - seen].cpu())
             a = _channels_first(acts[name].float().cpu(), per_channel)
             if name not in stats:
                 c = a.shape[0]
                 stats[name] = LayerStats(torch.full((c,), -torch.inf), a[:, :0], torch.empty(c, 0), 0)
             cap = max(1024, reservoir // a.shape[0])
             stats[name].update(a, cap, gen)
-    return stats
+        seen += xb.shape[0]
+    return AnnRecord(stats, torch.cat(logits), {n: torch.cat(v) for n, v in head.items() if v})

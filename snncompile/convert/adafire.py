@@ -29,15 +29,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from snncompile.convert.activations import collect_activations
+from snncompile.convert.activations import record_ann
 from snncompile.convert.adafire_search import pareto_select, sensitivity
-from snncompile.convert.bias_correction import correct_bias
+from snncompile.convert.bias_correction import correct_bias, replay_error, with_bias
 from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.thresholds import threshold_from_stats
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 from snncompile.sim.early_exit import calibrate_exit_thresholds
+from snncompile.sim.result import SimResult
 from snncompile.sim.simulate import simulate
 
 __all__ = ["adafire"]
@@ -98,20 +100,53 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     if 1.0 not in ssc_ratios:
         raise ConversionError(f"adafire: ssc_ratios must contain 1.0, got {tuple(ssc_ratios)}")
     names = relu_names(ann)
-    b = _Builder(ann, collect_activations(ann, calib, names, per_channel=per_channel), timesteps)
+    n_head = min(samples, len(calib))
+    rec = record_ann(ann, calib, names, per_channel=per_channel, keep=n_head)  # the only ANN pass
+    b = _Builder(ann, rec.stats, timesteps)
     x = calib.head(samples)
-    logits = torch.cat([ann.run(xb).cpu() for xb in calib.batches(samples, desc="ANN logits")])
+    logits = rec.logits[:n_head]
     bursts, s_n = _choose_bursts(b, names, candidates, budget, x, logits, calib)
     ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
     snn = b.build(bursts, ratios)
     notes = {n: [f"burst N={bursts[n]} (KL by N: {', '.join(f'{v:.3g}' for v in s_n.kl[n])})",
                  (f"SSC theta x{ratios[n]:g} (network spikes/sample by ratio: "
                  f"{', '.join(f'{v:.0f}' for v in s_r.spikes[n])})")] for n in names}
-    for n in names if bias_correction else ():
-        snn, d = correct_bias(ann, snn, calib, n, timesteps, samples)
-        notes[n].append(f"BC mean|db|={d:.3g}")
-    res = simulate(snn, calib.x, timesteps, batch_size=calib.batch_size, device=calib.device)
-    ref = torch.cat([ann.run(xb).cpu().reshape(len(xb), -1).argmax(-1) for xb in calib.batches(desc="ANN labels")])
+    snn, head_outputs = _bias_correction(ann, snn, calib, names, timesteps, n_head, rec, notes) \
+        if bias_correction else (snn, None)
+    res = _calibration_run(snn, calib, timesteps, head_outputs)
+    ref = rec.logits.reshape(len(calib), -1).argmax(-1)
     lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
     iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)
+
+
+def _bias_correction(ann: Graph, snn: Graph, calib: CalibSet, names, timesteps: int, n: int, rec,
+                     notes) -> tuple[Graph, torch.Tensor | None]:
+    """BC layer by layer on the first ``n`` samples; also returns the corrected network's readout on
+    them (T, n, K) when the layer-at-a-time simulation was used (None otherwise)."""
+    if not fits_in_memory(snn, n, timesteps):
+        for name in names:
+            snn, d = correct_bias(ann, snn, calib, name, timesteps, n)
+            notes[name].append(f"BC mean|db|={d:.3g}")
+        return snn, None
+    sim = LayerwiseSim(snn, calib.head(n), timesteps, calib.batch_size, calib.device)
+    for name in names:
+        snn, d = with_bias(snn, name, replay_error(sim, snn, name, rec.head[name]))
+        notes[name].append(f"BC mean|db|={d:.3g}")
+        sim.emit(snn, snn.nodes[name])
+    return snn, sim.outputs(snn)
+
+
+def _calibration_run(snn: Graph, calib: CalibSet, timesteps: int, head: torch.Tensor | None) -> SimResult:
+    """The converted network's run over the whole calibration set (for IAT): the samples BC already
+    simulated are not simulated again."""
+    done = 0 if head is None else head.shape[1]
+    if done >= len(calib):
+        outputs = head[:, : len(calib)]
+    else:
+        rest = simulate(snn, calib.x[done:], timesteps, batch_size=calib.batch_size, device=calib.device)
+        outputs = rest.outputs if head is None else torch.cat([head.reshape(rest.outputs.shape[0], done, -1),
+                                                               rest.outputs.reshape(rest.outputs.shape[0],
+                                                                                    rest.num_samples, -1)], 1)
+    readout = snn.nodes[snn.outputs[0].inputs[0]].name
+    return SimResult(outputs, timesteps, 0, readout, {}, {}, 0, "analog", 0.0)

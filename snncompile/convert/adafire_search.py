@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from snncompile.convert.replay import fits_in_memory, fork_outputs, record_run
 from snncompile.ir import Graph
 from snncompile.sim.simulate import simulate
 
@@ -34,12 +35,16 @@ class Sensitivity:
     spikes: dict[str, list[float]]
 
 
-def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
-    """Batch mean of (KL(a||b) + KL(b||a)) / 2 between softmax distributions."""
+def _kl_per_sample(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     la, lb = torch.log_softmax(logits_a.double(), -1), torch.log_softmax(logits_b.double(), -1)
     kl_ab = (la.exp() * (la - lb)).sum(-1)
     kl_ba = (lb.exp() * (lb - la)).sum(-1)
-    return float(((kl_ab + kl_ba) / 2).mean())
+    return (kl_ab + kl_ba) / 2
+
+
+def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
+    """Batch mean of (KL(a||b) + KL(b||a)) / 2 between softmax distributions."""
+    return float(_kl_per_sample(logits_a, logits_b).mean())
 
 
 def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], settings: Sequence,
@@ -47,7 +52,43 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
                 batch_size: int = 256, device: str | torch.device = "cpu") -> Sensitivity:
     """``build(layer, s)`` returns the SNN with only ``layer`` set to ``s``; see module doc.
 
-    ``build(layer, base)`` is the same network for every layer and is simulated once."""
+    ``build(layer, base)`` is the same network for every layer. It is simulated once per batch of
+    samples, recording every IF layer's spike trains; then, per layer, the settings other than
+    ``base`` run in one forked run of that layer and its descendants (settings stacked along the
+    batch axis, upstream layers replayed, :mod:`snncompile.convert.replay`). Without a ``base``,
+    or when the recording would not fit in memory, every (layer, setting) is simulated whole."""
+    others = [s for s in settings if s != base]
+    chunk = max(1, batch_size // max(1, len(others)))  # the forked runs hold len(others) * chunk samples
+    if base is None or base not in settings or not fits_in_memory(build(layers[0], base), chunk, timesteps):
+        return _sensitivity_full(build, layers, settings, x, ann_logits, timesteps, base=base,
+                                 batch_size=batch_size, device=device)
+    net = build(layers[0], base)
+    variants = {layer: [build(layer, s).nodes[layer] for s in others] for layer in layers}
+    ref = ann_logits.reshape(len(x), -1)
+    kl = {layer: [[] for _ in settings] for layer in layers}
+    spikes = {layer: [[] for _ in settings] for layer in layers}
+    j_base = list(settings).index(base)
+    for s in range(0, len(x), chunk):
+        xc, rc = x[s:s + chunk].to(device), ref[s:s + chunk]
+        out, base_spikes, trains = record_run(net, xc, timesteps)
+        base_kl = _kl_per_sample(out.cpu(), rc)
+        base_total = sum(base_spikes.values()).cpu()
+        for layer in layers:
+            kl[layer][j_base].append(base_kl)
+            spikes[layer][j_base].append(base_total)
+            if not others:
+                continue
+            outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains)
+            upstream = base_total - sum(base_spikes[n].cpu() for n in sp)
+            for j, k in enumerate(i for i, v in enumerate(settings) if v != base):
+                kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))
+                spikes[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
+    return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers},
+                       {n: [float(torch.cat(v).sum()) / len(x) for v in spikes[n]] for n in layers})
+
+
+def _sensitivity_full(build, layers, settings, x, ann_logits, timesteps, *, base, batch_size, device) -> Sensitivity:
+    """One whole-network simulation per (layer, setting); ``base`` once."""
     kl: dict[str, list[float]] = {}
     spikes: dict[str, list[float]] = {}
     memo: dict[str, tuple[float, float]] = {}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncompile.convert.activations import collect_activations
+from snncompile.convert.activations import AnnRecord, collect_activations
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.thresholds import threshold_from_stats
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
 from snncompile.ir import Graph
 
-__all__ = ["layer_thresholds", "threshold_balance"]
+__all__ = ["layer_thresholds", "threshold_balance", "thresholds_from_record"]
 
 
 def layer_thresholds(ann: Graph, calib: CalibSet, timesteps: int, *, mode: str = "max",
@@ -27,7 +27,16 @@ def layer_thresholds(ann: Graph, calib: CalibSet, timesteps: int, *, mode: str =
     """theta per ReLU of ``ann`` from one streaming pass over the calibration set."""
     names = relu_names(ann)
     stats = collect_activations(ann, calib, names, per_channel=per_channel)
-    max_spikes = max_spikes or {}
+    return _thresholds(ann, stats, names, timesteps, mode, percentile, rounding, max_spikes or {})
+
+
+def thresholds_from_record(ann: Graph, rec: AnnRecord, timesteps: int, *, mode: str = "max",
+                           percentile: float = 99.99, rounding: str = "floor") -> dict[str, np.ndarray]:
+    """:func:`layer_thresholds` from statistics already gathered by :func:`record_ann`."""
+    return _thresholds(ann, rec.stats, list(rec.stats), timesteps, mode, percentile, rounding, {})
+
+
+def _thresholds(ann, stats, names, timesteps, mode, percentile, rounding, max_spikes) -> dict[str, np.ndarray]:
     return {n: threshold_from_stats(n, stats[n], mode, timesteps=timesteps, max_spikes=max_spikes.get(n, 1),
                                     percentile=percentile, rounding=rounding,
                                     max_value=ann.nodes[n].max_value)

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.replay import LayerwiseSim
 from snncompile.convert.to_snn import update_if
 from snncompile.ir import Graph
 from snncompile.sim.rates import RateProbe, prefix_graph
 
-__all__ = ["correct_bias", "correct_potential", "layer_error"]
+__all__ = ["correct_bias", "correct_potential", "layer_error", "replay_error", "with_bias", "with_potential"]
 
 
 def layer_error(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int,
@@ -46,6 +47,13 @@ def layer_error(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: i
     return (total / count).float()
 
 
+def replay_error(sim: LayerwiseSim, snn: Graph, name: str, ann_act: torch.Tensor) -> torch.Tensor:
+    """e_l as :func:`layer_error`, on the samples of a layer-at-a-time simulation whose layers before
+    ``name`` are already emitted; ``ann_act`` (n, *shape) the ANN activations of its first n samples."""
+    r = sim.rates(snn, snn.nodes[name])[: ann_act.shape[0]]
+    return ((ann_act - r).double().sum(0) / ann_act.shape[0]).float()
+
+
 def _channel_mean(e: torch.Tensor) -> torch.Tensor:
     return e.mean(dim=tuple(range(1, e.dim()))) if e.dim() > 1 else e
 
@@ -53,16 +61,26 @@ def _channel_mean(e: torch.Tensor) -> torch.Tensor:
 def correct_bias(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int,
                  samples: int | None = None) -> tuple[Graph, float]:
     """BC on IF ``name``; returns the new SNN and mean |delta b|."""
-    delta = _channel_mean(layer_error(ann, snn, calib, name, timesteps, samples)).numpy()
-    node = snn.nodes[name]
-    bias = np.asarray(node.bias, np.float32) + delta.astype(np.float32)
-    return update_if(snn, name, bias=bias), float(np.abs(delta).mean())
+    return with_bias(snn, name, layer_error(ann, snn, calib, name, timesteps, samples))
 
 
 def correct_potential(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int,
                       samples: int | None = None) -> tuple[Graph, float]:
     """PC on IF ``name``: per-neuron v0 += T e_l; returns the new SNN and mean |delta v0|."""
-    delta = timesteps * layer_error(ann, snn, calib, name, timesteps, samples).numpy()
+    return with_potential(snn, name, layer_error(ann, snn, calib, name, timesteps, samples), timesteps)
+
+
+def with_bias(snn: Graph, name: str, error: torch.Tensor) -> tuple[Graph, float]:
+    """BC from a measured e_l: b += mean_{H,W} e_l; the new SNN and mean |delta b|."""
+    delta = _channel_mean(error).numpy()
+    node = snn.nodes[name]
+    bias = np.asarray(node.bias, np.float32) + delta.astype(np.float32)
+    return update_if(snn, name, bias=bias), float(np.abs(delta).mean())
+
+
+def with_potential(snn: Graph, name: str, error: torch.Tensor, timesteps: int) -> tuple[Graph, float]:
+    """PC from a measured e_l: v0 += T e_l per neuron; the new SNN and mean |delta v0|."""
+    delta = timesteps * error.numpy()
     node = snn.nodes[name]
     v0 = np.zeros(snn.shapes[name], np.float32) + _broadcastable(node.v0, snn.shapes[name])
     return update_if(snn, name, v0=v0 + delta.astype(np.float32)), float(np.abs(delta).mean())

@@ -27,17 +27,26 @@ Networks Calibration", ICML 2021, arXiv 2106.06984 (repo yhhhli/SNN_Calibration)
    it (docs/methods.md).
 
 The corrections live in the IF nodes' ``bias`` (per-step current) and ``v0`` fields; WC changes
-the Conv2d/Linear weights of the block feeding the layer. Cost: one prefix simulation of T
-steps on the calibration subset per correction and layer (+ the WC optimisation).
+the Conv2d/Linear weights of the block feeding the layer. Cost: about one simulation of T steps
+on the calibration subset for all layers together (+ the WC optimisation): layer l's input
+current is computed once from the recorded spike trains of the calibrated layers before it and
+every measurement re-runs only layer l's neurons (:class:`snncompile.convert.replay.LayerwiseSim`;
+networks whose trains would not fit in memory fall back to one prefix simulation per
+measurement).
 """
 
 from __future__ import annotations
 
-from snncompile.convert.balance import layer_thresholds
-from snncompile.convert.bias_correction import correct_bias, correct_potential
+import torch
+
+from snncompile.convert.activations import record_ann
+from snncompile.convert.balance import thresholds_from_record
+from snncompile.convert.bias_correction import (correct_bias, correct_potential, replay_error, with_bias,
+                                                with_potential)
 from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
-from snncompile.convert.weight_calibration import calibrate_weights
+from snncompile.convert.weight_calibration import calibrate_weights, synaptic_block
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 
@@ -49,6 +58,7 @@ WC_BUDGET = {"wc_samples": 1024, "wc_iters": 5000, "wc_lr": 1e-5, "wc_batch": 32
 
 def _calibrate_layer(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int, steps,
                      samples: int | None, wc: dict) -> tuple[Graph, list[str]]:
+    """Without replay: every measurement simulates the prefix up to ``name`` from the input."""
     notes = []
     for step in steps:
         if step == "bias":
@@ -60,6 +70,29 @@ def _calibrate_layer(ann: Graph, snn: Graph, calib: CalibSet, name: str, timeste
         else:
             snn, (before, after) = calibrate_weights(ann, snn, calib, name, timesteps, **wc)
             notes.append(f"WC loss {before:.4g}->{after:.4g}")
+    return snn, notes
+
+
+def _calibrate_replayed(sim: LayerwiseSim, snn: Graph, head: dict, x: torch.Tensor, name: str, timesteps: int,
+                        steps, samples: int, wc: dict) -> tuple[Graph, list[str]]:
+    """The same steps on the layer-at-a-time simulation ``sim`` (layers before ``name`` emitted):
+    each measurement re-runs only this layer's neurons on its cached input current."""
+    notes = []
+    for step in steps:
+        if step == "bias":
+            snn, d = with_bias(snn, name, replay_error(sim, snn, name, head[name][:samples]))
+            notes.append(f"BC mean|db|={d:.3g}")
+        elif step == "potential":
+            snn, d = with_potential(snn, name, replay_error(sim, snn, name, head[name][:samples]), timesteps)
+            notes.append(f"PC mean|dv0|={d:.3g}")
+        else:
+            n = wc["samples"]
+            _, sources = synaptic_block(snn, name)
+            rates = {s: (x[:n] if s not in sim.trains else sim.source_rates(s)[:n]) for s in sources}
+            snn, (before, after) = calibrate_weights(None, snn, None, name, timesteps, **wc,
+                                                     cached=(rates, head[name][:n]))
+            notes.append(f"WC loss {before:.4g}->{after:.4g}")
+    sim.emit(snn, snn.nodes[name])
     return snn, notes
 
 
@@ -79,12 +112,23 @@ def snn_calibration(ann: Graph, calib: CalibSet, timesteps: int, *, pipeline: st
         raise ConversionError(f"calibration pipeline {pipeline!r}: wc=True (weight calibration) belongs to "
                               "the advanced pipeline (method calib-advanced)")
     steps = ("weights", *PIPELINES[pipeline]) if wc else PIPELINES[pipeline]
-    theta = layer_thresholds(ann, calib, timesteps, mode=threshold, per_channel=per_channel, rounding="round")
+    n_bc = min(len(calib), samples or len(calib))
+    n_sim = max(n_bc, min(len(calib), wc_samples) if "weights" in steps else 0)
+    names = relu_names(ann)
+    rec = record_ann(ann, calib, names, per_channel=per_channel, keep=n_sim)  # the only ANN pass
+    theta = thresholds_from_record(ann, rec, timesteps, mode=threshold, rounding="round")
     snn = to_snn(ann, theta, timesteps=timesteps, shift="v0")
     fixed = frozenset((getattr(ann, "meta", {}) or {}).get("fixed_weights", ()))
     budget = {"samples": wc_samples, "iters": wc_iters, "lr": wc_lr, "batch": wc_batch, "fixed": fixed}
     notes = {}
-    for name in relu_names(ann):
-        snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
+    replayed = fits_in_memory(snn, n_sim, timesteps)
+    if replayed:  # layer at a time on the first n_sim samples (snncompile.convert.replay)
+        x = calib.head(n_sim)
+        sim = LayerwiseSim(snn, x, timesteps, calib.batch_size, calib.device)
+    for name in names:
+        if replayed:
+            snn, layer_notes = _calibrate_replayed(sim, snn, rec.head, x, name, timesteps, steps, n_bc, budget)
+        else:
+            snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
         notes[name] = [f"theta={threshold}, v0=theta/2", *layer_notes]
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes)

@@ -94,13 +94,18 @@ def _cache(ann: Graph, snn: Graph, calib: CalibSet, name: str, sources: list[str
 
 def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int, *,
                       samples: int = 256, iters: int = 300, lr: float = 1e-4, batch: int = 32,
-                      fixed: frozenset[str] = frozenset(), seed: int = 0) -> tuple[Graph, tuple[float, float]]:
-    """WC of IF ``name``; returns the new SNN and the loss (before, after) on the cached set."""
+                      fixed: frozenset[str] = frozenset(), seed: int = 0,
+                      cached: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+                      ) -> tuple[Graph, tuple[float, float]]:
+    """WC of IF ``name``; returns the new SNN and the loss (before, after) on the cached set.
+
+    ``cached``: (source rates, ANN targets) of the first ``samples`` samples when the caller already
+    has them (the layer-at-a-time calibration), instead of simulating the prefix here."""
     block, sources = synaptic_block(snn, name)
     trainable = [n for n in block if isinstance(snn.nodes[n], (Conv2d, Linear)) and n not in fixed]
     if not trainable:
         return snn, (float("nan"), float("nan"))
-    inputs, target = _cache(ann, snn, calib, name, sources, timesteps, samples)
+    inputs, target = cached if cached is not None else _cache(ann, snn, calib, name, sources, timesteps, samples)
     node = snn.nodes[name]
     weights = {n: torch.tensor(np.asarray(snn.nodes[n].weight), requires_grad=True) for n in trainable}
 

@@ -246,7 +246,7 @@ CASES = [  # one case per entry: id, what, how to build it, what the error line 
          ("cycle.onnx", "'r'")),
     Case("weight-rank-3", "a Gemm weight of rank 3 (256, 784, 1)",
          _model_file("rank3.onnx", lambda: _set_init(_mlp(), "net.1.weight", lambda a: a[..., None])),
-         ("/net/net.1/Gemm (Gemm)", "(256, 784, 1)")),
+         ("rank3.onnx", "/net/net.1/Gemm", "rank 3")),
     Case("input-rank-1", "a graph input of shape (N,) (no per-sample dims)",
          _model_file("rank1.onnx", _rank1()),
          ("x (Input)", "rank >= 2")),

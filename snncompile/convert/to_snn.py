@@ -33,13 +33,15 @@ from snncompile.ir import (
     Input,
     Linear,
     Output,
+    Permute,
     Reshape,
 )
 from snncompile.ir.neurons import IF
 from snncompile.ir.ops import ReLU
 
 # ReLU becomes IF; the others are linear maps of their inputs (plus constant biases), exact on spikes
-CONVERTIBLE = (ReLU, Input, Output, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, Add, Concat, Flatten, Reshape)
+CONVERTIBLE = (ReLU, Input, Output, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, Add, Concat, Flatten, Reshape,
+               Permute)
 
 __all__ = ["CONVERTIBLE", "SHIFTS", "relu_names", "to_snn", "update_if", "with_meta"]
 

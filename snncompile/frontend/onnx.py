@@ -1,7 +1,12 @@
-"""ONNX -> snncompile IR (:class:`~snncompile.ir.Graph`), opsets 7 to 21.
+"""ONNX -> snncompile IR (:class:`~snncompile.ir.Graph`), every opset the installed onnx defines.
 
-The model is read with ``onnx.load``, validated with ``onnx.checker.check_model``, and its nodes
-visited in (the required) topological order. A node whose inputs are all constants (initializers,
+The model is read with ``onnx.load``, validated with ``onnx.checker.check_model`` and, once its
+input is known to be (batch, concrete dims), with ``full_check=True`` (strict type and shape
+inference: an int64 input into a Gemm is a one-line ModelFileError), and its nodes visited in (the
+required) topological order. Each node's schema is resolved at the model's opset (``onnx.defs.get_schema(op, opset).since_version``); an importer
+lists in ``VERSIONS`` the versions of its op whose meaning it implements, and any other version is
+refused naming the op, the version and the known versions (e.g. the legacy ``broadcast`` attribute
+of Add-6, or the ``consumed_inputs`` of Relu-1). A node whose inputs are all constants (initializers,
 ``Constant`` outputs, earlier folds, or ``Shape`` of an activation) is evaluated with
 ``onnx.reference`` and its outputs become constants, whatever its op. Every other node goes through
 a table of importers named as the ONNX op (``onnx_ops``, ``onnx_elementwise``, ``onnx_shape_ops``):
@@ -55,12 +60,44 @@ from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
 from snncompile.ir import Graph, Input, Output, Shape
 
-__all__ = ["OPSETS", "SUPPORTED_OPS", "load_onnx"]
+__all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
 OPS = {**LAYER_OPS, **ELEMENTWISE_OPS, **SHAPE_OPS}
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({*OPS, "Constant"}))
-OPSETS = range(7, 22)
+OPSETS = range(1, onnx.defs.onnx_opset_version() + 1)
+_BINARY = (7, 13, 14)  # 1 and 6 broadcast only with the legacy broadcast/axis attributes
+_NEWER_TYPES = (21, 23, 24, 25)  # versions that only added element types (int4, float8, ...)
+# The versions of each op (its schemas' since_version) whose meaning the importer implements.
+VERSIONS: dict[str, tuple[int, ...]] = {
+    "Add": _BINARY,
+    "Sub": _BINARY,
+    "Mul": _BINARY,
+    "Div": _BINARY,
+    "Sum": (6, 8, 13),
+    "AveragePool": (7, 10, 11, 19, 22),
+    "BatchNormalization": (7, 9, 14, 15),
+    "Clip": (6, 11, 12, 13),
+    "Concat": (4, 11, 13),
+    "Conv": (1, 11, 22),
+    "Dropout": (7, 10, 12, 13, 22),
+    "Flatten": (1, 9, 11, 13, *_NEWER_TYPES),
+    "Gemm": (7, 9, 11, 13),
+    "GlobalAveragePool": (1, 22),
+    "Identity": (1, 13, 14, 16, 19, *_NEWER_TYPES),
+    "MatMul": (1, 9, 13),
+    "MaxPool": (1, 8, 10, 11, 12, 22),
+    "Relu": (6, 13, 14),
+    "Reshape": (5, 13, 14, 19, *_NEWER_TYPES),
+    "Shape": (1, 13, 15, 19, *_NEWER_TYPES),
+    "Squeeze": (1, 11, 13, *_NEWER_TYPES),
+    "Transpose": (1, 13, *_NEWER_TYPES),
+    "Unsqueeze": (1, 11, 13, *_NEWER_TYPES),
+}
 _TRIAL_BATCHES = (2, 3)  # stand-ins for a symbolic batch size when folding Shape-derived constants
+_VIEW_AWARE = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Gemm", "MatMul",
+               "Shape"}
+_AFFINE = {"Add", "Sub", "Mul", "Div"}  # their constant operands are rearranged for a view
+_ELEMENTWISE = {"Relu", "Clip", "Sum", *_AFFINE}
 _RANDOM = {
     "RandomNormal",
     "RandomUniform",
@@ -79,6 +116,7 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
     consts = {t.name: _initializer(t, src) for t in g.initializer}
     x = _single_input(g, consts, src)
     shape, batches = _input_shape(x)
+    _check(proto, src, full=True)  # after the clearer input checks: type/shape contradictions
     uses = Counter(t for nd in g.node for t in nd.input if t) + Counter(o.name for o in g.output)
     b = Builder(uses, batches)
     b.values.update(consts)
@@ -96,7 +134,7 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
             raise GraphError(
                 f"{o.name} (Output): the graph output is a constant, not computed from the input"
             )
-        outs.append(Output(_fresh(o.name, taken), (v.name,)))
+        outs.append(Output(_fresh(o.name, taken), (b.materialize(v).name,)))
     _check_finite(b, src)
     stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
     return Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph")
@@ -121,18 +159,23 @@ def _read(model) -> tuple[onnx.ModelProto, str]:
             proto = onnx.load_from_string(bytes(model)) if src == "<bytes>" else onnx.load(src)
         except Exception as e:  # noqa: BLE001 - protobuf and file errors come in many types; all mean "unreadable"
             raise ModelFileError(f"{src}: not a readable ONNX model ({_oneline(e)})") from None
+    _check(proto, src, full=False)
+    return proto, src
+
+
+def _check(proto: onnx.ModelProto, src: str, *, full: bool) -> None:
+    """``onnx.checker`` (``full``: with strict type and shape inference); failures are one line."""
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(proto, full_check=full)
     except Exception as e:  # noqa: BLE001 - ValidationError, or a C++ error for protos too broken to validate
         raise ModelFileError(f"{src}: invalid ONNX model ({_oneline(e)})") from None
-    return proto, src
 
 
 def _opset(proto: onnx.ModelProto, src: str) -> int:
     v = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if v not in OPSETS:
         raise ModelFileError(
-            f"{src}: opset {v} unsupported; snncompile reads opsets {OPSETS[0]} to {OPSETS[-1]}"
+            f"{src}: opset {v} unsupported; the installed onnx defines opsets {OPSETS[0]} to {OPSETS[-1]}"
         )
     return v
 
@@ -235,6 +278,7 @@ def _visit(b: Builder, nd: onnx.NodeProto, n: ONode, opset: int, src: str) -> No
     fn = OPS.get(nd.op_type)
     if fn is None:
         raise UnsupportedOperator(n.label, n.op, f"operator not supported (opset {opset})", SUPPORTED_OPS)
+    _check_version(n, opset)
     attrs = {a.name: _attr(a) for a in nd.attribute}
     known = inspect.signature(fn).parameters
     for k in attrs:
@@ -243,13 +287,55 @@ def _visit(b: Builder, nd: onnx.NodeProto, n: ONode, opset: int, src: str) -> No
     for i, out in enumerate(nd.output[1:], 1):
         if out and b.uses[out]:
             raise n.fail(f"output {i} ('{out}') is used; only the first output converts")
+    vals, index = _views(b, nd.op_type, vals)
     r = fn(b, n, *vals, **attrs)
     if isinstance(r, Act):
-        b.alias(nd.output[0], r)
+        b.alias(nd.output[0], r if index is None else Act(r.name, index.shape, index))
     elif isinstance(r, (np.ndarray, Sym)):
         b.values[nd.output[0]] = r
     else:
-        b.add(r, nd.output[0])
+        act = b.add(r, nd.output[0])
+        if index is not None:
+            b.values[nd.output[0]] = Act(act.name, index.shape, index)
+
+
+def _views(b: Builder, op: str, vals: list) -> tuple[list, np.ndarray | None]:
+    """Inputs for the importer of ``op`` when some are views (reorderings not yet materialized).
+
+    Elementwise ops whose activation inputs share one view run on the underlying node outputs (their
+    constants rearranged alike) and the view is returned, to be put back on the result; view-aware
+    ops (reshapes, Transpose, Gemm, MatMul) get the views; every other op gets them materialized.
+    """
+    acts = [v for v in vals if isinstance(v, Act)]
+    if not any(a.index is not None for a in acts) or op in _VIEW_AWARE:
+        return vals, None
+    first = acts[0]
+    same = all(
+        a.index is not None and b.shapes[a.name] == b.shapes[first.name] and np.array_equal(a.index, first.index)
+        for a in acts
+    )
+    if op not in _ELEMENTWISE or not same:
+        return [b.materialize(v) if isinstance(v, Act) else v for v in vals], None
+    remap = op in _AFFINE
+    out = [
+        b.phys(v) if isinstance(v, Act) else b.to_phys(first, v) if remap and isinstance(v, np.ndarray) else v
+        for v in vals
+    ]
+    return out, first.index
+
+
+def _check_version(n: ONode, opset: int) -> None:
+    """The op's schema at ``opset`` must be a version whose meaning the importer implements."""
+    try:
+        since = onnx.defs.get_schema(n.op, opset).since_version
+    except onnx.defs.SchemaError:
+        raise n.fail(f"not defined at opset {opset}") from None
+    known = VERSIONS.get(n.op, ())
+    if since not in known:
+        raise n.fail(
+            f"{n.op} version {since} (opset {opset}) unsupported; implemented versions "
+            + ", ".join(map(str, known))
+        )
 
 
 def _fold(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> dict[str, np.ndarray | Sym]:

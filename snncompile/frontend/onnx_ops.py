@@ -8,12 +8,13 @@ existing :class:`Act` when the op was absorbed into its producer.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from snncompile.frontend.onnx_build import Act, Builder, ONode, along
-from snncompile.ir import AvgPool2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU
+from snncompile.ir import AvgPool2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU, Reshape
 from snncompile.ir.linear import conv_out_size
 
 __all__ = ["LAYER_OPS"]
@@ -112,16 +113,39 @@ def Gemm(b: Builder, n: ONode, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, t
     bias = np.zeros(w.shape[0], np.float32) if C is None else along(b.const(n, C, "C"), (w.shape[0],), 0)
     if bias is None:
         raise n.fail(f"bias C of shape {np.shape(C)} does not broadcast per output ({w.shape[0]},)")
-    return Linear(
-        n.ir, (x.name,), weight=(alpha * w).astype(np.float32), bias=(beta * bias).astype(np.float32)
-    )
+    src, w = b.dense_input(n, x, (alpha * w).astype(np.float32))
+    return Linear(n.ir, (src,), weight=w, bias=(beta * bias).astype(np.float32))
+
+
+_DENSE_MAX = 16_000_000  # entries of the matrix a MatMul with a batched right operand becomes
 
 
 def MatMul(b: Builder, n: ONode, A, B) -> Node:
+    """``A @ B`` with a constant B: a Linear over the last axis when B is 2-D; else (B 1-D, or
+    stacked matrices broadcasting over A's per-sample leading axes) the linear map it is on the
+    flattened sample, as Flatten -> Linear (matrix read off by applying it to unit vectors) -> Reshape."""
     x, w = b.act(n, A, "A"), b.const(n, B, "B").astype(np.float32)
-    if w.ndim != 2:
-        raise n.fail(f"only a constant 2-D right operand (K, N) converts, got shape {w.shape}")
-    return Linear(n.ir, (x.name,), weight=np.ascontiguousarray(w.T), bias=np.zeros(w.shape[1], np.float32))
+    if w.ndim == 2:
+        if len(x.shape) != 1:
+            x = b.materialize(x)
+        src, w = b.dense_input(n, x, np.ascontiguousarray(w.T))
+        return Linear(n.ir, (src,), weight=w, bias=np.zeros(w.shape[0], np.float32))
+    try:
+        out = np.matmul(np.zeros((1, *x.shape), np.float32), w).shape
+    except ValueError:
+        raise n.fail(f"A of per-sample shape {x.shape} and B of shape {w.shape} do not multiply") from None
+    if w.ndim > len(x.shape) and any(d != 1 for d in w.shape[: w.ndim - len(x.shape)]):
+        raise n.fail(f"B of shape {w.shape} spans the batch axis of A (per-sample {x.shape})")
+    if len(out) < 2:
+        raise n.fail(f"A of per-sample shape {x.shape} times B of shape {w.shape} leaves no per-sample axis")
+    size_in, size_out = math.prod(x.shape), math.prod(out[1:])
+    if size_in * size_out > _DENSE_MAX:
+        raise n.fail(f"the {size_out}x{size_in} matrix of this MatMul exceeds {_DENSE_MAX:,} entries")
+    basis = np.eye(size_in, dtype=np.float64).reshape(size_in, *x.shape)
+    dense = np.matmul(basis, w.astype(np.float64)).reshape(size_in, size_out).T.astype(np.float32)
+    src, dense = b.dense_input(n, b.flat(b.materialize(x)), dense)
+    lin = b.extra(Linear(f"{n.ir}.dense", (src,), weight=dense, bias=np.zeros(size_out, np.float32)))
+    return b.reshape(n, lin, out[1:])
 
 
 def BatchNormalization(
@@ -185,6 +209,14 @@ def _pool(
     count_include_pad: int | None,
 ) -> Node:
     x = b.act(n, X, "X")
+    if len(x.shape) == 2 and len(kernel_shape) == 1:  # 1-D: pool (C, 1, L) with a (1, k) window
+        c, length = x.shape
+        x2 = b.extra(Reshape(f"{n.ir}.2d", (x.name,), shape=(c, 1, length)))
+        p = None if pads is None else [0, pads[0], 0, pads[1]]
+        two = [None if v is None else [1, *v] for v in (strides, dilations)]
+        pooled = b.extra(_pool(b, dataclasses.replace(n, ir=f"{n.ir}.pool"), x2, [1, *kernel_shape], auto_pad,
+                               p, two[0], ceil_mode, two[1], count_include_pad))
+        return Reshape(n.ir, (pooled.name,), shape=(c, pooled.shape[2]))
     _spatial(n, x, "pooling")
     if len(kernel_shape) != 2:
         raise n.fail(f"kernel_shape={list(kernel_shape)} unsupported, only 2-D")
@@ -252,14 +284,22 @@ def _bound(b: Builder, n: ONode, v, what: str, default: float) -> float:
 
 
 def Clip(b: Builder, n: ONode, X, min=None, max=None) -> Node:
-    """``Clip(0, c)`` is a ReLU saturating at c (ReLU6: c = 6); other lower bounds do not convert."""
+    """``Clip(0, c)`` is a ReLU saturating at c (ReLU6: c = 6). A finite lower bound lo < 0 is the
+    same shifted, ``ReLU(x - lo, max=c - lo) + lo`` (two per-channel shifts around it); an
+    unbounded one (no floor) or lo > 0 does not convert."""
     x = b.act(n, X, "input")
     lo, hi = _bound(b, n, min, "min", -math.inf), _bound(b, n, max, "max", math.inf)
-    if lo != 0.0:
-        raise n.fail(f"min={lo} unsupported, only Clip(0, max) (a ReLU with optional ceiling) converts")
-    if hi <= 0.0:
-        raise n.fail(f"max={hi} unsupported, must be > 0")
-    return ReLU(n.ir, (x.name,), max_value=hi, source_op="Clip")
+    if hi <= lo or hi <= 0.0:
+        raise n.fail(f"max={hi} unsupported with min={lo}; must be > max(min, 0)")
+    if lo == 0.0:
+        return ReLU(n.ir, (x.name,), max_value=hi, source_op="Clip")
+    if not (-math.inf < lo < 0.0):
+        raise n.fail(f"min={lo} unsupported, only Clip(min, max) with a finite min <= 0 (a shifted ReLU) converts")
+    shifted = b.affine(dataclasses.replace(n, ir=f"{n.ir}.shift"), x, np.float32(1), np.float32(-lo))
+    if not isinstance(shifted, Act):
+        shifted = b.extra(shifted)
+    relu = b.extra(ReLU(f"{n.ir}.relu", (shifted.name,), max_value=hi - lo, source_op="Clip"))
+    return b.affine(n, relu, np.float32(1), np.float32(lo))
 
 
 LAYER_OPS = {

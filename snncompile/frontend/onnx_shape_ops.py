@@ -72,16 +72,14 @@ def Reshape(b: Builder, n: ONode, data, shape, *, allowzero=0) -> Node | Act:
 
 
 def Transpose(b: Builder, n: ONode, data, *, perm=None) -> Node | Act:
+    """A reshape when only size-1 axes move; else a view (see :class:`Act`), folded into a following
+    Gemm/MatMul, undone by a later inverse Transpose, or materialized as a Permute node."""
     x = b.act(n, data, "data")
     rank = len(x.shape) + 1
     perm = list(range(rank))[::-1] if perm is None else [int(p) % rank for p in perm]
-    moved = [p for p in perm[1:] if x.shape[p - 1] != 1]
-    if perm[0] != 0 or moved != sorted(moved):
-        raise n.fail(
-            f"perm={perm} reorders data of per-sample shape {x.shape}; only transposes that "
-            "move size-1 axes (shape plumbing) convert"
-        )
-    return b.reshape(n, x, tuple(x.shape[p - 1] for p in perm[1:]))
+    if perm[0] != 0:
+        raise n.fail(f"perm={perm} moves the batch axis; only permutations of the per-sample axes convert")
+    return b.view(n, x, b.index_of(x).transpose([p - 1 for p in perm[1:]]))
 
 
 def Squeeze(b: Builder, n: ONode, data, axes=None) -> Node | Act:

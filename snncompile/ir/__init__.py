@@ -4,7 +4,7 @@ from snncompile.ir.graph import Graph
 from snncompile.ir.linear import BatchNorm, Conv2d, Linear
 from snncompile.ir.neurons import IF
 from snncompile.ir.node import Node, Shape
-from snncompile.ir.ops import Add, Concat, Flatten, Input, Output, ReLU, Reshape
+from snncompile.ir.ops import Add, Concat, Flatten, Input, Output, Permute, ReLU, Reshape
 from snncompile.ir.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MaxPool2d",
     "Node",
     "Output",
+    "Permute",
     "ReLU",
     "Reshape",
     "Shape",

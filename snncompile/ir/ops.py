@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "ReLU", "Reshape", "add_all"]
+__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "Permute", "ReLU", "Reshape", "add_all"]
 
 
 def add_all(xs) -> torch.Tensor:
@@ -124,3 +125,30 @@ class Reshape(Node):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], *self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Permute(Node):
+    """Reorder each sample's elements (a Transpose, or a Transpose/Reshape chain, that moves data):
+
+    .. math:: y[i] = \\mathrm{flat}(x)[\\mathrm{index}[i]]
+
+    ``index`` has the output's per-sample shape and holds each output element's position in the
+    C-order flattened input; it is a permutation of ``range(prod(input shape))``. A pure rewiring:
+    on spike trains it is exact. The frontend folds it into a following Linear where it can.
+    """
+
+    index: np.ndarray  # int64, per-sample output shape
+    op = "Permute"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if self.index.size != math.prod(x):
+            raise self._shape_error(f"index of {self.index.size} elements for an input of shape {x}")
+        return tuple(self.index.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_flat_index", {})
+        if x.device not in cache:
+            cache[x.device] = torch.as_tensor(np.asarray(self.index, np.int64).reshape(-1), device=x.device)
+        flat = x.reshape(x.shape[0], -1)
+        return flat[:, cache[x.device]].reshape(x.shape[0], *self.index.shape)

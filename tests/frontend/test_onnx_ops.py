@@ -383,6 +383,38 @@ CASES = {
             {"W": w(3, 6), "b0": w(3), "two": np.float32(2)},
         ),
     ),
+    # ---- added with the opset/layout work (issue 18) ---------------------------------------
+    "clip_hardtanh": (
+        (13, 21),
+        lambda o: (
+            [node("Conv", ["x", "W"], ["c"]), node("Clip", ["c", "lo", "hi"], ["y"])],
+            (2, 5, 5),
+            {"W": w(3, 2, 3, 3), "lo": np.float32(-0.5), "hi": np.float32(1.0)},
+        ),
+    ),
+    "mul_add_per_neuron": (
+        (13, 14),
+        lambda o: ([node("Mul", ["x", "s"], ["m"]), node("Add", ["m", "c"], ["y"])], (2, 3, 4), {"s": w(4), "c": w(3, 1)}),
+    ),
+    "matmul_stacked_weight": ((13, 21), lambda o: ([node("MatMul", ["x", "W"], ["y"])], (2, 3, 4), {"W": w(2, 4, 5)})),
+    "matmul_vector_weight": ((13,), lambda o: ([node("MatMul", ["x", "W"], ["y"])], (3, 4), {"W": w(4)})),
+    "avgpool_1d": ((11, 22), lambda o: pool("AveragePool", (3, 9), kernel_shape=[3], strides=[2], pads=[1, 0])),
+    "maxpool_1d": ((12, 22), lambda o: pool("MaxPool", (3, 9), kernel_shape=[2], strides=[1])),
+    "transpose_to_output": ((13, 21), lambda o: one("Transpose", (2, 3, 4), perm=[0, 3, 1, 2])),
+    "transpose_relu_gemm": (
+        (13, 25),
+        lambda o: (
+            [
+                node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                node("Relu", ["t"], ["r"]),
+                node("Add", ["r", "bias"], ["a"]),
+                node("Flatten", ["a"], ["f"]),
+                node("Gemm", ["f", "W"], ["y"], transB=1),
+            ],
+            (3, 2, 2),
+            {"bias": w(3), "W": w(5, 12)},
+        ),
+    ),
 }
 
 

@@ -8,7 +8,7 @@ DEMO_MODEL ?= examples/mnist_cnn.onnx
 DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz \
               --samples 20 --timesteps 16 --out demo.snn --force
 
-.PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant fuzz lint clean
+.PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant bench-mechanisms fuzz lint clean
 
 all: test
 
@@ -43,6 +43,10 @@ bench-simspeed: $(STAMP)
 
 bench-quant: $(STAMP)
 	$(BIN)/python benchmarks/quantization.py
+
+# the seed papers' mechanisms on the examples (the "Mechanism checks" section, about 2 minutes)
+bench-mechanisms: $(STAMP)
+	$(BIN)/python benchmarks/mechanisms.py
 
 bench-lava: $(STAMP)
 	$(BIN)/python benchmarks/lava.py

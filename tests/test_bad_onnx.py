@@ -119,18 +119,29 @@ def test_unsupported_op_deep_inside():
     nodes = [
         oh.make_node("MatMul", ["x", "W"], ["a"], name="fc1"),
         oh.make_node("Relu", ["a"], ["b"], name="relu1"),
-        oh.make_node("Sigmoid", ["b"], ["c"], name="gate"),
+        oh.make_node("Tanh", ["b"], ["c"], name="gate"),
         oh.make_node("Relu", ["c"], ["y"], name="relu2"),
     ]
     e = _one_line_error(
         UnsupportedOperator,
         _model(nodes, W=np.eye(4, dtype=np.float32)),
         "gate",
-        "Sigmoid",
+        "Tanh",
         "supported: ",
         "Conv",
         "Relu",
     )
+    assert (e.node, e.op_type) == ("gate", "Tanh")
+
+
+def test_sigmoid_inside_the_network():
+    nodes = [
+        oh.make_node("MatMul", ["x", "W"], ["a"], name="fc1"),
+        oh.make_node("Sigmoid", ["a"], ["c"], name="gate"),
+        oh.make_node("Relu", ["c"], ["y"], name="relu2"),
+    ]
+    e = _one_line_error(UnsupportedOperator, _model(nodes, W=np.eye(4, dtype=np.float32)), "gate (Sigmoid)",
+                        "network output", "relu2 (Relu)")
     assert (e.node, e.op_type) == ("gate", "Sigmoid")
 
 

@@ -22,8 +22,9 @@ The returned graph has every ReLU replaced by an IF node of the same name and ca
 
 * ``method``, ``timesteps``, ``options``: what was asked;
 * ``conversion_log``: one dict per converted node, ``{node, from_op, to, theta, max_spikes,
-  notes}`` - every ReLU -> IF, every MaxPool2d rewrite, and the readout (the node feeding the
-  Output: a non-spiking membrane integrator);
+  notes}`` - every Softmax/LogSoftmax/Sigmoid dropped from the output (the argmax is kept), every
+  ReLU -> IF, every MaxPool2d rewrite, and the readout (the node feeding the Output: a
+  non-spiking membrane integrator);
 * simulator hints: ``pre_steps`` and ``srp_nodes`` (srp); ``iat`` exit thresholds (adafire).
 """
 
@@ -44,7 +45,7 @@ from snncompile.convert.calibration import snn_calibration
 from snncompile.convert.deng import deng_gu
 from snncompile.convert.maxpool import rewrite_maxpool
 from snncompile.convert.srp import residual_potential
-from snncompile.convert.to_snn import with_meta
+from snncompile.convert.to_snn import drop_probability_outputs, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 from snncompile.ir.neurons import IF
@@ -92,7 +93,7 @@ def _theta_repr(theta: np.ndarray) -> float | list[float]:
 
 def _log(ann: Graph, snn: Graph) -> list[dict]:
     notes = snn.meta.get("notes", {})
-    log = list(ann.meta.get("maxpool_log", []))
+    log = list(ann.meta.get("output_log", [])) + list(ann.meta.get("maxpool_log", []))
     for node in snn.of_type(IF):
         to = "IF" if node.max_spikes == 1 else f"IF burst (max {node.max_spikes} spikes/step)"
         clip = f", clip {node.max_value:g}" if math.isfinite(node.max_value) else ""
@@ -122,7 +123,7 @@ def convert(graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int 
     if int(timesteps) < 1:
         raise ConversionError(f"timesteps must be >= 1, got {timesteps}")
     _check_options(method, options)
-    ann = rewrite_maxpool(graph, mode=maxpool)
+    ann = rewrite_maxpool(drop_probability_outputs(graph), mode=maxpool)
     calib = make_calib_set(ann, calib_x, calib_samples=calib_samples, batch_size=batch_size,
                            progress=progress, device=device)
     snn = METHODS[method](ann, calib, int(timesteps), **options)

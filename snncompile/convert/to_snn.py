@@ -22,6 +22,7 @@ import numpy as np
 
 from snncompile.errors import ConversionError
 from snncompile.ir import (
+    PROBABILITY_OUTPUTS,
     Add,
     AvgPool2d,
     BatchNorm,
@@ -43,7 +44,7 @@ from snncompile.ir.ops import ReLU
 CONVERTIBLE = (ReLU, Input, Output, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, Add, Concat, Flatten, Reshape,
                Permute)
 
-__all__ = ["CONVERTIBLE", "SHIFTS", "relu_names", "to_snn", "update_if", "with_meta"]
+__all__ = ["CONVERTIBLE", "SHIFTS", "drop_probability_outputs", "relu_names", "to_snn", "update_if", "with_meta"]
 
 SHIFTS = ("none", "v0", "bias")
 
@@ -59,6 +60,22 @@ def relu_names(graph: Graph) -> list[str]:
             raise ConversionError(f"{node.name} ({node.op}): not a ReLU, linear or structural operator; "
                                   f"an SNN cannot compute it on spike trains")
     return [n.name for n in graph.of_type(ReLU)]
+
+
+def drop_probability_outputs(graph: Graph) -> Graph:
+    """The ANN without the Softmax/LogSoftmax/Sigmoid that feed its outputs (they keep the argmax, so
+    the spiking network's readout gives the logits instead); ``meta["output_log"]`` has one
+    conversion-log line per dropped node. The graph itself when there is none."""
+    drop = [n for n in graph.nodes.values()
+            if isinstance(n, PROBABILITY_OUTPUTS) and all(isinstance(u, Output) for u in graph.users(n.name))]
+    if not drop:
+        return graph
+    log = [{"node": n.name, "from_op": n.op, "to": "dropped (output keeps its argmax)", "theta": None,
+            "max_spikes": None, "notes": f"{n.op} is monotone in each class score; the readout outputs the logits "
+            f"{n.inputs[0]}, whose argmax is the ANN's"} for n in drop]
+    out = graph.replace({n.name: None for n in drop}, rename={n.name: n.inputs[0] for n in drop})
+    out.meta["output_log"] = list(graph.meta.get("output_log", [])) + log
+    return out
 
 
 def _if_node(relu: ReLU, theta: np.ndarray, shift: str, timesteps: int, max_spikes: int) -> IF:

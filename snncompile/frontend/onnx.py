@@ -16,21 +16,30 @@ ONNX op               IR
 ====================  =====================================================================
 Conv                  Conv2d (2-D only; pads, auto_pad, strides, dilations, group, bias)
 Gemm                  Linear, weight ``alpha * B^T`` (transB=0) or ``alpha * B``, bias ``beta * C``
-MatMul                Linear (constant 2-D right operand), bias 0
+MatMul                Linear (constant 2-D right operand), bias 0; a 1-D or stacked (broadcasting)
+                      constant: Flatten -> Linear (the map's matrix) -> Reshape
 Relu                  ReLU
-Clip                  ReLU(max_value=max, source_op="Clip") when min = 0; other mins refused
+Clip                  ReLU(max_value=max, source_op="Clip") when min = 0; a finite min < 0:
+                      BatchNorm(+ -min) -> ReLU(max - min) -> BatchNorm(+ min); min=-inf refused
 BatchNormalization    folded into the producing Conv/Linear/BatchNorm if it is the sole
                       consumer, else BatchNorm (scale = gamma/sqrt(var+eps), shift = beta - mean*scale)
 Add / Sub / Mul / Div  two equal-shape activations: Add. Activation and constant: folded into the
-                      producer's weights/bias like BN, else a per-channel BatchNorm, else refused
+                      producer's weights/bias like BN, else a per-channel BatchNorm, else (per
+                      neuron) Flatten -> BatchNorm -> Reshape; a constant spanning the batch refused
 Sum                   Add (equal shapes)
-AveragePool           AvgPool2d; ceil_mode via end padding (refused with count_include_pad=1)
-MaxPool               MaxPool2d (pad -inf); dilations != 1 and a used Indices output refused
+AveragePool           AvgPool2d (1-D: on (C, 1, L)); ceil_mode via end padding (refused with
+                      count_include_pad=1)
+MaxPool               MaxPool2d (pad -inf, 1-D as above); dilations != 1 and a used Indices output
+                      refused
 GlobalAveragePool     GlobalAvgPool
 Concat                Concat (axis - 1); the batch axis refused
 Flatten, Reshape      Flatten (1-D result) or Reshape; must keep the batch axis first
-Transpose, Squeeze,   Reshape, only when no data moves in memory (size-1 axes) and the batch
-Unsqueeze             axis stays first
+Squeeze, Unsqueeze    Reshape; the batch axis stays first
+Transpose             a Reshape when no data moves (size-1 axes); else a view (``Act.index``):
+                      folded into a following Gemm/MatMul's columns, passed through elementwise
+                      ops, cancelled by an inverse Transpose, otherwise a Permute node
+Softmax, LogSoftmax,  Softmax/LogSoftmax/Sigmoid, only on the network output (they keep the
+Sigmoid               argmax; conversion drops them); feeding anything else is refused
 Identity, Dropout     removed (inference)
 Shape                 a constant: the per-sample shape, the batch dim tracked symbolically
 Constant              a constant
@@ -58,7 +67,7 @@ from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, collapse
 from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
 from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
-from snncompile.ir import Graph, Input, Output, Shape
+from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Shape
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
@@ -92,6 +101,9 @@ VERSIONS: dict[str, tuple[int, ...]] = {
     "Squeeze": (1, 11, 13, *_NEWER_TYPES),
     "Transpose": (1, 13, *_NEWER_TYPES),
     "Unsqueeze": (1, 11, 13, *_NEWER_TYPES),
+    "Softmax": (1, 11, 13),
+    "LogSoftmax": (1, 11, 13),
+    "Sigmoid": (6, 13),
 }
 _TRIAL_BATCHES = (2, 3)  # stand-ins for a symbolic batch size when folding Shape-derived constants
 _VIEW_AWARE = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Gemm", "MatMul",
@@ -278,7 +290,8 @@ def _visit(b: Builder, nd: onnx.NodeProto, n: ONode, opset: int, src: str) -> No
     fn = OPS.get(nd.op_type)
     if fn is None:
         raise UnsupportedOperator(n.label, n.op, f"operator not supported (opset {opset})", SUPPORTED_OPS)
-    _check_version(n, opset)
+    n = dataclasses.replace(n, version=_check_version(n, opset))
+    _probability_feeds(b, n, vals)
     attrs = {a.name: _attr(a) for a in nd.attribute}
     known = inspect.signature(fn).parameters
     for k in attrs:
@@ -324,7 +337,20 @@ def _views(b: Builder, op: str, vals: list) -> tuple[list, np.ndarray | None]:
     return out, first.index
 
 
-def _check_version(n: ONode, opset: int) -> None:
+def _probability_feeds(b: Builder, n: ONode, vals: list) -> None:
+    """Softmax/LogSoftmax/Sigmoid keep the argmax only on the network output: refuse any other use."""
+    if n.op in ("Identity", "Dropout"):
+        return
+    for v in vals:
+        node = b.nodes.get(v.name) if isinstance(v, Act) else None
+        if isinstance(node, PROBABILITY_OUTPUTS):
+            raise UnsupportedOperator(
+                node.name, node.op, f"only converts on the network output (where it keeps the argmax), but it "
+                f"feeds {n.label} ({n.op}); a spiking network cannot compute it inside the network"
+            )
+
+
+def _check_version(n: ONode, opset: int) -> int:
     """The op's schema at ``opset`` must be a version whose meaning the importer implements."""
     try:
         since = onnx.defs.get_schema(n.op, opset).since_version
@@ -336,6 +362,7 @@ def _check_version(n: ONode, opset: int) -> None:
             f"{n.op} version {since} (opset {opset}) unsupported; implemented versions "
             + ", ".join(map(str, known))
         )
+    return since
 
 
 def _fold(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> dict[str, np.ndarray | Sym]:

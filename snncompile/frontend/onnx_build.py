@@ -50,6 +50,7 @@ class ONode:
     label: str
     ir: str
     op: str
+    version: int = 0  # the op's schema version at the model's opset (its since_version)
 
     def fail(self, reason: str) -> UnsupportedOperator:
         return UnsupportedOperator(self.label, self.op, reason)

@@ -15,6 +15,9 @@ import numpy as np
 
 from snncompile.frontend.onnx_build import Act, Builder, ONode, along
 from snncompile.ir import AvgPool2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU, Reshape
+from snncompile.ir import LogSoftmax as IRLogSoftmax
+from snncompile.ir import Sigmoid as IRSigmoid
+from snncompile.ir import Softmax as IRSoftmax
 from snncompile.ir.linear import conv_out_size
 
 __all__ = ["LAYER_OPS"]
@@ -302,7 +305,33 @@ def Clip(b: Builder, n: ONode, X, min=None, max=None) -> Node:
     return b.affine(n, relu, np.float32(1), np.float32(lo))
 
 
+def _softmax(b: Builder, n: ONode, x, axis, cls) -> Node:
+    x = b.act(n, x, "input")
+    legacy = n.version < 13  # versions 1 and 11: over the input coerced to 2-D at axis (default 1)
+    axis = (1 if legacy else -1) if axis is None else int(axis)
+    a = axis % (len(x.shape) + 1)
+    if a == 0:
+        raise n.fail(f"axis={axis} normalizes across the batch axis; only per-sample axes")
+    return cls(n.ir, (x.name,), axis=a - 1, flat=legacy and a < len(x.shape))
+
+
+def Softmax(b: Builder, n: ONode, input, *, axis=None) -> Node:
+    """Network output only (keeps the argmax; see :class:`snncompile.ir.Softmax`)."""
+    return _softmax(b, n, input, axis, IRSoftmax)
+
+
+def LogSoftmax(b: Builder, n: ONode, input, *, axis=None) -> Node:
+    """Network output only (keeps the argmax)."""
+    return _softmax(b, n, input, axis, IRLogSoftmax)
+
+
+def Sigmoid(b: Builder, n: ONode, X) -> Node:
+    """Network output only (keeps the argmax)."""
+    return IRSigmoid(n.ir, (b.act(n, X, "X").name,))
+
+
 LAYER_OPS = {
     f.__name__: f
-    for f in (Conv, Gemm, MatMul, BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, Relu, Clip)
+    for f in (Conv, Gemm, MatMul, BatchNormalization, AveragePool, MaxPool, GlobalAveragePool, Relu, Clip,
+              Softmax, LogSoftmax, Sigmoid)
 }

@@ -4,11 +4,25 @@ from snncompile.ir.graph import Graph
 from snncompile.ir.linear import BatchNorm, Conv2d, Linear
 from snncompile.ir.neurons import IF
 from snncompile.ir.node import Node, Shape
-from snncompile.ir.ops import Add, Concat, Flatten, Input, Output, Permute, ReLU, Reshape
+from snncompile.ir.ops import (
+    PROBABILITY_OUTPUTS,
+    Add,
+    Concat,
+    Flatten,
+    Input,
+    LogSoftmax,
+    Output,
+    Permute,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Softmax,
+)
 from snncompile.ir.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 
 __all__ = [
     "IF",
+    "PROBABILITY_OUTPUTS",
     "Add",
     "AvgPool2d",
     "BatchNorm",
@@ -19,6 +33,7 @@ __all__ = [
     "Graph",
     "Input",
     "Linear",
+    "LogSoftmax",
     "MaxPool2d",
     "Node",
     "Output",
@@ -26,4 +41,6 @@ __all__ = [
     "ReLU",
     "Reshape",
     "Shape",
+    "Sigmoid",
+    "Softmax",
 ]

@@ -10,7 +10,8 @@ import torch
 
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["Add", "Concat", "Flatten", "Input", "Output", "Permute", "ReLU", "Reshape", "add_all"]
+__all__ = ["PROBABILITY_OUTPUTS", "Add", "Concat", "Flatten", "Input", "LogSoftmax", "Output", "Permute", "ReLU",
+           "Reshape", "Sigmoid", "Softmax", "add_all"]
 
 
 def add_all(xs) -> torch.Tensor:
@@ -152,3 +153,49 @@ class Permute(Node):
             cache[x.device] = torch.as_tensor(np.asarray(self.index, np.int64).reshape(-1), device=x.device)
         flat = x.reshape(x.shape[0], -1)
         return flat[:, cache[x.device]].reshape(x.shape[0], *self.index.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax(Node):
+    """Softmax over per-sample ``axis``: :math:`y_i = e^{x_i} / \\sum_j e^{x_j}`.
+
+    ``flat`` (ONNX Softmax before version 13): over every axis from ``axis`` on, as one. Only on the
+    network output, where it keeps the argmax: the ANN reference computes it, the spiking
+    conversion drops it (its readout gives the logits).
+    """
+
+    axis: int = 0
+    flat: bool = False
+    op = "Softmax"
+
+    def _apply(self, x: torch.Tensor, fn) -> torch.Tensor:
+        if not self.flat:
+            return fn(x, dim=self.axis + 1)
+        lead = x.shape[: self.axis + 1]
+        return fn(x.reshape(*lead, -1), dim=-1).reshape(x.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply(x, torch.softmax)
+
+
+@dataclass(frozen=True, eq=False)
+class LogSoftmax(Softmax):
+    """Log of :class:`Softmax`: :math:`y_i = x_i - \\log \\sum_j e^{x_j}` (network output only)."""
+
+    op = "LogSoftmax"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply(x, torch.log_softmax)
+
+
+@dataclass(frozen=True, eq=False)
+class Sigmoid(Node):
+    """Logistic function :math:`y = 1 / (1 + e^{-x})`, elementwise (network output only)."""
+
+    op = "Sigmoid"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+
+PROBABILITY_OUTPUTS = (Softmax, LogSoftmax, Sigmoid)  # monotone per class: the argmax is that of their input

@@ -116,6 +116,8 @@ def _category(model: onnx.ModelProto, inputs, outputs, msg: str) -> str:
     y = np.asarray(outputs[0])
     if y.ndim < 2 or y.shape[0] != x.shape[0]:
         return "batch axis not kept"
+    if any(a.name == "axis" and a.i == 0 for nd in model.graph.node for a in nd.attribute):
+        return "reduces across the batch axis"
     if x.shape[0] > 1 and any(np.ndim(c) >= x.ndim and np.shape(c)[0] == x.shape[0] for c in inputs[1:]):
         return "constant spans the batch"
     if len([o for o in model.graph.output if o.name]) > 1 or any(k in msg for k in _AUX):

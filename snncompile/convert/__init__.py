@@ -26,6 +26,7 @@ The returned graph has every ReLU replaced by an IF node of the same name and ca
   ReLU -> IF, every MaxPool2d rewrite, and the readout (the node feeding the Output: a
   non-spiking membrane integrator);
 * simulator hints: ``pre_steps`` and ``srp_nodes`` (srp); ``iat`` exit thresholds (adafire).
+* ``timing``: seconds per stage of the conversion (:func:`snncompile.convert.stages.timing_meta`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
+import time
 import types
 
 import numpy as np
@@ -45,6 +47,7 @@ from snncompile.convert.calibration import snn_calibration
 from snncompile.convert.deng import deng_gu
 from snncompile.convert.maxpool import rewrite_maxpool
 from snncompile.convert.srp import residual_potential
+from snncompile.convert.stages import recording, timing_meta
 from snncompile.convert.to_snn import drop_probability_outputs, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
@@ -123,12 +126,16 @@ def convert(graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int 
     if int(timesteps) < 1:
         raise ConversionError(f"timesteps must be >= 1, got {timesteps}")
     _check_options(method, options)
+    t_start = time.perf_counter()
     ann = rewrite_maxpool(drop_probability_outputs(graph), mode=maxpool)
     calib = make_calib_set(ann, calib_x, calib_samples=calib_samples, batch_size=batch_size,
                            progress=progress, device=device)
-    snn = METHODS[method](ann, calib, int(timesteps), **options)
+    t_method = time.perf_counter()
+    with recording() as stages:
+        snn = METHODS[method](ann, calib, int(timesteps), **options)
     snn = with_meta(snn, method=method, timesteps=int(timesteps), options=dict(options))
     snn.meta["conversion_log"] = _log(ann, snn)
+    snn.meta["timing"] = timing_meta(t_start, t_method, time.perf_counter(), stages)
     return snn
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.stages import stage
 from snncompile.ir import Graph
 
 __all__ = ["RESERVOIR", "AnnRecord", "LayerStats", "collect_activations", "record_ann"]
@@ -71,6 +72,11 @@ def record_ann(graph: Graph, calib: CalibSet, names: list[str], *, per_channel: 
     """One ANN pass: the layer statistics of :func:`collect_activations`, the outputs of every sample
     and the full activations of ``names`` on the first ``keep`` samples (the subset the layer-wise
     calibrations measure their errors on)."""
+    with stage("ann_pass"):
+        return _record_ann(graph, calib, names, per_channel, reservoir, seed, keep)
+
+
+def _record_ann(graph, calib, names, per_channel, reservoir, seed, keep) -> AnnRecord:
     gen = torch.Generator().manual_seed(seed)
     stats: dict[str, LayerStats] = {}
     logits, head, seen = [], {n: [] for n in names}, 0

@@ -34,6 +34,7 @@ from snncompile.convert.adafire_search import pareto_select, sensitivity
 from snncompile.convert.bias_correction import correct_bias, replay_error, with_bias
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
+from snncompile.convert.stages import stage
 from snncompile.convert.thresholds import threshold_from_stats
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
 from snncompile.errors import ConversionError
@@ -105,17 +106,21 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     b = _Builder(ann, rec.stats, timesteps)
     x = calib.head(samples)
     logits = rec.logits[:n_head]
-    bursts, s_n = _choose_bursts(b, names, candidates, budget, x, logits, calib)
-    ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
+    with stage("burst_search"):
+        bursts, s_n = _choose_bursts(b, names, candidates, budget, x, logits, calib)
+    with stage("ssc_search"):
+        ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
     snn = b.build(bursts, ratios)
     notes = {n: [f"burst N={bursts[n]} (KL by N: {', '.join(f'{v:.3g}' for v in s_n.kl[n])})",
                  (f"SSC theta x{ratios[n]:g} (network spikes/sample by ratio: "
                  f"{', '.join(f'{v:.0f}' for v in s_r.spikes[n])})")] for n in names}
-    snn, head_outputs = _bias_correction(ann, snn, calib, names, timesteps, n_head, rec, notes) \
-        if bias_correction else (snn, None)
-    res = _calibration_run(snn, calib, timesteps, head_outputs)
-    ref = rec.logits.reshape(len(calib), -1).argmax(-1)
-    lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
+    with stage("bias_correction"):
+        snn, head_outputs = _bias_correction(ann, snn, calib, names, timesteps, n_head, rec, notes) \
+            if bias_correction else (snn, None)
+    with stage("iat_thresholds"):
+        res = _calibration_run(snn, calib, timesteps, head_outputs)
+        ref = rec.logits.reshape(len(calib), -1).argmax(-1)
+        lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
     iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)
 

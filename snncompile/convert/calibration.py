@@ -45,6 +45,7 @@ from snncompile.convert.bias_correction import (correct_bias, correct_potential,
                                                 with_potential)
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
+from snncompile.convert.stages import stage
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
 from snncompile.convert.weight_calibration import calibrate_weights, synaptic_block
 from snncompile.errors import ConversionError
@@ -89,8 +90,9 @@ def _calibrate_replayed(sim: LayerwiseSim, snn: Graph, head: dict, x: torch.Tens
             n = wc["samples"]
             _, sources = synaptic_block(snn, name)
             rates = {s: (x[:n] if s not in sim.trains else sim.source_rates(s)[:n]) for s in sources}
-            snn, (before, after) = calibrate_weights(None, snn, None, name, timesteps, **wc,
-                                                     cached=(rates, head[name][:n]))
+            with stage("weight_calibration"):
+                snn, (before, after) = calibrate_weights(None, snn, None, name, timesteps, **wc,
+                                                         cached=(rates, head[name][:n]))
             notes.append(f"WC loss {before:.4g}->{after:.4g}")
     sim.emit(snn, snn.nodes[name])
     return snn, notes
@@ -126,9 +128,10 @@ def snn_calibration(ann: Graph, calib: CalibSet, timesteps: int, *, pipeline: st
         x = calib.head(n_sim)
         sim = LayerwiseSim(snn, x, timesteps, calib.batch_size, calib.device)
     for name in names:
-        if replayed:
-            snn, layer_notes = _calibrate_replayed(sim, snn, rec.head, x, name, timesteps, steps, n_bc, budget)
-        else:
-            snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
+        with stage("layerwise_calibration"):
+            if replayed:
+                snn, layer_notes = _calibrate_replayed(sim, snn, rec.head, x, name, timesteps, steps, n_bc, budget)
+            else:
+                snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
         notes[name] = [f"theta={threshold}, v0=theta/2", *layer_notes]
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes)

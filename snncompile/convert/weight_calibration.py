@@ -48,12 +48,19 @@ def synaptic_block(snn: Graph, name: str) -> tuple[list[str], list[str]]:
     return [k for k in snn.nodes if k in nodes], [k for k in snn.nodes if k in sources]
 
 
-def rate_approx(z: torch.Tensor, node: IF, timesteps: int) -> torch.Tensor:
-    """r_hat(z) of the module doc, differentiable through a straight-through floor."""
-    theta = per_channel(node.theta, z)
-    u = (per_channel(node.v0, z) + timesteps * (z + per_channel(node.bias, z))) / theta
+def rate_approx(z: torch.Tensor, node: IF, timesteps: int, params: tuple | None = None) -> torch.Tensor:
+    """r_hat(z) of the module doc, differentiable through a straight-through floor.
+
+    ``params``: (theta, v0, bias) already viewed against ``z`` (:func:`_if_tensors`), so an
+    optimisation loop does not convert the node's arrays at every step."""
+    theta, v0, bias = params if params is not None else _if_tensors(node, z)
+    u = (v0 + timesteps * (z + bias)) / theta
     u = u + (torch.floor(u) - u).detach()
     return u.clamp(0, node.max_spikes * timesteps) * theta / timesteps
+
+
+def _if_tensors(node: IF, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return per_channel(node.theta, z), per_channel(node.v0, z), per_channel(node.bias, z)
 
 
 def _weighted(node: Conv2d | Linear, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -109,9 +116,12 @@ def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timest
     node = snn.nodes[name]
     weights = {n: torch.tensor(np.asarray(snn.nodes[n].weight), requires_grad=True) for n in trainable}
 
+    like = torch.zeros((1, *snn.shapes[name]))
+    params = _if_tensors(node, like)
+
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
         z = _block_forward(snn, block, {s: v[idx] for s, v in inputs.items()}, weights)
-        return (rate_approx(z, node, timesteps) - target[idx]).pow(2).sum() / idx.numel()
+        return (rate_approx(z, node, timesteps, params) - target[idx]).pow(2).sum() / idx.numel()
 
     gen = torch.Generator().manual_seed(seed)
     everything = torch.arange(target.shape[0])

@@ -1,0 +1,116 @@
+"""Channels-last (Keras/tf2onnx) layouts: Transposes that move data are folded, not computed.
+
+The graphs reproduce tf2onnx's pattern for a Keras model: an NHWC input transposed to NCHW for each
+Conv and back (``perm=[0, 2, 3, 1]``) after it, the bias added in NHWC, pooling between a Transpose
+pair, and the Flatten of the NHWC tensor feeding a MatMul. Checked against onnxruntime (rtol 1e-4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx_helpers import assert_matches_ort, make_model, node
+
+from snncompile.frontend.onnx import load_onnx
+from snncompile.ir import Conv2d, Linear, Permute
+
+_RNG = np.random.default_rng(11)
+TO_NCHW, TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
+
+
+def w(*shape: int) -> np.ndarray:
+    return (_RNG.standard_normal(shape) * 0.3).astype(np.float32)
+
+
+def keras_cnn(c_in: int = 3) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """NHWC (8, 8, c_in) -> [T Conv T BiasAdd Relu] x2 with a T MaxPool T in between -> Flatten(NHWC) -> Dense."""
+    nodes = [
+        node("Transpose", ["x"], ["x_t"], perm=TO_NCHW),
+        node("Conv", ["x_t", "K1"], ["c1"], pads=[1, 1, 1, 1]),
+        node("Transpose", ["c1"], ["c1_t"], perm=TO_NHWC),
+        node("Add", ["c1_t", "b1"], ["a1"]),
+        node("Relu", ["a1"], ["r1"]),
+        node("Transpose", ["r1"], ["r1_t"], perm=TO_NCHW),
+        node("MaxPool", ["r1_t"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Transpose", ["p1"], ["p1_t"], perm=TO_NHWC),
+        node("Transpose", ["p1_t"], ["p1_tt"], perm=TO_NCHW),
+        node("Conv", ["p1_tt", "K2", "b2"], ["c2"]),
+        node("Relu", ["c2"], ["r2"]),
+        node("Transpose", ["r2"], ["r2_t"], perm=TO_NHWC),
+        node("Reshape", ["r2_t", "flat"], ["f"]),
+        node("MatMul", ["f", "W"], ["m"]),
+        node("Add", ["m", "b3"], ["y"]),
+    ]
+    inits = dict(K1=w(4, c_in, 3, 3), b1=w(4), K2=w(5, 4, 3, 3), b2=w(5), flat=np.array([-1, 20]), W=w(20, 6),
+                 b3=w(6))
+    return make_model(nodes, (8, 8, c_in), 13, **inits), (8, 8, c_in)
+
+
+def keras_mlp() -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """A (28, 28) image flattened by Reshape and a Dense stack; the last layer's softmax kept."""
+    nodes = [
+        node("Reshape", ["x", "flat"], ["f"]),
+        node("MatMul", ["f", "W1"], ["m1"]),
+        node("Add", ["m1", "b1"], ["a1"]),
+        node("Relu", ["a1"], ["r1"]),
+        node("MatMul", ["r1", "W2"], ["m2"]),
+        node("Add", ["m2", "b2"], ["z"]),
+        node("Softmax", ["z"], ["y"]),
+    ]
+    return make_model(nodes, (6, 5), 13, flat=np.array([-1, 30]), W1=w(30, 16), b1=w(16), W2=w(16, 4),
+                      b2=w(4)), (6, 5)
+
+
+@pytest.mark.parametrize("c_in", [1, 3])
+def test_tf2onnx_cnn_pattern_matches_onnxruntime(c_in):
+    model, shape = keras_cnn(c_in)
+    g = assert_matches_ort(model, shape, batches=(1, 4))
+    perms = g.of_type(Permute)
+    # only the network input itself is reordered (C=3); inside, every Transpose pair cancels and the
+    # NHWC flatten folds into the Dense weights
+    assert len(perms) == (0 if c_in == 1 else 1)
+    assert all(p.inputs == (g.input.name,) for p in perms)
+    assert len(g.of_type(Conv2d)) == 2 and len(g.of_type(Linear)) == 1
+    assert "BatchNorm" not in {n.op for n in g.nodes.values()}  # the NHWC bias folded into the Conv
+
+
+def test_nhwc_flatten_folds_into_dense_rows():
+    """Transpose(0, 2, 3, 1) -> Reshape -> MatMul is one Linear whose columns are the permuted rows."""
+    nodes = [node("Transpose", ["x"], ["t"], perm=TO_NHWC), node("Reshape", ["t", "flat"], ["f"]),
+             node("MatMul", ["f", "W"], ["y"])]
+    W = w(24, 5)
+    g = assert_matches_ort(make_model(nodes, (2, 3, 4), 13, flat=np.array([0, -1]), W=W), (2, 3, 4))
+    lin = g.of_type(Linear)[0]
+    assert not g.of_type(Permute)
+    # NCHW element (c, h, w) is NHWC row (h, w, c) of W
+    want = W.reshape(3, 4, 2, 5).transpose(2, 0, 1, 3).reshape(24, 5).T
+    np.testing.assert_array_equal(lin.weight, want)
+
+
+def test_mlp_pattern_matches_onnxruntime():
+    model, shape = keras_mlp()
+    assert_matches_ort(model, shape, batches=(3,))
+
+
+def test_transpose_into_conv_is_a_permute():
+    """A real reorder feeding a Conv cannot fold: it stays one Permute node (exact rewiring)."""
+    nodes = [node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]), node("Conv", ["t", "K"], ["y"])]
+    g = assert_matches_ort(make_model(nodes, (2, 5, 4), 13, K=w(3, 2, 3, 3)), (2, 5, 4))
+    assert len(g.of_type(Permute)) == 1
+
+
+def test_views_of_two_branches_add():
+    """Two activations with the same pending Transpose add without materializing it."""
+    nodes = [node("Conv", ["x", "K"], ["c"]), node("Transpose", ["c"], ["t"], perm=TO_NHWC),
+             node("Relu", ["t"], ["r"]), node("Add", ["r", "t"], ["s"]), node("Reshape", ["s", "flat"], ["f"]),
+             node("Gemm", ["f", "W"], ["y"])]
+    g = assert_matches_ort(make_model(nodes, (2, 4, 4), 13, K=w(3, 2, 3, 3), flat=np.array([0, -1]), W=w(12, 4)),
+                           (2, 4, 4))
+    assert not g.of_type(Permute)
+
+
+def test_load_is_deterministic_for_views():
+    model, _ = keras_cnn(3)
+    a, b = load_onnx(model), load_onnx(model)
+    assert list(a.nodes) == list(b.nodes)

@@ -89,7 +89,7 @@ def _calibrate_replayed(sim: LayerwiseSim, snn: Graph, head: dict, x: torch.Tens
         else:
             n = wc["samples"]
             _, sources = synaptic_block(snn, name)
-            rates = {s: (x[:n] if s not in sim.trains else sim.source_rates(s)[:n]) for s in sources}
+            rates = {s: (sim.source_rates(s)[:n] if s in sim.emitted_rates else x[:n]) for s in sources}
             with stage("weight_calibration"):
                 snn, (before, after) = calibrate_weights(None, snn, None, name, timesteps, **wc,
                                                          cached=(rates, head[name][:n]))

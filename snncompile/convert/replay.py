@@ -230,6 +230,7 @@ class LayerwiseSim:
         self.chunks = [x[s:s + batch_size].to(self.device) for s in range(0, x.shape[0], batch_size)]
         self.trains: dict[str, list[torch.Tensor]] = {}  # IF -> per chunk (T, b, *shape) uint8
         self.theta: dict[str, torch.Tensor] = {}
+        self.emitted_rates: dict[str, torch.Tensor] = {}
         self._net = _Net(snn)
         self._static = [self._net.static_values(c) for c in self.chunks]
         self._cached: tuple[str, tuple, list[torch.Tensor]] | None = None
@@ -277,8 +278,9 @@ class LayerwiseSim:
         self._cached = (name, key[1], cur)  # valid while the synapses feeding the layer are unchanged
         return cur
 
-    def _pass(self, snn: Graph, node: IF, emit: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """One run of IF ``node``'s dynamics over all chunks: per-sample sum of n (N, *shape), theta."""
+    def _pass(self, snn: Graph, node: IF, emit: bool) -> torch.Tensor:
+        """One run of IF ``node``'s dynamics over all chunks: per-sample mean output (N, *shape),
+        summed step by step and divided by T as :class:`snncompile.sim.rates.RateProbe` does."""
         name, shape = node.name, snn.shapes[node.name]
         p = _Params.of(node, shape, self.device)
         src = snn.nodes[name].inputs[0]
@@ -296,10 +298,10 @@ class LayerwiseSim:
                     n = p.fire(drive, v, with_bias=False)
                 else:
                     n = p.fire(cached[c][t] if cached is not None else step(c, t), v, with_bias=True)
-                total.add_(n)
                 if emit:
                     tr[t].copy_(n)
-            sums.append(total)
+                total.add_(n.mul_(p.theta))
+            sums.append(total.div_(self.T))
             trains.append(tr)
         if emit:
             self.trains[name], self.theta[name] = trains, p.theta
@@ -308,22 +310,20 @@ class LayerwiseSim:
                 users.discard(name)
             for r in [r for r, users in self._readers.items() if not users and r in self.trains and r != name]:
                 del self.trains[r]
-        return torch.cat(sums), p.theta
+        return torch.cat(sums).cpu()
 
     def rates(self, snn: Graph, node: IF) -> torch.Tensor:
-        """Per-sample mean output theta * sum_t n[t] / T of IF ``node`` (N, *shape), on CPU."""
-        total, theta = self._pass(snn, node, emit=False)
-        return (total * theta / self.T).cpu()
+        """Per-sample mean output sum_t n[t] theta / T of IF ``node`` (N, *shape), on CPU."""
+        return self._pass(snn, node, emit=False)
 
     def emit(self, snn: Graph, node: IF) -> torch.Tensor:
-        """Run ``node`` with its final parameters and keep its trains; returns its rates."""
-        total, theta = self._pass(snn, node, emit=True)
-        return (total * theta / self.T).cpu()
+        """Run ``node`` with its final parameters and keep its trains and rates; returns the rates."""
+        self.emitted_rates[node.name] = self._pass(snn, node, emit=True)
+        return self.emitted_rates[node.name]
 
     def source_rates(self, name: str) -> torch.Tensor:
         """Mean output (N, *shape) on CPU of an emitted IF layer."""
-        tot = torch.cat([tr.sum(0, dtype=torch.float32) for tr in self.trains[name]])
-        return (tot * self.theta[name] / self.T).cpu()
+        return self.emitted_rates[name]
 
     def outputs(self, snn: Graph) -> torch.Tensor:
         """Readout after each counted step, (T, N, K): accumulated input / t (after the last layer)."""

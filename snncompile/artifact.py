@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snncompile.errors import ModelFileError
+from snncompile.errors import CompileError, ModelFileError
 from snncompile.ir import Graph, Node
+from snncompile.safeio import clean, read_json
 
 __all__ = ["FORMAT", "load_artifact", "save_artifact"]
 
@@ -63,28 +64,161 @@ def save_artifact(g: Graph, directory: Path, *, extra: dict | None = None) -> No
     np.savez_compressed(directory / "params.npz", **arrays)
 
 
-def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
-    """Rebuild the graph written by :func:`save_artifact`; returns (graph, manifest)."""
-    d = Path(directory)
+MAX_NODES = 100_000
+MAX_T = 1_000_000
+
+
+def _fail(d: Path, what: str) -> ModelFileError:
+    return ModelFileError(f"{clean(d)}: not a valid compiled artifact: {clean(what, 240)}")
+
+
+def _read_params(d: Path) -> dict[str, np.ndarray]:
+    """params.npz: every member an .npy array, declared sizes summing to at most the memory limit."""
+    import zipfile
+
+    from snncompile.data import memory_limit
+
+    p = d / "params.npz"
     try:
-        manifest = json.loads((d / "manifest.json").read_text())
-        params = np.load(d / "params.npz")
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{d}: not a compiled artifact ({e})") from None
-    if manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{d}: unknown artifact format {manifest.get('format')!r}, expected {FORMAT}")
+        if not p.is_file():
+            raise _fail(d, "params.npz is missing or not a regular file")
+        with zipfile.ZipFile(p) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > memory_limit():
+                raise _fail(d, f"params.npz unpacks to {total} bytes, more than the limit of {memory_limit()}")
+            bad = [i.filename for i in infos if not i.filename.endswith(".npy")]
+            if bad:
+                raise _fail(d, f"params.npz member {bad[0]!r} is not an .npy array")
+        with np.load(p, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+        raise _fail(d, f"params.npz is unreadable ({type(e).__name__}: {e})") from None
+
+
+def _check_value(d: Path, node: str, field: str, hint, v) -> None:
+    """The JSON value of a scalar field against its annotation (int, float, bool, str, tuple)."""
+    h = hint.__name__ if isinstance(hint, type) else str(hint)
+    ok = True
+    if h == "int":
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif h == "float":
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not np.isnan(v)
+    elif h == "bool":
+        ok = isinstance(v, bool)
+    elif h == "str":
+        ok = isinstance(v, str)
+    elif h.startswith("tuple"):
+        ok = isinstance(v, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+    if not ok:
+        raise _fail(d, f"node {node}: field {field} = {str(v)[:40]!r} is not of type {h}")
+
+
+# integer fields of a fixed-point (Loihi 2 profile) node and their allowed ranges
+def _int_ranges() -> dict[str, tuple[int, int]]:
+    from snncompile.quantize.profile import LOIHI2 as P
+
+    return {"weight": (-(2**P.weight_bits), 2**P.weight_bits - 1), "weight_exp": (P.weight_exp_min, P.weight_exp_max),
+            "bias": (-P.bias_mant_max, P.bias_mant_max), "bias_exp": (0, P.bias_exp_max), "theta": (1, P.vth_max),
+            "v0": (-P.v_max, P.v_max), "v_max": (1, P.v_max), "shift": (0, P.membrane_bits),
+            "vth_shift": (0, P.membrane_bits), "max_spikes": (1, 2 ** (P.payload_bits - 1) - 1),
+            "srp_steps": (0, MAX_T), "pre_steps": (0, MAX_T), "bits": (0, P.payload_bits)}
+
+
+def _check_fixed(d: Path, n: Node) -> None:
+    """A fixed-point node's numbers: finite integers (stored as floats or ints) within the profile's ranges."""
+    ranges = _int_ranges()
+    for f in dataclasses.fields(n):
+        v = getattr(n, f.name)
+        if f.name not in ranges or isinstance(v, (bool, str)) or v is None:
+            continue
+        a = np.asarray(v)
+        if a.dtype.kind not in "iuf":
+            raise _fail(d, f"node {n.name}: {f.name} has dtype {a.dtype}, not integers")
+        if a.size and not (np.isfinite(a).all() and (a == np.floor(a)).all()):
+            raise _fail(d, f"node {n.name}: {f.name} holds non-integer or NaN values in a fixed-point node")
+        lo, hi = ranges[f.name]
+        if a.size and (a.min() < lo or a.max() > hi):
+            raise _fail(d, f"node {n.name}: {f.name} spans [{a.min():g}, {a.max():g}], outside the Loihi 2 "
+                           f"range [{lo}, {hi}]")
+
+
+def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
+    """Rebuild the graph written by :func:`save_artifact`; returns (graph, manifest).
+
+    The artifact is untrusted input: the manifest is read bounded (safeio.JSON_CAP), every field is
+    checked against its node class, arrays must be finite, fixed-point numbers integers within the
+    profile's ranges, and the graph is checked like any other (names, edges, shapes). Any problem
+    is a one-line ModelFileError."""
+    import typing
+
+    d = Path(directory)
+    if not (d / "manifest.json").exists():
+        raise ModelFileError(f"{clean(d)}: not a compiled artifact (no manifest.json)")
+    try:
+        manifest = read_json(d / "manifest.json", "artifact manifest")
+    except CompileError as e:
+        raise ModelFileError(str(e)) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelFileError(f"{clean(d)}: unknown artifact format {clean(got, 60)!r}, expected {FORMAT}")
+    specs = manifest.get("nodes")
+    if not isinstance(specs, list) or not 0 < len(specs) <= MAX_NODES:
+        raise _fail(d, f"'nodes' must be a list of 1 to {MAX_NODES} nodes")
+    T = manifest.get("timesteps")
+    if T is not None and not (isinstance(T, int) and not isinstance(T, bool) and 1 <= T <= MAX_T):
+        raise _fail(d, f"timesteps = {str(T)[:20]!r}, expected an integer in [1, {MAX_T}]")
+    params = _read_params(d)
     types = _node_types()
     nodes = []
-    for i, spec in enumerate(manifest["nodes"]):
+    for i, spec in enumerate(specs):
+        if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("type"), str)
+                and isinstance(spec.get("inputs"), list) and all(isinstance(k, str) for k in spec["inputs"])
+                and isinstance(spec.get("attrs", {}), dict) and isinstance(spec.get("arrays", []), list)):
+            raise _fail(d, f"node #{i} is malformed (needs name, type, inputs, attrs, arrays)")
         cls = types.get(spec["type"])
         if cls is None:
-            raise ModelFileError(f"{d}: node {spec['name']} has unknown type {spec['type']}")
-        kw = {k: (tuple(_tuple(v)) if isinstance(v, list) else (float(v) if v in ("inf", "-inf") else v))
-              for k, v in spec["attrs"].items()}
-        kw.update({f: params[f"{i}/{f}"] for f in spec["arrays"]})
-        nodes.append(cls(spec["name"], tuple(spec["inputs"]), **kw))
-    g = Graph(nodes, manifest["graph"])
-    g.meta.update(manifest.get("meta", {}))
+            raise ModelFileError(f"{clean(d)}: node {clean(spec['name'], 80)} has unknown type {clean(spec['type'], 40)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"name", "inputs"}
+        attrs, arrays = spec.get("attrs", {}), spec.get("arrays", [])
+        unknown = [k for k in (*attrs, *arrays) if k not in fields]
+        if unknown:
+            raise _fail(d, f"node {spec['name']} ({spec['type']}) has no field {unknown[0]!r}")
+        kw = {}
+        for k, v in attrs.items():
+            v = float(v) if v in ("inf", "-inf") else v
+            if hints.get(k) is not np.ndarray:
+                _check_value(d, spec["name"], k, hints.get(k), v)
+            kw[k] = tuple(_tuple(v)) if isinstance(v, list) else v
+        for f in arrays:
+            a = params.get(f"{i}/{f}")
+            if a is None:
+                raise _fail(d, f"node {spec['name']}: array {f!r} is missing from params.npz")
+            if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.isfinite(a).all()):
+                raise _fail(d, f"node {spec['name']}: array {f!r} ({a.dtype}) holds non-numbers, NaN or Inf")
+            kw[f] = a
+        try:
+            node = cls(spec["name"], tuple(spec["inputs"]), **kw)
+        except CompileError as e:
+            raise _fail(d, str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise _fail(d, f"node {spec['name']} ({spec['type']}): {e}") from None
+        if getattr(node, "fixed", False):
+            _check_fixed(d, node)
+        nodes.append(node)
+    name = manifest.get("graph", "graph")
+    try:
+        g = Graph(nodes, name if isinstance(name, str) else "graph")
+    except CompileError as e:
+        raise _fail(d, str(e)) from None
+    meta = manifest.get("meta", {})
+    meta = meta if isinstance(meta, dict) else {}
+    depth = meta.get("depth", {})
+    if not (isinstance(depth, dict) and all(k in g.nodes and isinstance(v, int) and not isinstance(v, bool)
+                                            and 0 <= v <= MAX_NODES for k, v in depth.items())):
+        raise _fail(d, "meta.depth must map node names to integers in [0, number of nodes]")
+    g.meta.update(meta)
     return g, manifest
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -125,13 +127,49 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     return p
 
 
+class _OneLine(logging.Formatter):
+    """Log lines as printed: control characters from inputs (node names, paths) escaped (safeio.clean)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from snncompile.safeio import clean
+
+        return clean(super().format(record), 4000)
+
+
 def _setup_logging(args) -> None:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     if not args.verbose:
         import warnings
 
-        warnings.formatwarning = lambda m, c, *a, **k: f"warning: {m}\n"
+        from snncompile.safeio import clean
+
+        warnings.formatwarning = lambda m, c, *a, **k: f"warning: {clean(m, 4000)}\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancellation, ``timeout``): unwinds like Ctrl-C, so the same cleanup runs
+    (Lava runtime stopped, temporary output removed), then exit 143."""
+
+
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum, frame):
+    if os.getpid() != _MAIN_PID:  # a forked worker (Lava's process models) inherited the handler: die as usual
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM during cleanup must not cut it short
+    raise Terminated()
+
+
+def _one_line(e: BaseException) -> str:
+    from snncompile.safeio import clean
+
+    return clean(str(e), 2000) if str(e) else type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _compile_parser() if cmd == "compile" else _sub_parser(cmd)
     args = parser.parse_args(argv if cmd == "compile" else argv[1:])
     _setup_logging(args)
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         from snncompile import commands
 
@@ -147,17 +188,35 @@ def main(argv: list[str] | None = None) -> int:
     except CompileError as e:
         if args.verbose:  # the traceback, then the same error line and status as without -v
             traceback.print_exc()
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # an input too large for this machine: say what did not fit
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: out of memory ({_one_line(e)}); use fewer --samples, a smaller --batch-size or "
+              f"--calib-samples", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug in snncompile, not the user's input: exit 3, never a crash
         if args.verbose:
             traceback.print_exc()
-        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        print(f"internal error: {type(e).__name__}: {_one_line(e)}"
               + ("" if args.verbose else " (rerun with -v for the traceback)"), file=sys.stderr)
         return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,14 @@ def compile(args) -> int:
     from snncompile.outdir import check_writable, write_atomically
     from snncompile.pipeline import RunConfig, run
     from snncompile.report import render_markdown, write_plots
+    from snncompile.safeio import dumps, write_file
 
     out = args.out or Path(f"{args.model.stem}.snn")
-    check_writable(out, force=args.force)
+    protect = [args.model, args.data, args.calib, *([Path(args.energy)] if Path(args.energy).exists() else [])]
+    check_writable(out, force=args.force, protect=protect)
+    for flag, v in (("--ray-cpus", args.ray_cpus), ("--shards", args.shards)):
+        if v is not None and v < 1:
+            raise DataError(f"{flag} must be >= 1, got {v}")
     cfg = RunConfig(model=args.model, data=args.data, target=args.target, calib=args.calib, method=args.method,
                     timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
@@ -39,8 +45,8 @@ def compile(args) -> int:
     r = result.report
 
     def fill(d: Path) -> None:
-        (d / "report.json").write_text(json.dumps(r, indent=1, sort_keys=True))
-        (d / "report.md").write_text(render_markdown(r))
+        write_file(d / "report.json", dumps(r))
+        write_file(d / "report.md", render_markdown(r))
         write_plots(r, d, result.scatter)
         artifact = result.pop_int if result.pop_int is not None else result.snn
         save_artifact(artifact, d / "compiled", extra={"target": r["target"], "timesteps": r["timesteps"],
@@ -48,12 +54,12 @@ def compile(args) -> int:
         if result.backend is not None:
             result.backend.write(result, d)
 
-    write_atomically(out, fill, force=args.force)
+    write_atomically(out, fill, force=args.force, protect=protect)
     if result.backend is not None:
         result.backend.finish(out)  # e.g. loihi2 without lava-loihi: a clear error once the files are written
     _summary(r, out)
     if args.json:
-        print(json.dumps(r, indent=1, sort_keys=True))
+        print(dumps(r))
     return 0
 
 
@@ -118,7 +124,7 @@ def compare(args) -> int:
     from snncompile.report import compare as cmp
     from snncompile.report import load_report
 
-    a, b = load_report(args.baseline), load_report(args.new)
+    a, b = load_report(args.baseline, full=False), load_report(args.new, full=False)
     regressed, table = cmp(a, b, max_accuracy_drop=args.max_accuracy_drop, max_spike_increase=args.max_spike_increase,
                            max_synops_increase=args.max_synops_increase, max_energy_increase=args.max_energy_increase)
     print(table)
@@ -129,27 +135,34 @@ def compare(args) -> int:
 def report(args) -> int:
     from snncompile.outdir import write_atomically
     from snncompile.report import load_report, merge, render_markdown, write_plots
+    from snncompile.safeio import clean, dumps, write_file
 
     if not args.merge:
         if len(args.directories) != 1 or args.out:
             raise DataError("report: give one directory to re-render, or --merge DIR... --out DIR")
         d = args.directories[0]
+        if not d.is_dir():
+            raise DataError(f"{clean(d)}: not a directory; `report` re-renders an output directory")
         r = load_report(d)
-        (d / "report.md").write_text(render_markdown(r))
+        write_file(d / "report.md", render_markdown(r))  # new files renamed into place: never through a link
         write_plots(r, d)
-        log.info("re-rendered %s", d / "report.md")
+        log.info("re-rendered %s", clean(d / "report.md"))
         return 0
     if args.out is None:
         raise DataError("report --merge: --out DIR is required")
-    r = merge([load_report(d) for d in args.directories])
+    reports = [load_report(d) for d in args.directories]
+    missing = [str(d) for d, r in zip(args.directories, reports) if "totals" not in r]
+    if missing:
+        raise DataError(f"{clean(missing[0])}: report has no 'totals'; only reports of compile runs can be merged")
+    r = merge(reports)
 
     def fill(d: Path) -> None:
-        (d / "report.json").write_text(json.dumps(r, indent=1, sort_keys=True))
-        (d / "report.md").write_text(render_markdown(r))
+        write_file(d / "report.json", dumps(r))
+        write_file(d / "report.md", render_markdown(r))
         write_plots(r, d)
 
-    write_atomically(args.out, fill, force=args.force)
-    log.info("merged %d shards (%d samples): %s", len(args.directories), r["samples"], args.out / "report.md")
+    write_atomically(args.out, fill, force=args.force, protect=args.directories)
+    log.info("merged %d shards (%d samples): %s", len(args.directories), r["samples"], clean(args.out / "report.md"))
     return 0
 
 
@@ -159,11 +172,17 @@ def run(args) -> int:
     from snncompile.evaluate import from_population_sim
     from snncompile.sim.populations import simulate_populations
 
+    for flag, v in (("--samples", args.samples), ("--timesteps", args.timesteps)):
+        if v is not None and v < 1:
+            raise DataError(f"{flag} must be >= 1, got {v}")
     d = args.directory / "compiled" if (args.directory / "compiled").is_dir() else args.directory
     g, manifest = load_artifact(d)
-    if "timesteps" not in manifest or not any(getattr(n, "fixed", False) for n in g.nodes.values()):
-        raise DataError(f"{d}: not an integer (population) artifact; compile with an integer target")
-    data = load_npz(args.data)
+    if not any(getattr(n, "fixed", False) for n in g.nodes.values()):
+        raise DataError(f"{clean(d)}: not an integer (population) artifact; compile with an integer target")
+    data = load_npz(args.data, limit=args.samples)
+    if args.samples is not None and args.samples > len(data):
+        warnings.warn(f"--samples {args.samples}: {clean(data.source)} holds only {len(data)} samples; evaluating "
+                      f"{len(data)}", stacklevel=2)
     data = data.take(0, args.samples) if args.samples else data
     check_against(data, g.shapes[g.input.name], int(np.prod(g.shapes[g.outputs[0].name])))
     T = args.timesteps or int(manifest["timesteps"])

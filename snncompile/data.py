@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from snncompile.errors import DataError
+from snncompile.safeio import clean
 
 __all__ = ["Dataset", "Samples", "check_against", "load_npz"]
 
@@ -89,15 +90,17 @@ def _file_x(path: str) -> np.ndarray:
     """``x`` of one file: a memory map for ``.npy`` (opened per read, so no pages stay mapped), else cached."""
     try:
         return np.load(path, mmap_mode="r") if path.endswith(".npy") else _npz_x(path, os.stat(path).st_mtime_ns)
-    except OSError as e:
-        raise DataError(f"{path}: cannot open ({e}); on a cluster the data must be on storage every node "
-                        f"sees") from None
+    except FileNotFoundError as e:
+        raise DataError(f"{clean(path)}: cannot open ({e.strerror}); on a cluster the data must be on storage every "
+                        f"node sees") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+        raise DataError(f"{clean(path)}: not a readable data file ({type(e).__name__}: {clean(e, 200)})") from None
 
 
 @lru_cache(maxsize=1)
 def _npz_x(path: str, mtime_ns: int) -> np.ndarray:  # mtime in the key: a rewritten file is read again
-    with np.load(path, allow_pickle=False) as f:
-        return f["x"]
+    with zipfile.ZipFile(path) as z:
+        return _whole(z, "x.npy")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Dataset:
     x: np.ndarray | Samples  # (N, *shape) float32, in memory or read on demand
     y: np.ndarray | None  # (N,) int64
     source: str
+    label_span: tuple[int, int] | None = None  # (min, max) of the labels of the whole file, where more were read
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -112,37 +116,110 @@ class Dataset:
     def take(self, start: int, stop: int | None) -> Dataset:
         y = None if self.y is None else self.y[start:stop]
         x = self.x.window(start, stop) if isinstance(self.x, Samples) else self.x[start:stop]
-        return Dataset(x, y, f"{self.source}[{start}:{'' if stop is None else stop}]")
+        return Dataset(x, y, f"{self.source}[{start}:{'' if stop is None else stop}]", self.label_span)
 
 
-def load_npz(path: str | Path) -> Dataset:
-    """Read ``path`` (see the module doc); raises DataError (one line) when it is missing, unreadable or malformed."""
+def memory_limit() -> int:
+    """Bytes one array of input samples may take: half of physical memory (or of RLIMIT_AS if lower)."""
+    import resource
+
+    try:
+        phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        phys = 1 << 34
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return int(min(phys, soft if soft > 0 else phys) // 2)
+
+
+def _check_size(p: Path, what: str, shape: tuple[int, ...], itemsize: int = 4) -> None:
+    need = int(np.prod(shape, dtype=np.float64)) * itemsize
+    if need > memory_limit():
+        raise DataError(f"{clean(p)}: '{what}' of shape {shape} needs {need / 2**30:.1f} GiB as float32, more than "
+                        f"the {memory_limit() / 2**30:.1f} GiB limit (half of this machine's memory); pass --samples N, "
+                        f"or give a directory with x.npy, which is read on demand")
+
+
+def load_npz(path: str | Path, limit: int | None = None) -> Dataset:
+    """Read ``path`` (see the module doc); raises DataError (one line) when it is missing, unreadable or malformed.
+
+    Of an .npz file only the members ``x`` and ``y`` are read (others are never decompressed), only
+    their first ``limit`` samples (all without a limit), and only after their declared shape and
+    size were checked against the memory limit."""
     p = Path(path)
     if p.is_dir():
         return _load_npy_pair(p) if (p / "x.npy").is_file() else _load_npz_shards(p)
     if not p.is_file():
-        raise DataError(f"{p}: no such file; expected {EXPECTED}")
+        raise DataError(f"{clean(p)}: no such file; expected {EXPECTED}")
     try:
-        f = np.load(p, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise DataError(f"{p}: a single .npy array, not an .npz archive of named arrays; "
-                            f"expected {EXPECTED}")
-        with f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected {EXPECTED}") from None
-    if "x" not in arrays:
-        raise DataError(f"{p}: has arrays {sorted(arrays)} but no 'x'; expected {EXPECTED}")
-    broken = [k for k in ("x", "y") if k in arrays and not isinstance(arrays[k], np.ndarray)]
-    if broken:  # np.load hands back the raw bytes of a member that is not in .npy format
-        raise DataError(f"{p}: '{broken[0]}' in the archive is not a .npy array; expected {EXPECTED}")
-    x = arrays["x"]
-    _check_x(p, x.shape, x.dtype)
-    x = x.astype(np.float32)
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"{clean(p)}: cannot read ({e.strerror})") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{clean(p)}: a single .npy array, not an .npz archive of named arrays; expected {EXPECTED}")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+            if "x.npy" not in names:
+                raise DataError(f"{clean(p)}: has arrays {sorted(clean(n.removesuffix('.npy')) for n in names)} "
+                                f"but no 'x'; expected {EXPECTED}")
+            shape, dtype = _member_header(z, "x.npy", p)
+            _check_x(p, shape, dtype)
+            n = shape[0] if limit is None else min(shape[0], limit)
+            _check_size(p, "x", (n, *shape[1:]))
+            x = _read_member(z, "x.npy", n, p).astype(np.float32)
+            y = None
+            if "y.npy" in names:
+                y_shape, y_dtype = _member_header(z, "y.npy", p)
+                if len(y_shape) != 1 or y_shape[0] != shape[0] or not np.issubdtype(y_dtype, np.integer):
+                    raise DataError(f"{clean(p)}: 'y' has shape {y_shape} dtype {y_dtype}; expected ({shape[0]},) "
+                                    f"integers")
+                _check_size(p, "y", y_shape, 8)
+                y = _read_member(z, "y.npy", shape[0], p)  # all labels: their range is checked on the whole file
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+        raise DataError(f"{clean(p)}: not a readable .npz file ({type(e).__name__}: {clean(e, 200)}); "
+                        f"expected {EXPECTED}") from None
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
-        raise DataError(f"{p}: 'x' contains {bad} NaN/Inf values")
-    return Dataset(x, _labels(p, arrays.get("y"), x.shape[0]), str(p))
+        raise DataError(f"{clean(p)}: 'x' contains {bad} NaN/Inf values")
+    y = None if y is None else _labels(p, y, shape[0])
+    span = None if y is None or not len(y) else (int(y.min()), int(y.max()))
+    return Dataset(x, None if y is None else y[:n], str(p), span)
+
+
+def _member_header(z: zipfile.ZipFile, name: str, p: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an .npy member, from its header only (the data are not decompressed)."""
+    with z.open(name) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+        except ValueError:
+            raise DataError(f"{clean(p)}: '{name[:-4]}' in the archive is not a .npy array; expected {EXPECTED}") from None
+    if dtype.hasobject:
+        raise DataError(f"{clean(p)}: '{name[:-4]}' is an object array (would need pickle); not a readable .npz file")
+    return tuple(shape), dtype
+
+
+def _read_member(z: zipfile.ZipFile, name: str, count: int, p: Path) -> np.ndarray:
+    """The first ``count`` entries (along axis 0) of an .npy member, decompressing only those."""
+    with z.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+        if fortran and len(shape) > 1 and count < shape[0]:  # rows are not contiguous: the whole array is needed
+            _check_size(p, name[:-4], shape, dtype.itemsize)
+            return _whole(z, name)[:count]
+        per = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        need = count * per * dtype.itemsize
+        buf = f.read(need)
+        if len(buf) != need:
+            raise DataError(f"{clean(p)}: '{name[:-4]}' is truncated: {len(buf)} of {need} bytes")
+    a = np.frombuffer(buf, dtype=dtype)
+    return a.reshape((count, *shape[1:]), order="F" if fortran else "C")
+
+
+def _whole(z: zipfile.ZipFile, name: str) -> np.ndarray:
+    with z.open(name) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _check_x(p: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -194,18 +271,20 @@ def _npz_header(p: Path) -> tuple[int, tuple[int, ...], np.ndarray | None]:
     try:
         with zipfile.ZipFile(p) as z:
             if "x.npy" not in z.namelist():
-                raise DataError(f"{p}: has arrays {sorted(n[:-4] for n in z.namelist())} but no 'x'")
-            with z.open("x.npy") as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(f)
+                raise DataError(f"{clean(p)}: has arrays {sorted(clean(n[:-4]) for n in z.namelist())} but no 'x'")
+            shape, dtype = _member_header(z, "x.npy", p)
+            _check_x(p, shape, dtype)
+            _check_size(p, "x", shape)  # a shard is read whole when one of its samples is asked for
             y = None
             if "y.npy" in z.namelist():
-                with z.open("y.npy") as f:
-                    y = np.lib.format.read_array(f, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__}: {e}); expected {EXPECTED}") from None
-    _check_x(p, shape, dtype)
+                y_shape, y_dtype = _member_header(z, "y.npy", p)
+                if len(y_shape) != 1 or y_shape[0] != shape[0] or not np.issubdtype(y_dtype, np.integer):
+                    raise DataError(f"{clean(p)}: 'y' has shape {y_shape} dtype {y_dtype}; expected ({shape[0]},) "
+                                    f"integers")
+                y = _read_member(z, "y.npy", shape[0], p)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+        raise DataError(f"{clean(p)}: not a readable .npz file ({type(e).__name__}: {clean(e, 200)}); "
+                        f"expected {EXPECTED}") from None
     return shape[0], tuple(shape[1:]), _labels(p, y, shape[0])
 
 
@@ -214,6 +293,8 @@ def check_against(data: Dataset, input_shape: tuple[int, ...], num_classes: int)
     if tuple(data.x.shape[1:]) != tuple(input_shape):
         raise DataError(f"{data.source}: 'x' has per-sample shape {tuple(data.x.shape[1:])}, the model's input "
                         f"expects {tuple(input_shape)}")
-    if data.y is not None and len(data.y) and (data.y.min() < 0 or data.y.max() >= num_classes):
-        raise DataError(f"{data.source}: labels 'y' span [{data.y.min()}, {data.y.max()}], the model has "
+    lo, hi = data.label_span or ((int(data.y.min()), int(data.y.max())) if data.y is not None and len(data.y)
+                                 else (0, 0))
+    if lo < 0 or hi >= num_classes:
+        raise DataError(f"{data.source}: labels 'y' span [{lo}, {hi}], the model has "
                         f"{num_classes} outputs (expected 0..{num_classes - 1})")

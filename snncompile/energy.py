@@ -17,7 +17,7 @@ Users may pass their own constants (a JSON object with the keys below; ``model``
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 from snncompile.errors import DataError
@@ -40,20 +40,33 @@ _KEYS = ("ann_mac_pj", "snn_synop_pj", "neuron_update_pj", "active_neuron_update
 
 
 def load_constants(spec: str) -> dict:
-    """A built-in model name or the path of a JSON file with the keys of :data:`ENERGY_MODELS`."""
+    """A built-in model name or the path of a JSON file with the keys of :data:`ENERGY_MODELS`.
+
+    Every constant must be a finite number >= 0 (pJ); the file is read only if it is a regular file
+    of at most 1 MiB."""
+    from snncompile.safeio import clean, read_json
+
     if spec in ENERGY_MODELS:
         return dict(ENERGY_MODELS[spec])
     p = Path(spec)
-    try:
-        c = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{spec}: not a known energy model ({', '.join(ENERGY_MODELS)}) nor a readable "
-                        f"JSON file ({e})") from None
-    missing = [k for k in _KEYS if not isinstance(c.get(k), (int, float))]
+    if not p.exists():
+        raise DataError(f"{clean(spec)}: not a known energy model ({', '.join(ENERGY_MODELS)}) nor a readable "
+                        f"JSON file")
+    c = read_json(p, "energy constants", cap=1 << 20)
+    if not isinstance(c, dict):
+        raise DataError(f"{clean(spec)}: energy constants must be a JSON object with keys {', '.join(_KEYS)}")
+    missing = [k for k in _KEYS if not _number(c.get(k))]
     if missing:
-        raise DataError(f"{spec}: energy constants need numeric keys {', '.join(missing)}")
-    return {"model": str(c.get("model", p.stem)), "citation": str(c.get("citation", "user-supplied")),
+        raise DataError(f"{clean(spec)}: energy constants need numeric keys {', '.join(missing)}")
+    bad = [k for k in _KEYS if not (math.isfinite(c[k]) and c[k] >= 0)]
+    if bad:
+        raise DataError(f"{clean(spec)}: energy constant {bad[0]} = {c[bad[0]]!r}; each must be a finite number >= 0 (pJ)")
+    return {"model": clean(c.get("model", p.stem), 80), "citation": clean(c.get("citation", "user-supplied"), 300),
             **{k: float(c[k]) for k in _KEYS}}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def estimate(constants: dict, *, ann_macs: float, synops: float, spikes: float, neuron_updates: float) -> dict:

@@ -197,17 +197,19 @@ def child_tracebacks(proc: Any) -> list[str]:
     return [actor.exception[1] for actor in _actors(proc) if _has_ended(actor) and actor.exception]
 
 
-def stop(proc: Any) -> None:
+def stop(proc: Any, *, force: bool = False) -> None:
     """Stop the Lava runtime of ``proc``'s network; never blocks after a failed run.
 
     Use in ``finally:`` instead of ``proc.stop()``. A no-op if the network never ran. A stopped
-    network cannot run again (Lava 0.10.0 segfaults): build a new one.
+    network cannot run again (Lava 0.10.0 segfaults): build a new one. ``force`` (on Ctrl-C or
+    SIGTERM, when the runtime processes may be dying of the same signal right now) skips the STOP
+    handshake: the processes are terminated and joined, then the shared memory is released.
     """
     runtime = getattr(proc, "runtime", None)
     if runtime is None:
         return
     actors = _actors(proc)
-    if runtime._is_started and any(_has_ended(a) for a in actors):
+    if runtime._is_started and (force or any(_has_ended(a) for a in actors)):
         # A runtime process died: nobody can answer the STOP handshake, so skip it.
         for actor in actors:
             if not _has_ended(actor):

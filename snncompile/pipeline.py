@@ -80,12 +80,13 @@ class Compiled:
 
 
 def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
-    if cfg.samples is not None and cfg.samples < 1:
-        raise DataError(f"--samples must be >= 1, got {cfg.samples}")
     n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
+    if cfg.samples is not None and cfg.samples > len(data) and cfg.calib is not None:
+        warnings.warn(f"--samples {cfg.samples}: {data.source} holds only {len(data)} samples; evaluating "
+                      f"{len(data)}", stacklevel=2)
     evals = data.take(0, n_eval)
     if cfg.calib is not None:
-        calib = load_npz(cfg.calib)
+        calib = load_npz(cfg.calib, limit=cfg.calib_samples)
         return evals, calib.take(0, cfg.calib_samples)
     if n_eval >= len(data):
         raise DataError(f"{data.source}: all {len(data)} samples are evaluated, none is left for calibration; "
@@ -110,6 +111,8 @@ def _check_config(cfg: RunConfig) -> None:
     """Reject option values before any work (the CLI's argparse only checks types)."""
     if cfg.target not in TARGETS:
         raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
+    if cfg.samples is not None and cfg.samples < 1:
+        raise DataError(f"--samples must be >= 1, got {cfg.samples}")
     for flag, v in (("--timesteps", cfg.timesteps), ("--calib-samples", cfg.calib_samples),
                     ("--batch-size", cfg.batch_size)):
         if v < 1:
@@ -136,11 +139,14 @@ def compile_model(cfg: RunConfig) -> Compiled:
     np.random.seed(cfg.seed)
     energy = load_constants(cfg.energy)
     ann = load_onnx(cfg.model)
-    data = load_npz(cfg.data)
+    need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples)
+    data = load_npz(cfg.data, limit=need)
     k = int(np.prod(ann.shapes[ann.outputs[0].name]))
     check_against(data, ann.shapes[ann.input.name], k)
     evals, calib = _split(cfg, data)
     check_against(calib, ann.shapes[ann.input.name], k)
+    if cfg.target == "sim":  # integer targets say so when their input encoding clips (_warn_input_clipping)
+        _warn_input_range(calib, evals)
     method = cfg.method or DEFAULT_METHOD
     t0 = time.perf_counter()
     snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
@@ -152,7 +158,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         pop_int = quantize(pop_float, calib.x)
         pop_int.meta["timesteps"] = cfg.timesteps
         timing["quantize_s"] = time.perf_counter() - t0
-    return Compiled(ann, snn, pop_float, pop_int, method, energy, timing, evals)
+    return Compiled(ann, snn, pop_float, pop_int, snn.meta.get("method", method), energy, timing, evals)
 
 
 def run(cfg: RunConfig) -> RunResult:
@@ -231,6 +237,23 @@ def _warn_input_clipping(pop: Graph, x) -> None:
         warnings.warn(f"{src.name} (Source): evaluation inputs span [{x_lo:.4g}, {x_hi:.4g}], beyond the range "
                       f"[{lo:.4g}, {hi:.4g}] of the {src.bits}-bit input encoding chosen on the calibration "
                       f"data{why}; values outside it are clipped", QuantizationWarning, stacklevel=2)
+
+
+def _span(x) -> tuple[float, float]:
+    step = 1024  # in slices: x may be memory-mapped (data.Samples) and larger than memory
+    spans = [(float(c.min()), float(c.max())) for c in (np.asarray(x[i:i + step]) for i in range(0, len(x), step))]
+    return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def _warn_input_range(calib: Dataset, evals: Dataset) -> None:
+    """Thresholds are calibrated on the calibration inputs: evaluation inputs far outside their range
+    (e.g. 0-255 pixels against a [0, 1] calibration) drive every layer beyond what was calibrated."""
+    (c_lo, c_hi), (e_lo, e_hi) = _span(calib.x), _span(evals.x)
+    slack = 0.1 * max(c_hi - c_lo, 1e-12)
+    if e_lo < c_lo - slack or e_hi > c_hi + slack:
+        warnings.warn(f"evaluation inputs ({evals.source}) span [{e_lo:.4g}, {e_hi:.4g}], beyond the range "
+                      f"[{c_lo:.4g}, {c_hi:.4g}] of the calibration inputs ({calib.source}) the thresholds were "
+                      f"calibrated on; scale both the same way", stacklevel=2)
 
 
 def _warn_saturations(ev: Evaluation, pop: Graph) -> None:

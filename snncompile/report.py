@@ -152,15 +152,45 @@ def _sum_totals(parts: list[dict]) -> dict:
             "int_correct": add([p["int_correct"] for p in parts])}
 
 
-def load_report(path: str | Path) -> dict:
+def load_report(path: str | Path, *, full: bool = True) -> dict:
+    """Read report.json (or DIR/report.json), at most 64 MiB, and check it against the schema.
+
+    ``full=False`` (what ``compare`` uses) checks only that the file is a JSON object: compare
+    checks its metrics itself, so that a missing or NaN metric is a regression, not a crash."""
+    import jsonschema
+
     from snncompile.errors import DataError
+    from snncompile.safeio import JSON_CAP, clean, read_bounded
 
     p = Path(path)
     p = p / "report.json" if p.is_dir() else p
+    raw = read_bounded(p, JSON_CAP, "report")
     try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: cannot read report ({e})") from None
+        r = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DataError(f"{clean(p)}: cannot read report ({clean(e, 160)})") from None
+    if not isinstance(r, dict):
+        raise DataError(f"{clean(p)}: cannot read report (a JSON {type(r).__name__}, not an object)")
+    if full:
+        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(r))
+        if err is not None:
+            where = "/".join(str(k) for k in err.absolute_path) or "(top level)"
+            raise DataError(f"{clean(p)}: not a valid snncompile report at {clean(where, 80)}: {clean(err.message, 160)}")
+        bad = _nonfinite(r)
+        if bad:
+            raise DataError(f"{clean(p)}: not a valid snncompile report: {clean(bad, 80)} is NaN or infinite")
+    return r
+
+
+def _nonfinite(obj, where: str = "") -> str:
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return where or "(top level)"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _nonfinite(v, f"{where}/{k}" if where else str(k))
+        if found:
+            return found
+    return ""
 
 
 def _pct(v: float | None) -> str:
@@ -168,31 +198,44 @@ def _pct(v: float | None) -> str:
 
 
 def render_markdown(r: dict) -> str:
+    """report.md; every string taken from the report is escaped for one markdown table cell (safeio.md)."""
+    from snncompile.safeio import md
+
     acc = r["accuracy"]
-    lines = [f"# snncompile report: {Path(r['model']).name} on {r['target']}", "",
-             f"method `{r['method']}`, T = {r['timesteps']}, {r['samples']} samples, seed {r['seed']}", "",
-             "| accuracy | value |", "|---|---|", f"| ANN | {_pct(acc['ann'])} |",
-             f"| SNN ({r['target']}) | {_pct(acc['snn'])} |", f"| SNN float simulator | {_pct(acc.get('snn_float'))} |",
+    lines = [f"# snncompile report: {md(Path(r['model']).name)} on {md(r['target'])}", "",
+             f"method `{md(r['method'])}`, T = {int(r['timesteps'])}, {int(r['samples'])} samples, seed {int(r['seed'])}",
+             "", "| accuracy | value |", "|---|---|", f"| ANN | {_pct(acc['ann'])} |",
+             f"| SNN ({md(r['target'])}) | {_pct(acc['snn'])} |", f"| SNN float simulator | {_pct(acc.get('snn_float'))} |",
              f"| SNN quantized (fixed point) | {_pct(acc.get('snn_quantized'))} |", "",
              "| layer | op | neurons | synapses | spikes/sample | synops/sample | firing rate |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for L in r["layers"]:
-        lines.append(f"| {L['name']} | {L['op']} | {L['neurons']} | {L['synapses']} | {L['spikes_per_sample']:.1f} "
-                     f"| {L['synops_per_sample']:.1f} | {L['firing_rate']:.4f} |")
+        lines.append(f"| {md(L['name'])} | {md(L['op'])} | {L['neurons']} | {L['synapses']} | "
+                     f"{L['spikes_per_sample']:.1f} | {L['synops_per_sample']:.1f} | {L['firing_rate']:.4f} |")
     e = r["energy"]
     ratio = "n/a" if e["ratio"] is None else f"{e['ratio']:.2f}x"
     lines += ["", (f"Totals per sample: {r['spikes_per_sample']:.1f} spikes, {r['synops_per_sample']:.1f} synops, "
               f"ANN {r['ann_macs_per_sample']:.0f} MACs."), "",
-              (f"Energy ({e['model']}: {e['constants']['citation']}): ANN {e['ann_joules_per_sample']:.3e} J, "
-              f"SNN {e['snn_joules_per_sample']:.3e} J per sample (ANN/SNN = {ratio})."), "",
+              (f"Energy ({md(e['model'])}: {md(e['constants'].get('citation', ''), 300)}): ANN "
+               f"{e['ann_joules_per_sample']:.3e} J, SNN {e['snn_joules_per_sample']:.3e} J per sample "
+               f"(ANN/SNN = {ratio})."), "",
               "## Conversion", "", "| layer | from | to | notes |", "|---|---|---|---|"]
     for c in r["conversion"]:
-        lines.append(f"| {c.get('node')} | {c.get('from_op', c.get('from'))} | {c.get('to')} | {c.get('notes', '')} |")
-    if "lava" in r:
+        lines.append(f"| {md(c.get('node'))} | {md(c.get('from_op', c.get('from')))} | {md(c.get('to'))} | "
+                     f"{md(c.get('notes', ''), 300)} |")
+    if "lava" in r and "spike_exact_fraction" in r["lava"]:
         lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the fixed-point simulator on "
-                  f"{100 * r['lava']['spike_exact_fraction']:.1f} % of samples.")]
-    lines += ["", f"Timing: {', '.join(f'{k} {v:.2f} s' for k, v in r['timing'].items())}.", ""]
+                  f"{100 * float(r['lava']['spike_exact_fraction']):.1f} % of samples.")]
+    timing = ", ".join(f"{md(k, 60)} {v:.2f} s" for k, v in r["timing"].items() if isinstance(v, (int, float)))
+    lines += ["", f"Timing: {timing}.", ""]
     return "\n".join(lines)
+
+
+def _label(text: object, limit: int = 60) -> str:
+    """A report string as a matplotlib label: one line, and no mathtext ($ is literal)."""
+    from snncompile.safeio import clean
+
+    return clean(text, limit).replace("$", r"\$")
 
 
 def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[Path]:
@@ -208,12 +251,12 @@ def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndar
     if r["accuracy"]["ann"] is not None:
         ax.axhline(100 * r["accuracy"]["ann"], color="k", ls="--", label="ANN")
     vals = [np.nan if v is None else 100 * v for v in r["accuracy_vs_t"]]
-    ax.plot(t, vals, marker=".", label=f"SNN ({r['target']})")
-    ax.set(xlabel="timesteps t", ylabel="accuracy (%)", xscale="log", title=Path(r["model"]).name)
+    ax.plot(t, vals, marker=".", label=_label(f"SNN ({r['target']})"))
+    ax.set(xlabel="timesteps t", ylabel="accuracy (%)", xscale="log", title=_label(Path(r["model"]).name))
     ax.legend()
     paths.append(_save(fig, out / "accuracy_vs_t.png", plt))
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(r["layers"])), 4))
-    ax.bar([L["name"] for L in r["layers"]], [L["spikes_per_sample"] for L in r["layers"]])
+    ax.bar([_label(L["name"], 40) for L in r["layers"]], [L["spikes_per_sample"] for L in r["layers"]])
     ax.set(ylabel="spikes per sample", title="spikes per layer")
     ax.tick_params(axis="x", rotation=60)
     paths.append(_save(fig, out / "spikes_per_layer.png", plt))
@@ -225,7 +268,7 @@ def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndar
             ax.scatter(a, rate, s=2, alpha=0.3)
             top = float(max(a.max(initial=0), rate.max(initial=0), 1e-6))
             ax.plot([0, top], [0, top], "k--", lw=0.8)
-            ax.set(title=name, xlabel="ANN activation", ylabel="SNN rate x theta")
+            ax.set(title=_label(name, 40), xlabel="ANN activation", ylabel="SNN rate x theta")
         for ax in list(axes.flat)[len(scatter):]:
             ax.axis("off")
         paths.append(_save(fig, out / "activations_vs_rates.png", plt))
@@ -233,42 +276,99 @@ def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndar
 
 
 def _save(fig, path: Path, plt) -> Path:
+    import io
+
+    from snncompile.safeio import write_file
+
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
     plt.close(fig)
+    write_file(path, buf.getvalue())  # a new file renamed into place: never written through a planted link
     return path
 
 
-def _parse_limit(text: str | float | None) -> tuple[float, bool] | None:
-    """'10%' -> (10, True) relative; '3' -> (3, False) absolute."""
+def _parse_limit(text: str | float | None, flag: str) -> tuple[float, bool] | None:
+    """'10%' -> (10, True) relative; '3' -> (3, False) absolute; None -> not checked.
+
+    Anything else (text, NaN, infinity, a negative number) is a DataError naming the flag: a gate
+    with a threshold that can never fire must not pass silently."""
+    from snncompile.errors import DataError
+    from snncompile.safeio import clean
+
     if text is None:
         return None
     s = str(text).strip()
-    return (float(s[:-1]), True) if s.endswith("%") else (float(s), False)
+    rel = s.endswith("%")
+    try:
+        v = float(s[:-1] if rel else s)
+    except ValueError:
+        v = float("nan")
+    if not (np.isfinite(v) and v >= 0):
+        raise DataError(f"{flag} {clean(text, 40)!s}: expected a finite number >= 0, or a percentage such as 10%")
+    return v, rel
 
 
-def compare(a: dict, b: dict, *, max_accuracy_drop: float = 0.5, max_spike_increase: str = "10%",
+_METRICS = (("accuracy (points)", ("accuracy", "snn"), "--max-accuracy-drop"),
+            ("spikes/sample", ("spikes_per_sample",), "--max-spike-increase"),
+            ("synops/sample", ("synops_per_sample",), "--max-synops-increase"),
+            ("energy J/sample", ("energy", "snn_joules_per_sample"), "--max-energy-increase"))
+
+
+def _metric(r: dict, keys: tuple[str, ...], which: str):
+    """A metric of a report: a finite number >= 0 (accuracy <= 1), None (absent or null), or NaN.
+
+    A value of the wrong type is a DataError: the file is not a report of ours."""
+    from snncompile.errors import DataError
+
+    v = _get(r, *keys)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"{which} report: {'/'.join(keys)} is {type(v).__name__} {str(v)[:40]!r}, not a number")
+    if np.isfinite(v) and (v < 0 or (keys[0] == "accuracy" and v > 1)):
+        raise DataError(f"{which} report: {'/'.join(keys)} = {v} is out of range")
+    return float(v)
+
+
+def compare(a: dict, b: dict, *, max_accuracy_drop: float | str = 0.5, max_spike_increase: str = "10%",
             max_synops_increase: str = "10%", max_energy_increase: str | None = None) -> tuple[bool, str]:
-    """Regression check of report ``b`` (new) against ``a`` (baseline). Returns (regressed, table)."""
-    checks = [("accuracy (points)", _get(a, "accuracy", "snn"), _get(b, "accuracy", "snn"), max_accuracy_drop, True),
-              ("spikes/sample", a["spikes_per_sample"], b["spikes_per_sample"], max_spike_increase, False),
-              ("synops/sample", a["synops_per_sample"], b["synops_per_sample"], max_synops_increase, False),
-              ("energy J/sample", a["energy"]["snn_joules_per_sample"], b["energy"]["snn_joules_per_sample"],
-               max_energy_increase, False)]
+    """Regression check of report ``b`` (new) against ``a`` (baseline). Returns (regressed, table).
+
+    Fails closed: a metric the baseline has that the new report lacks, or holds as NaN, is a
+    regression; a baseline metric that is NaN, or a malformed threshold, is a DataError. A metric
+    both reports lack (e.g. accuracy without labels) is skipped."""
+    from snncompile.errors import DataError
+
+    limits = {"--max-accuracy-drop": _parse_limit(max_accuracy_drop, "--max-accuracy-drop"),
+              "--max-spike-increase": _parse_limit(max_spike_increase, "--max-spike-increase"),
+              "--max-synops-increase": _parse_limit(max_synops_increase, "--max-synops-increase"),
+              "--max-energy-increase": _parse_limit(max_energy_increase, "--max-energy-increase")}
+    if limits["--max-accuracy-drop"] is not None and limits["--max-accuracy-drop"][1]:
+        raise DataError(f"--max-accuracy-drop {max_accuracy_drop}: give points of accuracy, not a percentage")
     rows, regressed = [("metric", "baseline", "new", "change", "limit", "status")], False
-    for name, old, new, limit, is_acc in checks:
-        if old is None or new is None:
-            rows.append((name, str(old), str(new), "n/a", "-", "skipped"))
+    for name, keys, flag in _METRICS:
+        old, new, lim_v = _metric(a, keys, "baseline"), _metric(b, keys, "new"), limits[flag]
+        is_acc = keys[0] == "accuracy"
+        if old is not None and not np.isfinite(old):
+            raise DataError(f"baseline report: {'/'.join(keys)} is NaN or infinite; it cannot serve as a baseline")
+        if old is None:
+            rows.append((name, "n/a", "n/a" if new is None else f"{new:.4g}", "n/a", "-", "skipped"))
+            continue
+        if new is None or not np.isfinite(new):
+            rows.append((name, f"{100 * old:.2f}" if is_acc else f"{old:.4g}", "missing" if new is None else "NaN",
+                         "n/a", "-", "REGRESSED"))
+            regressed = True
             continue
         if is_acc:
-            change, bad = 100 * (new - old), 100 * (old - new) > float(limit) + 1e-9
-            lim = f"drop <= {limit}"
+            change = 100 * (new - old)
+            bad = lim_v is not None and 100 * (old - new) > lim_v[0] + 1e-9
+            lim = f"drop <= {lim_v[0]:g}" if lim_v else "-"
             old_s, new_s, ch = f"{100 * old:.2f}", f"{100 * new:.2f}", f"{change:+.2f}"
         else:
-            lim_v = _parse_limit(limit)
             rel = (new - old) / old * 100 if old else (0.0 if new == old else float("inf"))
             bad = lim_v is not None and ((rel if lim_v[1] else new - old) > lim_v[0] + 1e-9)
-            lim = "-" if limit is None else f"increase <= {limit}"
+            lim = "-" if lim_v is None else f"increase <= {lim_v[0]:g}{'%' if lim_v[1] else ''}"
             old_s, new_s, ch = f"{old:.4g}", f"{new:.4g}", f"{rel:+.1f} %"
         regressed |= bad
         rows.append((name, old_s, new_s, ch, lim, "REGRESSED" if bad else "ok"))

@@ -154,6 +154,11 @@ def _opts(*extra):
     return lambda d: [MODEL, "--data", DATA, "--calib", CALIB, *FAST, *extra]
 
 
+def _mkdir(d: Path) -> Path:
+    d.mkdir()
+    return d
+
+
 def _existing_out(d: Path) -> list:
     (d / "out.snn").mkdir()
     (d / "out.snn" / "keep.txt").write_text("mine")
@@ -301,8 +306,8 @@ CASES = [  # one case per entry: id, what, how to build it, what the error line 
     Case("labels-length", "5 labels for 4 samples",
          _npz("y5.npz", x=X4, y=np.zeros(5, np.int64)), ("y5.npz", "(5,)", "(4,)")),
     Case("data-dir-empty", "--data an empty directory",
-         lambda d: [MODEL, "--data", d, "--calib", CALIB, *FAST],
-         ("{d}", "neither x.npy nor .npz")),
+         lambda d: [MODEL, "--data", _mkdir(d / "empty"), "--calib", CALIB, *FAST],
+         ("{d}/empty", "neither x.npy nor .npz")),
     Case("data-dir-late-nan", "--data a directory whose memory-mapped x.npy has a NaN in sample 30 of 40",
          _npy_dir, ("x.npy", "NaN")),
     Case("data-shards-mismatch", "--data a directory of .npz shards with different sample shapes", _shards,
@@ -401,6 +406,15 @@ _ZYGOTE = r"""
 import json, os, signal, sys, traceback
 import snncompile.cli, snncompile.commands, snncompile.pipeline, snncompile.frontend.onnx, snncompile.convert
 import snncompile.quantize, snncompile.sim, snncompile.report, snncompile.artifact, snncompile.sim.populations
+import importlib, pkgutil
+# Every snncompile module now, before any fork: a case run as another user (Case.uid) cannot import
+# what it cannot read, e.g. from a checkout in a private (0700) directory.
+for m in pkgutil.walk_packages(snncompile.__path__, "snncompile."):
+    if ".lava" not in m.name and "distributed" not in m.name:
+        try:
+            importlib.import_module(m.name)
+        except Exception:
+            pass
 
 def child(case):
     os.chdir(case["cwd"])
@@ -441,19 +455,24 @@ class Outcome:
     out: Path
 
 
-def run_cases(cases: list[Case], base: Path) -> dict[str, Outcome]:
-    """Build every case in its own directory under ``base`` and run them all (see module doc)."""
+def prepare_cases(cases: list[Case], base: Path) -> tuple[list[dict], dict[str, Path]]:
+    """Build every case in its own directory under ``base``: the zygote's jobs and each case's output path."""
     jobs, outs = [], {}
     for c in cases:
         d = base / c.id
         d.mkdir(parents=True)
         argv = [str(a).replace("{d}", str(d)) for a in c.args(d)]
         (d / "args.txt").write_text(" ".join(argv))
-        if argv[0] not in ("run", "compare", "inspect") and "--out" not in argv:
+        if argv[0] not in ("run", "compare", "inspect", "report") and "--out" not in argv:
             argv += ["--out", str(d / "out.snn")]
         out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else d / "out.snn"
         jobs.append({"argv": argv, "cwd": str(d), "uid": c.uid})
-        outs[c.id] = out
+        outs[c.id] = out if out.is_absolute() else d / out
+    return jobs, outs
+
+
+def execute_cases(cases: list[Case], base: Path, jobs: list[dict], outs: dict[str, Path]) -> dict[str, Outcome]:
+    """Run prepared cases, each in a child forked from one warm interpreter (see module doc)."""
     p = subprocess.run(
         [sys.executable, "-c", _ZYGOTE],
         input=json.dumps(jobs),
@@ -474,6 +493,11 @@ def run_cases(cases: list[Case], base: Path) -> dict[str, Outcome]:
         )
         for c, rc in zip(cases, codes)
     }
+
+
+def run_cases(cases: list[Case], base: Path) -> dict[str, Outcome]:
+    """Build every case in its own directory under ``base`` and run them all (see module doc)."""
+    return execute_cases(cases, base, *prepare_cases(cases, base))
 
 
 def assert_clean_error(o: Outcome, expect: tuple[str, ...]) -> str:
@@ -577,8 +601,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     from snncompile.outdir import write_atomically
 
     out = tmp_path / "out.snn"
-    out.mkdir()
-    (out / "old.txt").write_text("previous run")
+    write_atomically(out, lambda d: (d / "old.txt").write_text("previous run"), force=False)  # an earlier run of ours
 
     def fill(d: Path) -> None:
         (d / "report.json").write_text("{")
@@ -589,7 +612,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     ):
         write_atomically(out, fill, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.snn"]
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".snncompile-output", "old.txt"]
 
 
 def test_installed_executable(tmp_path):

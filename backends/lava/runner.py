@@ -8,6 +8,7 @@ process model raised).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -59,7 +60,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
         raise BackendError(f"lava run failed: {type(e).__name__}: {e}" + (f" ({detail[-1]})" if detail else "")) from e
     finally:
         bar.close()
-        stop(net.sink)
+        stop(net.sink, force=isinstance(sys.exc_info()[1], KeyboardInterrupt))  # Ctrl-C, SIGTERM: no handshake
     seconds = time.perf_counter() - t0
     return _result(g, x, T, net, raw, windows, totals, seconds, to_lava)
 

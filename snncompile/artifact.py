@@ -143,6 +143,32 @@ def _check_fixed(d: Path, n: Node) -> None:
                            f"range [{lo}, {hi}]")
 
 
+def _small_array(d: Path, node: str, field: str, v) -> np.ndarray:
+    """A numeric scalar or (nested) list of numbers from the manifest, as a finite float64 array."""
+    ok = isinstance(v, (int, float, list)) and not isinstance(v, bool)
+    try:
+        a = np.asarray(v, dtype=np.float64) if ok else None
+    except (ValueError, TypeError):
+        a = None
+    if a is None or not np.isfinite(a).all():
+        raise _fail(d, f"node {node}: field {field} = {str(v)[:40]!r} is not a finite number or list of numbers")
+    return a
+
+
+def _check_broadcast(d: Path, n: Node, shape: tuple[int, ...]) -> None:
+    """A neuron population's per-neuron arrays: a scalar, per channel (C,), or the full shape."""
+    for f in ("theta", "bias", "v0"):
+        v = getattr(n, f, None)
+        if v is None or isinstance(v, (bool, str)):
+            continue
+        a = np.asarray(v)
+        if not (a.size == 1 or a.shape == tuple(shape) or a.shape == tuple(shape[:1])
+                or a.shape == (1, *shape)):
+            raise _fail(d, f"node {n.name}: {f} has shape {a.shape}, expected a scalar, ({shape[0]},) or {shape}")
+        if f == "theta" and a.size and not (a > 0).all():
+            raise _fail(d, f"node {n.name}: theta must be > 0")
+
+
 def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
     """Rebuild the graph written by :func:`save_artifact`; returns (graph, manifest).
 
@@ -182,14 +208,18 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
         hints = typing.get_type_hints(cls)
         fields = {f.name for f in dataclasses.fields(cls)} - {"name", "inputs"}
         attrs, arrays = spec.get("attrs", {}), spec.get("arrays", [])
+        if not all(isinstance(f, str) for f in arrays):
+            raise _fail(d, f"node {spec['name']}: 'arrays' must list field names")
         unknown = [k for k in (*attrs, *arrays) if k not in fields]
         if unknown:
             raise _fail(d, f"node {spec['name']} ({spec['type']}) has no field {unknown[0]!r}")
         kw = {}
         for k, v in attrs.items():
             v = float(v) if v in ("inf", "-inf") else v
-            if hints.get(k) is not np.ndarray:
-                _check_value(d, spec["name"], k, hints.get(k), v)
+            if hints.get(k) is np.ndarray:  # a scalar or small per-channel array kept in the manifest
+                kw[k] = _small_array(d, spec["name"], k, v)
+                continue
+            _check_value(d, spec["name"], k, hints.get(k), v)
             kw[k] = tuple(_tuple(v)) if isinstance(v, list) else v
         for f in arrays:
             a = params.get(f"{i}/{f}")
@@ -212,6 +242,8 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
         g = Graph(nodes, name if isinstance(name, str) else "graph")
     except CompileError as e:
         raise _fail(d, str(e)) from None
+    for n in g.nodes.values():
+        _check_broadcast(d, n, g.shapes[n.name])
     meta = manifest.get("meta", {})
     meta = meta if isinstance(meta, dict) else {}
     depth = meta.get("depth", {})

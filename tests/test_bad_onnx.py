@@ -197,15 +197,22 @@ def test_input_without_per_sample_dims():
     _one_line_error(ShapeError, m, "x (Input)", "rank >= 2")
 
 
-def test_clip_min_unbounded():
+def test_clip_min_unbounded_runs_but_does_not_convert():
+    """Clip without a floor is a Clamp: the ANN reference runs it, the conversion refuses it by name."""
+    from snncompile import convert
+    from snncompile.errors import ConversionError
+
     nodes = [oh.make_node("Clip", ["x", "", "hi"], ["y"], name="cap")]
-    e = _one_line_error(UnsupportedOperator, _model(nodes, hi=np.float32(1)), "cap", "Clip", "min=-inf")
-    assert e.node == "cap"
+    g = load_onnx(_model(nodes, hi=np.float32(1)))
+    x = np.array([[-3.0, 0.5, 2.0, 1.0]], np.float32)
+    np.testing.assert_array_equal(g.run(x).numpy(), np.minimum(x, 1))
+    with pytest.raises(ConversionError, match=r"cap \(Clamp\)"):
+        convert(g, x, method="max", timesteps=2, progress=False)
 
 
-def test_clip_min_positive_old_opset_attribute():
-    nodes = [oh.make_node("Clip", ["x"], ["y"], min=1.0, max=2.0)]
-    _one_line_error(UnsupportedOperator, _model(nodes, opset=9), "Clip_0 (Clip)", "min=1")
+def test_clip_min_above_max_old_opset_attribute():
+    nodes = [oh.make_node("Clip", ["x"], ["y"], min=2.0, max=1.0)]
+    _one_line_error(UnsupportedOperator, _model(nodes, opset=9), "Clip_0 (Clip)", "min=2.0 > max=1.0")
 
 
 def test_output_is_constant():

@@ -22,9 +22,10 @@ The returned graph has every ReLU replaced by an IF node of the same name and ca
 
 * ``method``, ``timesteps``, ``options``: what was asked;
 * ``conversion_log``: one dict per converted node, ``{node, from_op, to, theta, max_spikes,
-  notes}`` - every Softmax/LogSoftmax/Sigmoid dropped from the output (the argmax is kept), every
-  ReLU -> IF, every MaxPool2d rewrite, and the readout (the node feeding the Output: a
-  non-spiking membrane integrator);
+  notes}`` - every Softmax/LogSoftmax/Sigmoid dropped from the output (the argmax is kept) and
+  input/output quantizer dropped, every ReLU -> IF (a quantized activation's notes say that its
+  threshold is its ceiling), every MaxPool2d rewrite, and the readout (the node feeding the
+  Output: a non-spiking membrane integrator);
 * simulator hints: ``pre_steps`` and ``srp_nodes`` (srp); ``iat`` exit thresholds (adafire).
 * ``timing``: seconds per stage of the conversion (:func:`snncompile.convert.stages.timing_meta`).
 """
@@ -48,7 +49,7 @@ from snncompile.convert.deng import deng_gu
 from snncompile.convert.maxpool import rewrite_maxpool
 from snncompile.convert.srp import residual_potential
 from snncompile.convert.stages import recording, timing_meta
-from snncompile.convert.to_snn import drop_probability_outputs, with_meta
+from snncompile.convert.to_snn import drop_boundary_ops, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 from snncompile.ir.neurons import IF
@@ -95,14 +96,14 @@ def _theta_repr(theta: np.ndarray) -> float | list[float]:
 
 
 def _log(ann: Graph, snn: Graph) -> list[dict]:
-    notes = snn.meta.get("notes", {})
+    notes, quant = snn.meta.get("notes", {}), snn.meta.get("quant_notes", {})
     log = list(ann.meta.get("output_log", [])) + list(ann.meta.get("maxpool_log", []))
     for node in snn.of_type(IF):
         to = "IF" if node.max_spikes == 1 else f"IF burst (max {node.max_spikes} spikes/step)"
         clip = f", clip {node.max_value:g}" if math.isfinite(node.max_value) else ""
         log.append({"node": node.name, "from_op": f"ReLU ({node.source_op}{clip})", "to": to,
                     "theta": _theta_repr(node.theta), "max_spikes": node.max_spikes,
-                    "notes": "; ".join(notes.get(node.name, []))})
+                    "notes": "; ".join([*quant.get(node.name, []), *notes.get(node.name, [])])})
     for out in snn.outputs:
         src = snn.nodes[out.inputs[0]]
         log.append({"node": src.name, "from_op": src.op, "to": "readout: membrane integrator",
@@ -127,7 +128,7 @@ def convert(graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int 
         raise ConversionError(f"timesteps must be >= 1, got {timesteps}")
     _check_options(method, options)
     t_start = time.perf_counter()
-    ann = rewrite_maxpool(drop_probability_outputs(graph), mode=maxpool)
+    ann = rewrite_maxpool(drop_boundary_ops(graph), mode=maxpool)
     calib = make_calib_set(ann, calib_x, calib_samples=calib_samples, batch_size=batch_size,
                            progress=progress, device=device)
     t_method = time.perf_counter()

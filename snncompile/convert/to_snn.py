@@ -12,6 +12,12 @@ All other nodes are unchanged; the node feeding the Output is the readout (a non
 membrane integrator in the simulator). ``shift`` chooses the initial condition:
 ``"none"`` (v0 = 0: floor quantization), ``"v0"`` (v0 = theta/2: round quantization) or
 ``"bias"`` (v0 = 0 and a per-step current theta/(2T): the same total charge spread over time).
+
+A quantized clipped ReLU (:class:`snncompile.ir.QuantClip`: QCFS, or an ONNX QDQ pair) needs no
+threshold: its IF gets ``theta = lam`` (the ceiling), ``v0 = theta/2``, one spike per step (QCFS,
+Bu et al. 2022: at T = L the SNN follows the ANN), whatever threshold the method computed; the
+method's calibration steps (bias/potential correction) still apply on top. ``meta["quant_notes"]``
+says so per layer.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from snncompile.ir import (
     Linear,
     Output,
     Permute,
+    QuantClip,
     Reshape,
 )
 from snncompile.ir.neurons import IF
@@ -44,7 +51,8 @@ from snncompile.ir.ops import ReLU
 CONVERTIBLE = (ReLU, Input, Output, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, Add, Concat, Flatten, Reshape,
                Permute)
 
-__all__ = ["CONVERTIBLE", "SHIFTS", "drop_probability_outputs", "relu_names", "to_snn", "update_if", "with_meta"]
+__all__ = ["CONVERTIBLE", "SHIFTS", "drop_boundary_ops", "quant_note", "relu_names", "to_snn", "update_if",
+           "with_meta"]
 
 SHIFTS = ("none", "v0", "bias")
 
@@ -62,23 +70,45 @@ def relu_names(graph: Graph) -> list[str]:
     return [n.name for n in graph.of_type(ReLU)]
 
 
-def drop_probability_outputs(graph: Graph) -> Graph:
-    """The ANN without the Softmax/LogSoftmax/Sigmoid that feed its outputs (they keep the argmax, so
-    the spiking network's readout gives the logits instead); ``meta["output_log"]`` has one
-    conversion-log line per dropped node. The graph itself when there is none."""
-    drop = [n for n in graph.nodes.values()
-            if isinstance(n, PROBABILITY_OUTPUTS) and all(isinstance(u, Output) for u in graph.users(n.name))]
-    if not drop:
+def drop_boundary_ops(graph: Graph) -> Graph:
+    """The ANN without what only shapes its outputs or re-rounds its input, one conversion-log line each
+    in ``meta["output_log"]`` (the graph itself when there is none):
+
+    * a Softmax/LogSoftmax/Sigmoid feeding an Output: it keeps the argmax, so the spiking network's
+      readout gives the logits instead;
+    * a QuantClip (QDQ pair) feeding an Output (the logits' quantizer): the readout gives the logits;
+    * a QuantClip reading the network input (the input's quantizer): the spiking network injects the
+      input as given (pixels k/255 are already on an 8-bit grid).
+    """
+    out, log = graph, []
+    while True:
+        drop = [n for n in out.nodes.values()
+                if (isinstance(n, PROBABILITY_OUTPUTS) or isinstance(n, QuantClip))
+                and all(isinstance(u, Output) for u in out.users(n.name))]
+        drop += [n for n in out.nodes.values() if isinstance(n, QuantClip) and n.inputs[0] == out.input.name
+                 and n not in drop]
+        if not drop:
+            break
+        for n in drop:
+            where = "input" if n.inputs[0] == out.input.name else "output"
+            why = (f"{n.op} is monotone in each class score; the readout outputs its input {n.inputs[0]}, "
+                   f"whose argmax is the ANN's" if isinstance(n, PROBABILITY_OUTPUTS) else
+                   f"the {where} quantizer ({n.source_op}, {n.levels} levels): the spiking network "
+                   + ("injects the input as given" if where == "input" else "reads out the unrounded values"))
+            log.append({"node": n.name, "from_op": n.op, "to": f"dropped ({where})", "theta": None,
+                        "max_spikes": None, "notes": why})
+        out = out.replace({n.name: None for n in drop}, rename={n.name: n.inputs[0] for n in drop})
+    if out is graph:
         return graph
-    log = [{"node": n.name, "from_op": n.op, "to": "dropped (output keeps its argmax)", "theta": None,
-            "max_spikes": None, "notes": f"{n.op} is monotone in each class score; the readout outputs the logits "
-            f"{n.inputs[0]}, whose argmax is the ANN's"} for n in drop]
-    out = graph.replace({n.name: None for n in drop}, rename={n.name: n.inputs[0] for n in drop})
     out.meta["output_log"] = list(graph.meta.get("output_log", [])) + log
     return out
 
 
 def _if_node(relu: ReLU, theta: np.ndarray, shift: str, timesteps: int, max_spikes: int) -> IF:
+    if isinstance(relu, QuantClip):  # no threshold search: theta = lam, v0 = theta/2 (QCFS)
+        lam = np.float32(relu.lam)
+        return IF(relu.name, relu.inputs, theta=lam, v0=np.float32(lam / 2), bias=np.float32(0), max_spikes=1,
+                  max_value=relu.max_value, source_op=relu.source_op)
     theta = np.asarray(theta, np.float32)
     zero = np.zeros_like(theta)
     v0 = theta / 2 if shift == "v0" else zero
@@ -98,7 +128,15 @@ def to_snn(graph: Graph, theta: dict[str, np.ndarray], *, timesteps: int, shift:
         raise ConversionError(f"{missing[0]} (ReLU): no threshold was computed for this layer")
     max_spikes = max_spikes or {}
     mapping = {n: _if_node(graph.nodes[n], theta[n], shift, timesteps, max_spikes.get(n, 1)) for n in names}
-    return with_meta(graph.replace(mapping), getattr(graph, "meta", {}))
+    quant = {n: [quant_note(graph.nodes[n])] for n in names if isinstance(graph.nodes[n], QuantClip)}
+    return with_meta(graph.replace(mapping), getattr(graph, "meta", {}), **({"quant_notes": quant} if quant else {}))
+
+
+def quant_note(q: QuantClip) -> str:
+    """The conversion-log note of a quantized activation layer."""
+    neg = f"; its negative range ({q.lo} levels) is dropped (floor at the zero point)" if q.lo < 0 else ""
+    return (f"quantized activation ({q.source_op}, L={q.levels} levels, lam={q.lam:.6g}): theta = lam, "
+            f"v0 = theta/2, no threshold search{neg}")
 
 
 def update_if(snn: Graph, name: str, **fields) -> Graph:

@@ -19,8 +19,9 @@ Gemm                  Linear, weight ``alpha * B^T`` (transB=0) or ``alpha * B``
 MatMul                Linear (constant 2-D right operand), bias 0; a 1-D or stacked (broadcasting)
                       constant: Flatten -> Linear (the map's matrix) -> Reshape
 Relu                  ReLU
-Clip                  ReLU(max_value=max, source_op="Clip") when min = 0; a finite min < 0:
-                      BatchNorm(+ -min) -> ReLU(max - min) -> BatchNorm(+ min); min=-inf refused
+Clip                  ReLU(max_value=max, source_op="Clip") when min = 0; another finite min:
+                      BatchNorm(+ -min) -> ReLU(max - min) -> BatchNorm(+ min); min=-inf: Clamp
+                      (ANN only, unless in a QCFS chain)
 BatchNormalization    folded into the producing Conv/Linear/BatchNorm if it is the sole
                       consumer, else BatchNorm (scale = gamma/sqrt(var+eps), shift = beta - mean*scale)
 Add / Sub / Mul / Div  two equal-shape activations: Add. Activation and constant: folded into the
@@ -40,6 +41,12 @@ Transpose             a Reshape when no data moves (size-1 axes); else a view (`
                       ops, cancelled by an inverse Transpose, otherwise a Permute node
 Softmax, LogSoftmax,  Softmax/LogSoftmax/Sigmoid, only on the network output (they keep the
 Sigmoid               argmax; conversion drops them); feeding anything else is refused
+DequantizeLinear      of a constant: folded exactly, ``(w - zp) * s`` (per tensor or per axis);
+                      after a matching QuantizeLinear (its sole consumer): the pair is one QuantClip
+                      (quantized clipped ReLU, round half to even, saturation); else ``(x - zp) * s``
+QuantizeLinear        Quantize (integer output; ANN reference only unless dequantized); per tensor
+Floor                 Floor (ANN reference only); QCFS chains around it become a QuantClip
+                      (:mod:`snncompile.frontend.quant_chains`)
 Identity, Dropout     removed (inference)
 Shape                 a constant: the per-sample shape, the batch dim tracked symbolically
 Constant              a constant
@@ -66,12 +73,14 @@ from snncompile.errors import GraphError, ModelFileError, ShapeError, Unsupporte
 from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, collapse
 from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
 from snncompile.frontend.onnx_ops import LAYER_OPS
+from snncompile.frontend.onnx_quant import CONST_FOLDS, QUANT_OPS
+from snncompile.frontend.quant_chains import recognize_qcfs
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
 from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Shape
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
-OPS = {**LAYER_OPS, **ELEMENTWISE_OPS, **SHAPE_OPS}
+OPS = {**LAYER_OPS, **ELEMENTWISE_OPS, **SHAPE_OPS, **QUANT_OPS}
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted({*OPS, "Constant"}))
 OPSETS = range(1, onnx.defs.onnx_opset_version() + 1)
 _BINARY = (7, 13, 14)  # 1 and 6 broadcast only with the legacy broadcast/axis attributes
@@ -104,12 +113,16 @@ VERSIONS: dict[str, tuple[int, ...]] = {
     "Softmax": (1, 11, 13),
     "LogSoftmax": (1, 11, 13),
     "Sigmoid": (6, 13),
+    "QuantizeLinear": (10, 13, 19, 21, 23, 24, 25, 28),
+    "DequantizeLinear": (10, 13, 19, 21, 23, 24, 25, 28),
+    "Floor": (6, 13),
 }
 _TRIAL_BATCHES = (2, 3)  # stand-ins for a symbolic batch size when folding Shape-derived constants
 _VIEW_AWARE = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Gemm", "MatMul",
                "Shape"}
 _AFFINE = {"Add", "Sub", "Mul", "Div"}  # their constant operands are rearranged for a view
-_ELEMENTWISE = {"Relu", "Clip", "Sum", *_AFFINE}
+_QUANT = {"QuantizeLinear", "DequantizeLinear"}  # elementwise for a per-tensor scale
+_ELEMENTWISE = {"Relu", "Clip", "Sum", "Floor", *_QUANT, *_AFFINE}
 _RANDOM = {
     "RandomNormal",
     "RandomUniform",
@@ -149,7 +162,7 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
         outs.append(Output(_fresh(o.name, taken), (b.materialize(v).name,)))
     _check_finite(b, src)
     stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
-    return Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph")
+    return recognize_qcfs(Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph"))
 
 
 def _oneline(e: BaseException) -> str:
@@ -327,7 +340,8 @@ def _views(b: Builder, op: str, vals: list) -> tuple[list, np.ndarray | None]:
         a.index is not None and b.shapes[a.name] == b.shapes[first.name] and np.array_equal(a.index, first.index)
         for a in acts
     )
-    if op not in _ELEMENTWISE or not same:
+    per_axis = op in _QUANT and any(isinstance(v, np.ndarray) and v.size > 1 for v in vals[1:])
+    if op not in _ELEMENTWISE or not same or per_axis:
         return [b.materialize(v) if isinstance(v, Act) else v for v in vals], None
     remap = op in _AFFINE
     out = [
@@ -369,6 +383,9 @@ def _fold(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> dict[str, np.
     """Evaluate a node on constant inputs, once per trial batch size if any input depends on it."""
     k = max((len(v.vals) for v in vals if isinstance(v, Sym)), default=1)
     outs = [t for t in nd.output if t]
+    if nd.op_type in CONST_FOLDS and k == 1:  # exact numpy folds (onnx.reference lacks some versions)
+        attrs = {a.name: _attr(a) for a in nd.attribute}
+        return {outs[0]: CONST_FOLDS[nd.op_type](n, *[None if v is None else np.asarray(v) for v in vals], **attrs)}
     try:
         info = onnx.helper.make_empty_tensor_value_info
         g = onnx.helper.make_graph(

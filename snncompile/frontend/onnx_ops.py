@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from snncompile.frontend.onnx_build import Act, Builder, ONode, along
-from snncompile.ir import AvgPool2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU, Reshape
+from snncompile.ir import AvgPool2d, Clamp, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU, Reshape
 from snncompile.ir import LogSoftmax as IRLogSoftmax
 from snncompile.ir import Sigmoid as IRSigmoid
 from snncompile.ir import Softmax as IRSoftmax
@@ -287,17 +287,22 @@ def _bound(b: Builder, n: ONode, v, what: str, default: float) -> float:
 
 
 def Clip(b: Builder, n: ONode, X, min=None, max=None) -> Node:
-    """``Clip(0, c)`` is a ReLU saturating at c (ReLU6: c = 6). A finite lower bound lo < 0 is the
-    same shifted, ``ReLU(x - lo, max=c - lo) + lo`` (two per-channel shifts around it); an
-    unbounded one (no floor) or lo > 0 does not convert."""
+    """``Clip(0, c)`` is a ReLU saturating at c (ReLU6: c = 6). Another finite lower bound lo is the
+    same shifted, ``ReLU(x - lo, max=c - lo) + lo`` (two per-channel shifts around it). Without a
+    lower bound it is a Clamp node (the ANN reference runs it; only inside a QCFS chain does it
+    convert, see :mod:`snncompile.frontend.quant_chains`)."""
     x = b.act(n, X, "input")
     lo, hi = _bound(b, n, min, "min", -math.inf), _bound(b, n, max, "max", math.inf)
-    if hi <= lo or hi <= 0.0:
-        raise n.fail(f"max={hi} unsupported with min={lo}; must be > max(min, 0)")
+    if hi < lo:
+        raise n.fail(f"min={lo} > max={hi}")
     if lo == 0.0:
+        if hi == 0.0:
+            raise n.fail("min = max = 0: the output is the constant 0")
         return ReLU(n.ir, (x.name,), max_value=hi, source_op="Clip")
-    if not (-math.inf < lo < 0.0):
-        raise n.fail(f"min={lo} unsupported, only Clip(min, max) with a finite min <= 0 (a shifted ReLU) converts")
+    if math.isinf(lo):
+        return x if math.isinf(hi) else Clamp(n.ir, (x.name,), lo=lo, hi=hi)
+    if hi == lo:
+        raise n.fail(f"min = max = {lo}: the output is a constant")
     shifted = b.affine(dataclasses.replace(n, ir=f"{n.ir}.shift"), x, np.float32(1), np.float32(-lo))
     if not isinstance(shifted, Act):
         shifted = b.extra(shifted)

@@ -19,6 +19,7 @@ from snncompile.ir.ops import (
     Softmax,
 )
 from snncompile.ir.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
+from snncompile.ir.quant import Clamp, Floor, QuantClip, Quantize
 
 __all__ = [
     "IF",
@@ -26,9 +27,11 @@ __all__ = [
     "Add",
     "AvgPool2d",
     "BatchNorm",
+    "Clamp",
     "Concat",
     "Conv2d",
     "Flatten",
+    "Floor",
     "GlobalAvgPool",
     "Graph",
     "Input",
@@ -38,6 +41,8 @@ __all__ = [
     "Node",
     "Output",
     "Permute",
+    "QuantClip",
+    "Quantize",
     "ReLU",
     "Reshape",
     "Shape",

@@ -13,12 +13,13 @@ test's value), as a weight would be. Outcomes per case:
 A refusal is *batch-bound* (no spiking network can run the graph: it is not a per-sample map) when
 the case itself shows it, whatever the message: the input has no per-sample axis (rank 1), the
 output does not keep the batch axis (transA, Flatten/Reshape/Squeeze/Transpose/Concat across the
-batch axis), a constant input spans the batch (a different weight per sample), the output does not
+batch axis), an op acts along the batch axis (``axis=0``: Softmax, per-axis quantization), the input
+is not a tensor (sequence, optional), a constant input spans the batch (a different weight per sample), the output does not
 depend on the input values (Shape, Constant), or it asks for training-time behaviour or a second
 output (dropout mask, pooling indices, batch statistics). Every other refusal is *not implemented*;
 the pass rate counts passes over passes + not implemented.
 
-Run as a script to print the table of docs/frontend.md: ``python tests/frontend/node_suite.py``.
+Run as a script to print the table of docs/onnx.md: ``python tests/frontend/node_suite.py``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ def _as_single_input(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.M
     keep, consts = g.input[0], list(zip(g.input[1:], inputs[1:]))
     for vi, arr in consts:
         if vi.name:
-            g.initializer.append(numpy_helper.from_array(np.asarray(arr), vi.name))
+            if isinstance(arr, onnx.TensorProto):  # test data of a type numpy lacks (int4, float8, ...)
+                t = onnx.TensorProto()
+                t.CopyFrom(arr)
+                t.name = vi.name
+            else:
+                t = numpy_helper.from_array(np.asarray(arr), vi.name)
+            g.initializer.append(t)
     del g.input[1:]
     if m.ir_version < 4 and consts:  # IR 3 lists initializers among the inputs
         g.input.extend(vi for vi, _ in consts)
@@ -76,13 +83,21 @@ def _as_single_input(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.M
     return m
 
 
+def _numpy(v):
+    """Test data as numpy: a TensorProto (int4, float8, ... that numpy lacks) as its values in float32."""
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v).astype(np.float32)
+    return v
+
+
 def run_case(case) -> Outcome:
     model = case.model
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     op = model.graph.node[0].op_type
-    inputs, outputs = case.data_sets[0]
+    raw = list(case.data_sets[0][0])
+    inputs, outputs = (list(map(_numpy, v)) for v in case.data_sets[0])
     try:
-        g = load_onnx(_as_single_input(model, list(inputs)))
+        g = load_onnx(_as_single_input(model, raw))
         got = g.run(np.asarray(inputs[0]) if inputs else np.zeros(0, np.float32))
     except CompileError as e:
         return Outcome(case.name, op, opset, "refused", str(e), _category(model, inputs, outputs, str(e)))
@@ -117,7 +132,7 @@ def _category(model: onnx.ModelProto, inputs, outputs, msg: str) -> str:
     if y.ndim < 2 or y.shape[0] != x.shape[0]:
         return "batch axis not kept"
     if any(a.name == "axis" and a.i == 0 for nd in model.graph.node for a in nd.attribute):
-        return "reduces across the batch axis"
+        return "acts along the batch axis (axis=0)"
     if x.shape[0] > 1 and any(np.ndim(c) >= x.ndim and np.shape(c)[0] == x.shape[0] for c in inputs[1:]):
         return "constant spans the batch"
     if len([o for o in model.graph.output if o.name]) > 1 or any(k in msg for k in _AUX):

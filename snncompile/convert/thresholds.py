@@ -53,8 +53,24 @@ def _mse_threshold(st: LayerStats, timesteps: int, max_spikes: int, rounding: st
     top = st.max.clamp_min(0) / max_spikes  # (C,)
     cand = _GRID.view(-1, 1, 1) * top.view(1, -1, 1)  # (G, C, 1)
     a = st.sample.unsqueeze(0)  # (1, C, k)
-    err = (a - clip_quantize(a, cand.clamp_min(1e-12), timesteps, max_spikes, rounding)).pow(2).mean(-1)
+    at = a * timesteps
+    err = torch.cat([_quantization_error(a, at, c, timesteps, max_spikes, rounding)
+                     for c in cand.clamp_min(1e-12).split(_GRID_CHUNK)])  # (G, C)
     return cand[err.argmin(0), torch.arange(cand.shape[1]), 0]
+
+
+_GRID_CHUNK = 32  # candidates per pass: (chunk, C, k) temporaries instead of (96, C, k)
+
+
+def _quantization_error(a: torch.Tensor, at: torch.Tensor, theta: torch.Tensor, timesteps: int, max_spikes: int,
+                        rounding: str) -> torch.Tensor:
+    """mean_k (a - Q_T(a; theta))^2 for a (1, C, k), at = a * T and theta (g, C, 1): clip_quantize's
+    operations, in place on one temporary (the same values as the one-pass formula)."""
+    q = torch.div(at, theta)
+    if rounding == "round":
+        q.add_(0.5)
+    q.floor_().clamp_(0, max_spikes * timesteps).mul_(theta).div_(timesteps)
+    return q.neg_().add_(a).pow_(2).mean(-1)
 
 
 def _percentile(st: LayerStats, p: float) -> torch.Tensor:

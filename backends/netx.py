@@ -46,7 +46,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from snncompile.backends import Backend
+from snncompile.backends import Backend, Supports
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
@@ -223,9 +223,14 @@ def write_netx(g: Graph, path: Path) -> dict:
 
 
 class NetxBackend(Backend):
-    """Export only: ``evaluate`` checks the chain, ``write`` stores ``model.net`` from the integer graph."""
+    """Export only: ``evaluate`` checks the chain, ``write`` stores ``model.net`` from the integer graph.
+
+    ``supports``: CUBA neurons emit binary spikes, reset to 0 and start at 0; no SRP mask, no
+    per-connection delays (module docstring: the semantic gap).
+    """
 
     name = "netx"
+    supports = Supports(bursts=False, srp=False, soft_reset=False, initial_potential=False, delays=False)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         steps = chain(graph)

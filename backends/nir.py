@@ -3,33 +3,51 @@
 Why the float *population* graph (``RunResult.pop_float``) and not the float SNN graph: it is the
 network every chip target runs (the integer graph is its quantization, node for node), its
 populations sum their incoming connections exactly as NIR sums the edges entering a node, and its
-IF populations emit unit spikes with the thresholds folded into the outgoing weights, which is
-what NIR's ``IF`` emits. NIR 1.0 has no Concat, Add or Unflatten node, and the population graph
-needs none: residual Adds and Concats are already resolved into connections.
+IF populations emit unit spikes with the thresholds folded into the outgoing weights. NIR 1.0 has
+no Concat, Add or Unflatten node, and the population graph needs none: residual Adds and Concats
+are already resolved into connections.
 
-Mapping (one rule per node type in :data:`RULES`):
+Our IF neuron, exactly, in NIR primitives. NIR 1.0.8's ``IF`` (like ``LIF`` and ``CubaLIF``)
+resets *to* ``v_reset``, fires on ``v > v_threshold`` and has no initial state, so it cannot hold a
+neuron that subtracts theta on a spike, fires on ``v >= theta`` and starts at ``v0`` (theta/2 for
+most methods). Each IF population P (``v_t = v_{t-1} + a_t + b - theta*s_{t-1}``, ``s_t = [v_t >=
+theta]``, ``v_0 = v0``; ``v`` here is the membrane before the step's reset) becomes three nodes::
+
+    a_t (+ b, in the first connection's bias) --> P = I(r=1)  w_t = w_{t-1} + a_t + b + f_t
+                                                  |           (w = v - v0: the integrator starts at 0)
+                                                  v
+                           P.spike = Threshold(theta_w)  s_t = [w_t > theta_w] --> consumers of P
+                                                  |
+                                                  v
+                        P.reset = Scale(-theta)  --(recurrent edge: read one step later)--> P
+
+* the **initial potential** is a change of variable: ``w = v - v0`` starts at 0, as every NIR
+  state does, and ``v >= theta`` is ``w >= theta - v0``. Exact for binary spikes (a burst neuron's
+  ``floor(v/theta)`` would need the unshifted ``v``: bursts are refused);
+* the **spike condition** ``>=`` becomes NIR's ``>`` with ``theta_w`` the largest float32 below
+  ``theta - v0`` (``np.nextafter``): for float32 membranes ``w > theta_w`` is ``w >= theta - v0``;
+* the **soft reset** is the recurrent edge ``P.spike -> P.reset -> P``: the spike of step t-1,
+  scaled by ``-theta``, enters the integrator at step t, with the step's input. A graph executor
+  breaks a cycle by reading the previous step's output there (nirtorch does; NIR's discrete-time
+  convention for recurrent edges), which is exactly our ``v -= theta`` after the spike, applied
+  before the next comparison;
+* time: one NIR time unit is one step, ``dt = 1``, ``r = 1``: ``w_t = w_{t-1} + input_t``.
+
+The rest, one rule per node type in :data:`RULES`:
 
 * ``Source`` -> ``nir.Input`` (the sample ``x`` is applied at every step);
 * ``ConvConn`` -> ``nir.Conv2d`` (PyTorch layout and cross-correlation, padding (rows, cols));
 * ``DenseConn`` -> ``nir.Flatten`` (3-D sources, C-order) + ``nir.Affine``;
-* ``IFPop`` -> ``nir.IF(r=1, v_threshold=theta, v_reset=0)``, one node per population;
 * ``Readout`` -> no node: its connections feed ``nir.Output`` directly, whose value at each step is
   the readout current; the network output after T steps is its mean over the T steps;
 * ``Relay`` -> no node: relays only delay a payload by one step on the chip and are the identity in
   the synchronous semantics NIR executors use, so their consumers read the relayed source.
 
-A population's per-step bias is the bias of its first incoming connection (NIR's IF has none).
-``Conv2d`` carries a per-channel bias only: a bias that varies across a channel is refused.
-
-Reset: NIR 1.0.8's ``IF`` (like ``LIF`` and ``CubaLIF``) has only ``v_reset`` (reset *to* a value)
-and fires on ``v > v_threshold``; there is no reset-mode field. Our neurons reset by subtraction
-and fire on ``v >= theta`` from ``v0``. The export keeps ``nir.IF`` so that every NIR consumer
-can load the graph, and states the intended semantics in each IF node's metadata
-(``reset = "subtract"``, ``spike_condition``, ``v_init``) and in the graph metadata. NIR's own
-documentation says backends must not rely on metadata: a consumer that ignores it runs hard reset
-from ``v = 0`` and loses the residual charge at every spike (lower rates than ours). Burst
-neurons (``max_spikes > 1``) and SRP populations (``srp_steps > 0``: a per-neuron mask set from the
-membrane after the pre-steps) have no NIR counterpart and are refused.
+A population's per-step bias is the bias of its first incoming connection (NIR's ``I`` has none).
+``Conv2d`` carries a per-channel bias only: a bias that varies across a channel is refused. Burst
+neurons (``max_spikes > 1``) and SRP populations (``srp_steps > 0``: a per-neuron mask set from
+the membrane after the pre-steps) have no NIR counterpart and are refused; the conversion avoids
+them for this target (:attr:`NirBackend.supports`, :func:`snncompile.convert.for_target.method_for_target`).
 """
 
 from __future__ import annotations
@@ -40,23 +58,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from snncompile.backends import Backend
+from snncompile.backends import Backend, Supports
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
 
-__all__ = ["GRAPH_METADATA", "RULES", "NirBackend", "to_nir"]
+__all__ = ["GRAPH_METADATA", "RULES", "NirBackend", "spike_threshold", "to_nir"]
 
 log = logging.getLogger("snncompile")
 
 GRAPH_METADATA = {
     "producer": "snncompile",
     "source_graph": "float population graph (RunResult.pop_float)",
-    "time_step": "one NIR time unit is one step: dt = 1, every IF has r = 1",
-    "reset": "subtract: IF nodes reset by subtracting v_threshold (v -= v_threshold), not to v_reset",
-    "spike_condition": "v >= v_threshold",
-    "initial_state": "each IF node's metadata v_init is its membrane at the first step",
+    "time_step": "one NIR time unit is one step: dt = 1, every integrator I has r = 1",
+    "neuron": "integrate-and-fire with reset by subtraction, in primitives: I (integrator) -> Threshold, "
+              "and a recurrent edge Threshold -> Scale(-theta) -> I read one step later (the soft reset)",
+    "initial_state": "all zero; the integrator holds v - v0 and the Threshold is theta - v0 (as float32, "
+                     "the largest float below it: NIR's '>' is our '>=')",
     "input": "the input sample is applied unchanged at every step",
     "output": "per-step readout current; the network output after T steps is its mean over the T steps",
 }
@@ -91,6 +110,11 @@ class _Builder:
         node.metadata = {"source_name": ours, **node.metadata}
         self.nodes[self.name(ours)] = node
         return self.name(ours)
+
+    def out(self, src: str) -> str:
+        """NIR name carrying the payload of population ``src`` (an IF population's Threshold node)."""
+        src = self.root(src)
+        return self.name(f"{src}/spike") if isinstance(self.g.nodes[src], IFPop) else self.name(src)
 
     def root(self, src: str) -> str:
         """The population whose payload ``src`` carries: relays are followed back to their origin."""
@@ -127,18 +151,36 @@ def _source(b: _Builder, n: Source) -> None:
     b.add(n.name, b.nir.Input(input_type={"input": np.array(b.g.shapes[n.name])}))
 
 
+def spike_threshold(theta, v0, shape: tuple[int, ...]) -> np.ndarray:
+    """The ``Threshold`` of an exported IF population: the largest float32 below ``theta - v0``.
+
+    For float32 integrator values ``w``, ``w > spike_threshold`` is ``w >= theta - v0``, i.e. our
+    ``v >= theta`` with ``v = w + v0`` (see the module docstring). Stored as float64, exactly.
+    """
+    shifted = _per_channel(theta, shape).astype(np.float32) - _per_channel(v0, shape).astype(np.float32)
+    return np.nextafter(shifted, np.float32(-np.inf)).astype(np.float64)
+
+
 def _if(b: _Builder, n: IFPop) -> None:
     if n.max_spikes != 1:
-        raise BackendError(f"{n.name} (IF): burst neuron (max_spikes={n.max_spikes}); NIR's IF emits single "
-                           f"spikes, export a network converted without bursts")
+        raise BackendError(f"{n.name} (IF): burst neuron (max_spikes={n.max_spikes}); NIR carries binary "
+                           f"spikes only, export a network converted without bursts")
     if n.srp_steps:
         raise BackendError(f"{n.name} (IF): SRP suppression after {n.srp_steps} pre-steps (a per-neuron "
                            f"mask set from the membrane) has no NIR counterpart; export a network converted "
                            f"without srp")
     shape = b.g.shapes[n.name]
-    b.add(n.name, b.nir.IF(r=np.ones(shape), v_threshold=_per_channel(n.theta, shape), v_reset=np.zeros(shape),
-                           metadata={"reset": "subtract", "spike_condition": "v >= v_threshold",
-                                     "v_init": _per_channel(n.v0, shape)}))
+    theta = _per_channel(n.theta, shape)
+    if not np.all(theta > 0):
+        raise BackendError(f"{n.name} (IF): thresholds must be > 0 to export")
+    same = {"population": n.name}
+    integrator = b.add(n.name, b.nir.I(r=np.ones(shape), metadata={
+        **same, "role": "membrane minus v0 (starts at 0); inputs: the connections and the reset edge"}))
+    spike = b.add(f"{n.name}/spike", b.nir.Threshold(threshold=spike_threshold(n.theta, n.v0, shape), metadata={
+        **same, "role": "spike: [v >= theta] with v = integrator + v0"}))
+    reset = b.add(f"{n.name}/reset", b.nir.Scale(scale=-theta, metadata={
+        **same, "role": "soft reset: -theta per spike, into the integrator at the next step (recurrent edge)"}))
+    b.edges += [(integrator, spike), (spike, reset), (reset, integrator)]
 
 
 def _per_channel(a, shape: tuple[int, ...]) -> np.ndarray:
@@ -164,7 +206,7 @@ def _conv(b: _Builder, c: ConvConn) -> None:
                         stride=tuple(c.stride), padding=tuple(c.padding), dilation=tuple(c.dilation),
                         groups=int(c.groups), bias=channel)
     name = b.add(c.name, node)
-    b.edges += [(b.name(src), name), (name, to)]
+    b.edges += [(b.out(src), name), (name, to)]
 
 
 def _dense(b: _Builder, c: DenseConn) -> None:
@@ -176,7 +218,7 @@ def _dense(b: _Builder, c: DenseConn) -> None:
                            f"NIR 1.0 does not have")
     bias = b.bias_for(c)
     src = b.root(c.inputs[0])
-    src_name = b.name(src)
+    src_name = b.out(src)
     if len(b.g.shapes[src]) > 1:
         flat = b.add(f"{c.name}.flatten", b.nir.Flatten(input_type={"input": np.array(b.g.shapes[src])},
                                                          start_dim=0, end_dim=-1))
@@ -217,21 +259,26 @@ def to_nir(g: Graph):
 
 
 def _summary(graph) -> dict:
-    neurons = sum(int(np.prod(n.v_threshold.shape)) for n in graph.nodes.values() if type(n).__name__ == "IF")
+    neurons = sum(int(np.prod(n.threshold.shape)) for n in graph.nodes.values() if type(n).__name__ == "Threshold")
     return {"file": "model.nir", "nodes": dict(Counter(type(n).__name__ for n in graph.nodes.values())),
             "edges": len(graph.edges), "neurons": neurons, "source_graph": GRAPH_METADATA["source_graph"],
-            "reset": "subtract, stated in metadata; NIR's IF itself resets to v_reset = 0"}
+            "neuron": "exact: I + Threshold(theta - v0) + recurrent Scale(-theta) (soft reset, initial potential)"}
 
 
 class NirBackend(Backend):
-    """Export only: ``evaluate`` checks that the graph fits NIR, ``write`` stores ``model.nir``."""
+    """Export only: ``evaluate`` checks that the graph fits NIR, ``write`` stores ``model.nir``.
+
+    ``supports``: binary spikes only (NIR has no graded-spike neuron), no SRP mask; soft reset and
+    initial potentials are exact (module docstring); no per-connection delays (synchronous).
+    """
 
     name = "nir"
+    supports = Supports(bursts=False, srp=False, soft_reset=True, initial_potential=True, delays=False)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         summary = _summary(to_nir(graph))  # the integer graph has the float graph's structure
-        log.info("nir: %d nodes, %d edges, %d IF neurons; soft reset is stated in the node metadata only",
-                 sum(summary["nodes"].values()), summary["edges"], summary["neurons"])
+        log.info("nir: %d nodes, %d edges, %d IF neurons as I + Threshold + recurrent Scale (exact soft reset "
+                 "and initial potential)", sum(summary["nodes"].values()), summary["edges"], summary["neurons"])
         return None, {"nir": summary}
 
     def write(self, result, directory: Path) -> list[Path]:

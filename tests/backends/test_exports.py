@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from snncompile.backends import get_backend
 from snncompile.backends.netx import chain, write_netx
-from snncompile.backends.nir import to_nir
+from snncompile.backends.nir import _per_channel, to_nir
 
 from snncompile.errors import BackendError
 from snncompile.ir import IF, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output
@@ -71,35 +71,66 @@ def _ints(a) -> tuple[int, ...]:
     return tuple(int(i) for i in np.atleast_1d(a))
 
 
-def _run_nir(graph, x: np.ndarray, T: int) -> np.ndarray:
-    """Synchronous executor of an exported NIR graph (dt = 1), honoring its reset-by-subtraction metadata."""
-    preds = {k: [a for a, b in graph.edges if b == k] for k in graph.nodes}
-    order = list(TopologicalSorter(preds).static_order())
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
+def _back_edges(graph) -> set[tuple[str, str]]:
+    """Edges closing a cycle in a depth-first walk from the inputs (the ones a step-by-step executor delays)."""
+    state, back = {}, set()
+
+    def visit(k):
+        state[k] = "open"
+        for a, b in graph.edges:
+            if a == k:
+                if state.get(b) == "open":
+                    back.add((a, b))
+                elif b not in state:
+                    visit(b)
+        state[k] = "done"
+
+    for k, n in graph.nodes.items():
+        if isinstance(n, nir.Input):
+            visit(k)
+    return back
+
+
+def _run_nir(graph, x: np.ndarray, T: int, dtype=torch.float64) -> tuple[np.ndarray, dict]:
+    """Synchronous executor of a NIR graph by NIR's equations alone (no metadata), dt = 1.
+
+    ``I``: ``v += r * input``; ``Threshold``: ``input > threshold``; ``Scale``: ``input * scale``;
+    an edge closing a cycle (met again in a depth-first walk from the input) carries the previous
+    step's output (zero at the first step). Returns the mean Output over T steps and spikes per Threshold node.
+    """
+    back = _back_edges(graph)
+    fwd = [e for e in graph.edges if e not in back]
+    order = list(TopologicalSorter({k: [a for a, b in fwd if b == k] for k in graph.nodes}).static_order())
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
     ops = {
         "Conv2d": lambda n, a: F.conv2d(a, t(n.weight), t(n.bias), _ints(n.stride), _ints(n.padding),
                                         _ints(n.dilation), int(n.groups)),
         "Affine": lambda n, a: a @ t(n.weight).T + t(n.bias),
         "Flatten": lambda n, a: a.flatten(1),
+        "Threshold": lambda n, a: (a > t(n.threshold)).to(dtype),
+        "Scale": lambda n, a: a * t(n.scale),
         "Output": lambda n, a: a,
     }
-    v, total, out_name = {}, 0.0, next(iter(graph.outputs))
+    v, prev, total, spikes = {}, {}, 0.0, {}
+    out_name = next(iter(graph.outputs))
     for _ in range(T):
         out = {}
         for k in order:
-            n, a = graph.nodes[k], sum(out[p] for p in preds[k]) if preds[k] else None
+            n = graph.nodes[k]
+            ins = [out[a] for a, b in fwd if b == k] + [prev[a] for a, b in back if b == k and a in prev]
+            a = sum(ins) if ins else None
             if isinstance(n, nir.Input):
                 out[k] = t(x)
-            elif isinstance(n, nir.IF):
-                assert n.metadata["reset"] == "subtract" and n.metadata["spike_condition"] == "v >= v_threshold"
-                theta = t(n.v_threshold)
-                v[k] = v.get(k, t(n.metadata["v_init"])) + t(n.r) * a
-                out[k] = (v[k] >= theta).double()
-                v[k] = v[k] - out[k] * theta
+            elif isinstance(n, nir.I):
+                v[k] = v.get(k, 0.0) + t(n.r) * a
+                out[k] = v[k]
             else:
                 out[k] = ops[type(n).__name__](n, a)
+            if isinstance(n, nir.Threshold):
+                spikes[k] = spikes.get(k, 0.0) + out[k].sum(tuple(range(1, out[k].dim())))
         total = total + out[out_name]
-    return (total / T).numpy()
+        prev = out
+    return (total / T).numpy(), {k: s.numpy() for k, s in spikes.items()}
 
 
 @pytest.mark.parametrize("build", [build_mlp_snn, build_residual_snn, build_conv_chain])
@@ -110,7 +141,7 @@ def test_nir_file_round_trips_weights_and_runs_like_the_population_simulator(bui
     assert extra["nir"]["neurons"] == sum(int(np.prod(pop.shapes[n.name])) for n in pop.of_type(IFPop))
     [path] = backend.write(_result(pop, q), tmp_path)
     g = nir.read(path)
-    assert g.metadata["reset"].startswith("subtract")
+    assert not any(isinstance(n, nir.IF) for n in g.nodes.values())
     for n in pop.nodes.values():
         if isinstance(n, (DenseConn, ConvConn)) and not isinstance(pop.users(n.name)[0], Relay):
             got = g.nodes[n.name]  # no '/' in these names (NIR names replace it by '.')
@@ -121,14 +152,42 @@ def test_nir_file_round_trips_weights_and_runs_like_the_population_simulator(bui
                 bias = np.broadcast_to(users.bias, pop.shapes[users.name])
                 assert np.array_equal(got.bias, bias[:, 0, 0] if isinstance(n, ConvConn) else bias)
         elif isinstance(n, IFPop):
-            got = g.nodes[n.name]
-            assert isinstance(got, nir.IF) and tuple(got.v_threshold.shape) == pop.shapes[n.name]
-            assert np.all(got.v_reset == 0) and np.all(got.r == 1)
+            shape = pop.shapes[n.name]
+            integ, spike, reset = g.nodes[n.name], g.nodes[f"{n.name}.spike"], g.nodes[f"{n.name}.reset"]
+            assert isinstance(integ, nir.I) and np.all(integ.r == 1) and integ.r.shape == shape
+            assert isinstance(spike, nir.Threshold) and isinstance(reset, nir.Scale)
+            theta, v0 = _per_channel(n.theta, shape), _per_channel(n.v0, shape)
+            assert np.array_equal(reset.scale, -theta)
+            shifted = theta.astype(np.float32) - v0.astype(np.float32)
+            assert np.all(spike.threshold < shifted)  # the float32 just below: '>' is our '>='
+            assert np.all(np.nextafter(spike.threshold.astype(np.float32), np.float32(np.inf)) == shifted)
+            assert {(n.name, f"{n.name}.spike"), (f"{n.name}.spike", f"{n.name}.reset"),
+                    (f"{n.name}.reset", n.name)} <= set(g.edges)
         elif isinstance(n, Source):
             assert np.array_equal(g.nodes[n.name].input_type["input"], pop.shapes[n.name])
     assert not any(isinstance(n, Relay) and n.name in g.nodes for n in pop.nodes.values())
-    ref = simulate_populations(pop, x, 4, dtype="float64").outputs[-1].numpy()
-    np.testing.assert_allclose(_run_nir(g, x, 4), ref, rtol=1e-6, atol=1e-6)  # the simulator returns float32
+    res = simulate_populations(pop, x, 4, dtype="float64")
+    ref = res.outputs[-1].numpy()
+    got, spikes = _run_nir(g, x, 4)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # the simulator returns float32
+
+
+def test_nir_neuron_is_exact_at_the_threshold_and_from_v0():
+    """One neuron, theta = 1, v0 = 0.5, input 0.25 a step: our IF spikes at v = 1.0 exactly (steps 2, 6, 10);
+    NIR's IF (reset to 0, '>', from 0) would spike at steps 5 and 10. The export spikes where we do."""
+    theta = np.ones(1, np.float32)
+    snn = Graph([Input("x", (), shape=(1,)), Linear("l", ("x",), weight=np.full((1, 1), 0.25, np.float32),
+                                                     bias=np.zeros(1, np.float32)),
+                 IF("r", ("l",), theta=theta, v0=theta / 2, bias=np.zeros((), np.float32)),
+                 Linear("o", ("r",), weight=np.ones((1, 1), np.float32), bias=np.zeros(1, np.float32)),
+                 Output("y", ("o",))], "one")
+    pop = lower_populations(snn)
+    x = np.ones((1, 1))
+    g = to_nir(pop)
+    for T in (2, 5, 6, 10):
+        ref = simulate_populations(pop, x, T).outputs[-1].numpy()
+        np.testing.assert_array_equal(_run_nir(g, x, T, dtype=torch.float32)[0], ref)
+    assert _run_nir(g, x, 10)[0].item() * 10 == 3.0
 
 
 def _with_burst(g: Graph, name: str, n: int) -> Graph:

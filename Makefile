@@ -73,3 +73,10 @@ fuzz: $(STAMP)
 .PHONY: bench-scale
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
+
+# Conversion cost of every method on every example model at T = 32: convert seconds and the ratio to one float
+# simulation of the 256 calibration samples, plus a profile of what the residual example's conversions simulate
+# (docs/benchmarks.md section "compile-time"). About 3 minutes on 2 cores.
+.PHONY: bench-compile
+bench-compile: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compile_time.py

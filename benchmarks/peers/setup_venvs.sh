@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the peers' virtual environments (idempotent): one venv per peer, none shares the product's.
 # torch==2.13.0 goes in first: it is the CPU wheel; any other torch pulls a multi-GB CUDA build.
-# Usage: setup_venvs.sh [spikingjelly|sinabs|snntoolbox ...]   (default: all three)
+# Usage: setup_venvs.sh [spikingjelly|sinabs|snntoolbox|nir ...]   (default: all four)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-python3.11}"
 PEERS=("$@")
-[ ${#PEERS[@]} -eq 0 ] && PEERS=(spikingjelly sinabs snntoolbox)
+[ ${#PEERS[@]} -eq 0 ] && PEERS=(spikingjelly sinabs snntoolbox nir)
 
 make_venv() {  # make_venv NAME: create .venv-NAME unless its stamp exists; echo its pip
     local venv="$HERE/.venv-$1"
@@ -36,6 +36,14 @@ install_snntoolbox() {
     $pip install --no-deps snntoolbox==0.6.0
     # snntoolbox 0.6.0 uses np.bool (removed in numpy 1.24).
     $pip install numpy==1.23.5 future
+}
+
+install_nir() {  # the NIR consumer of run_nir.py and tests/backends/test_nir_consumer.py
+    local pip; pip=$(make_venv nir)
+    $pip install torch==2.13.0
+    $pip install nir==1.0.8
+    # --no-deps: nirtorch and snntorch need only torch, nir and numpy, already there.
+    $pip install --no-deps nirtorch==2.6 snntorch==1.0.0
 }
 
 for peer in "${PEERS[@]}"; do

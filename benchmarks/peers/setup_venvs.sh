@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the peers' virtual environments (idempotent): one venv per peer, none shares the product's.
 # torch==2.13.0 goes in first: it is the CPU wheel; any other torch pulls a multi-GB CUDA build.
-# Usage: setup_venvs.sh [spikingjelly|sinabs|snntoolbox|nir ...]   (default: all four)
+# Usage: setup_venvs.sh [spikingjelly|sinabs|snntoolbox|nir ...]   (default: the three peers; nir only when named)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-python3.11}"
 PEERS=("$@")
-[ ${#PEERS[@]} -eq 0 ] && PEERS=(spikingjelly sinabs snntoolbox nir)
+[ ${#PEERS[@]} -eq 0 ] && PEERS=(spikingjelly sinabs snntoolbox)
 
 make_venv() {  # make_venv NAME: create .venv-NAME unless its stamp exists; echo its pip
     local venv="$HERE/.venv-$1"

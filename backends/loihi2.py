@@ -6,7 +6,7 @@ compiler (``lava/magma/compiler/compiler.py``) catches the ImportError of
 ``lava.magma.compiler.subcompilers.nc.ncproc_compiler`` and substitutes empty stubs, so a network
 run with ``Loihi2HwCfg`` silently falls back to the CPU models. :func:`lava_loihi_missing` therefore
 checks for that NeuroCore compiler module itself. The backend then returns the estimate only,
-``write`` stores it as ``loihi2_resources.json`` and :meth:`Loihi2Backend.finish` raises one
+``write`` stores it as ``loihi2_resources.json`` and :meth:`Loihi2Backend.check` raises one
 BackendError after the output directory is complete.
 
 Resource model, per population (every population except the input lives on neuro cores; the
@@ -160,20 +160,17 @@ class Loihi2Backend(Backend):
     """Resource estimate always; a run through Lava on ``Loihi2HwCfg`` only where lava-loihi is installed."""
 
     name = "loihi2"
-
-    def __init__(self) -> None:
-        self.estimate: dict | None = None
-        self.missing: str | None = None  # why no board run happened (set by evaluate)
+    own_process = True
 
     def evaluate(self, graph, evals, cfg, *, reference):
-        self.estimate = estimate_resources(graph)
-        _log_estimate(self.estimate)
-        self.missing = lava_loihi_missing()
-        if self.missing is not None:
-            log.warning("loihi2: %s; writing the resource estimate only", self.missing)
-            return None, {"loihi2": {**self.estimate, "board_run": False, "reason": self.missing}}
+        estimate = estimate_resources(graph)
+        _log_estimate(estimate)
+        missing = lava_loihi_missing()
+        if missing is not None:
+            log.warning("loihi2: %s; writing the resource estimate only", missing)
+            return None, {"loihi2": {**estimate, "board_run": False, "reason": missing}}
         ev, info = self._run(graph, evals, cfg, reference)
-        return ev, {"loihi2": {**self.estimate, "board_run": True, **info}}
+        return ev, {"loihi2": {**estimate, "board_run": True, **info}}
 
     def _run(self, graph, evals, cfg, reference):
         """Same lowering and streaming as ``lava-sim``, compiled with ``Loihi2HwCfg`` (needs a board)."""
@@ -194,13 +191,14 @@ class Loihi2Backend(Backend):
         return ev, {"spike_exact_fraction": exact, "seconds": res.seconds}
 
     def write(self, result, directory: Path) -> list[Path]:
-        est = self.estimate if self.estimate is not None else estimate_resources(result.pop_int)
+        est = estimate_resources(result.pop_int)
         path = Path(directory) / "loihi2_resources.json"
         path.write_text(json.dumps(est, indent=1, sort_keys=True))
         return [path]
 
-    def finish(self, directory: Path) -> None:
-        """Call after the output directory is in place: raises BackendError if nothing ran on a chip."""
-        if self.missing is not None:
-            raise BackendError(f"loihi2: {self.missing}; resource estimate and compiled artifact were written "
-                               f"to {directory}")
+    def check(self, report: dict, directory: Path) -> None:
+        """Raises BackendError if nothing ran on a chip (read from the report: merged shard reports too)."""
+        info = report.get("loihi2", {})
+        if not info.get("board_run", False):
+            raise BackendError(f"loihi2: {info.get('reason', 'no board run')}; resource estimate and compiled "
+                               f"artifact were written to {directory}")

@@ -120,7 +120,8 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.description = "Re-run a compiled artifact (DIR/compiled) on data, without the ONNX file."
         p.add_argument("directory", type=Path, help="output directory of a compile run, or its compiled/ folder")
         p.add_argument("--data", type=Path, required=True)
-        p.add_argument("--target", default="sim-int", choices=("sim-int", "lava-sim"))
+        p.add_argument("--target", default="sim-int", choices=_artifact_targets(),
+                       help="a target that can re-run an integer artifact (default sim-int)")
         p.add_argument("-T", "--timesteps", type=int)
         p.add_argument("--samples", type=int)
     _verbosity(p)
@@ -134,6 +135,19 @@ class _OneLine(logging.Formatter):
         from snncompile.safeio import clean
 
         return clean(super().format(record), 4000)
+
+
+def _artifact_targets() -> tuple[str, ...]:
+    from snncompile.backends import get_backend, targets
+
+    out = []
+    for t in targets():
+        try:
+            if get_backend(t).runs_artifacts:
+                out.append(t)
+        except CompileError:  # a backend whose module cannot be imported here
+            continue
+    return tuple(out)
 
 
 def _setup_logging(args) -> None:

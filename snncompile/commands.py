@@ -51,12 +51,10 @@ def compile(args) -> int:
         artifact = result.pop_int if result.pop_int is not None else result.snn
         save_artifact(artifact, d / "compiled", extra={"target": r["target"], "timesteps": r["timesteps"],
                                                        "method": r["method"]})
-        if result.backend is not None:
-            result.backend.write(result, d)
+        result.backend.write(result, d)
 
     write_atomically(out, fill, force=args.force, protect=protect)
-    if result.backend is not None:
-        result.backend.finish(out)  # e.g. loihi2 without lava-loihi: a clear error once the files are written
+    result.backend.check(r, out)  # e.g. loihi2 without lava-loihi: a clear error once the files are written
     _summary(r, out)
     if args.json:
         print(dumps(r))
@@ -169,8 +167,9 @@ def report(args) -> int:
 def run(args) -> int:
     from snncompile.artifact import load_artifact
     from snncompile.data import check_against, load_npz
+    from snncompile.backends import get_backend
     from snncompile.evaluate import from_population_sim
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.safeio import clean
 
     for flag, v in (("--samples", args.samples), ("--timesteps", args.timesteps)):
         if v is not None and v < 1:
@@ -186,12 +185,7 @@ def run(args) -> int:
     data = data.take(0, args.samples) if args.samples else data
     check_against(data, g.shapes[g.input.name], int(np.prod(g.shapes[g.outputs[0].name])))
     T = args.timesteps or int(manifest["timesteps"])
-    if args.target == "lava-sim":
-        from snncompile.backends.lava.runner import run_lava
-
-        res = run_lava(g, data.x, T, progress=not args.quiet)
-    else:
-        res = simulate_populations(g, data.x, T, progress=not args.quiet)
+    res = get_backend(args.target).run(g, data.x, T, progress=not args.quiet)
     ev = from_population_sim(g, res, data.y, args.target)
     print(json.dumps({"target": args.target, "timesteps": T, "samples": ev.samples, "accuracy": ev.accuracy,
                       "spikes_per_sample": sum(ev.spikes.values()) / ev.samples}, indent=1), file=sys.stdout)

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from snncompile import errors
+from snncompile.backends import get_backend
 from snncompile.data import Dataset
 from snncompile.errors import BackendError, CompileError, DataError
 from snncompile.pipeline import Compiled, RunConfig, RunResult, compile_model, evaluate, shard_of
@@ -42,7 +43,6 @@ __all__ = ["LOCAL", "MAX_SHARD_SAMPLES", "default_shards", "evaluate_here", "eva
 log = logging.getLogger("snncompile")
 LOCAL = "local"  # --ray without an address: start a Ray instance on this machine
 MAX_SHARD_SAMPLES = 2048  # bounds a task's memory (Lava's source buffer holds samples x T steps)
-LAVA_TARGETS = ("lava-sim", "lava-sim-float", "loihi2")
 
 
 def run_sharded(cfg: RunConfig, *, shards: int | None = None, ray_address: str | None = None,
@@ -111,7 +111,7 @@ def evaluate_on_ray(c: Compiled, cfg: RunConfig, *, shards: int | None = None, r
     # Pickled bytes, not the object: Ray would hand every task read-only views of the parameter arrays.
     compiled = ray.put(pickle.dumps(replace(c, evals=c.evals.take(0, 0)), protocol=pickle.HIGHEST_PROTOCOL))
     options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": retries, "retry_exceptions": True,
-               **({"max_calls": 1} if cfg.target in LAVA_TARGETS else {})}
+               **({"max_calls": 1} if get_backend(cfg.target).own_process else {})}
     task = ray.remote(**options)(_evaluate_shard)
     refs = {task.remote(compiled, _shard_cfg(cfg, i, n), part): i for i, part in enumerate(parts)}
     log.info("evaluating %d samples in %d shards on Ray (%s)", len(c.evals), n,
@@ -182,13 +182,11 @@ def _checked(out: dict, i: int, n: int) -> dict:
 
 
 def _merged(c: Compiled, cfg: RunConfig, outs: list[dict], wall_s: float) -> RunResult:
-    from snncompile.backends import get_backend
-
     report = merge([out["report"] for out in outs])
     if report["samples"] != len(c.evals):
         raise RuntimeError(f"merged report counts {report['samples']} samples, {len(c.evals)} were evaluated")
     report["timing"] = {**report["timing"], **c.timing, "evaluate_wall_s": wall_s}
     log.info("merged %d shards: %d samples in %.1f s", len(outs), report["samples"], wall_s)
-    backend = None if cfg.target in ("sim", "sim-int") else get_backend(cfg.target)
+    backend = get_backend(cfg.target)  # stateless: the merged report tells check() what happened
     return RunResult(report=report, ann=c.ann, snn=c.snn, pop_float=c.pop_float, pop_int=c.pop_int,
                      scatter=outs[0]["scatter"], backend=backend)

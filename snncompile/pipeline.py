@@ -16,10 +16,10 @@ from snncompile.energy import load_constants
 from snncompile.errors import DataError
 from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim
 from snncompile.ir import IF, Graph
+from snncompile.backends import get_backend, targets
 from snncompile.report import build_report
 
 __all__ = [
-    "INTEGER_TARGETS",
     "TARGETS",
     "Compiled",
     "RunConfig",
@@ -31,8 +31,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("snncompile")
-TARGETS = ("sim", "sim-int", "lava-sim", "lava-sim-float", "loihi2", "nir", "netx")
-INTEGER_TARGETS = ("sim-int", "lava-sim", "loihi2", "netx")
+TARGETS = targets()  # every registered backend (snncompile.backends.BACKENDS)
 
 
 @dataclass
@@ -62,7 +61,7 @@ class RunResult:
     pop_float: Graph | None = None
     pop_int: Graph | None = None
     scatter: dict = field(default_factory=dict)
-    backend: object = None  # the Backend of a non-simulator target, which writes its own files
+    backend: object = None  # the target's Backend: writes its own files, checks the run
 
 
 @dataclass
@@ -109,8 +108,8 @@ def shard_of(evals: Dataset, shard: tuple[int, int] | None) -> Dataset:
 
 def _check_config(cfg: RunConfig) -> None:
     """Reject option values before any work (the CLI's argparse only checks types)."""
-    if cfg.target not in TARGETS:
-        raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(TARGETS)}")
+    if cfg.target not in targets():
+        raise DataError(f"unknown target {cfg.target!r}; choose one of {', '.join(targets())}")
     if cfg.samples is not None and cfg.samples < 1:
         raise DataError(f"--samples must be >= 1, got {cfg.samples}")
     for flag, v in (("--timesteps", cfg.timesteps), ("--calib-samples", cfg.calib_samples),
@@ -133,8 +132,10 @@ def compile_model(cfg: RunConfig) -> Compiled:
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
     from snncompile.quantize import lower_populations, quantize
+    from snncompile.quantize.profile import LOIHI2
 
     _check_config(cfg)
+    backend = get_backend(cfg.target)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     energy = load_constants(cfg.energy)
@@ -145,17 +146,17 @@ def compile_model(cfg: RunConfig) -> Compiled:
     check_against(data, ann.shapes[ann.input.name], k)
     evals, calib = _split(cfg, data)
     check_against(calib, ann.shapes[ann.input.name], k)
-    if cfg.target == "sim":  # integer targets say so when their input encoding clips (_warn_input_clipping)
+    if not backend.integer:  # integer targets say so when their input encoding clips (_warn_input_clipping)
         _warn_input_range(calib, evals)
     method = cfg.method or DEFAULT_METHOD
     t0 = time.perf_counter()
     snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
     timing = {"convert_s": time.perf_counter() - t0}
     pop_float = pop_int = None
-    if cfg.target != "sim":
+    if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
         t0 = time.perf_counter()
         pop_float = lower_populations(snn)
-        pop_int = quantize(pop_float, calib.x)
+        pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2)
         pop_int.meta["timesteps"] = cfg.timesteps
         timing["quantize_s"] = time.perf_counter() - t0
     return Compiled(ann, snn, pop_float, pop_int, snn.meta.get("method", method), energy, timing, evals)
@@ -179,11 +180,14 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     float_ev = from_float_sim(c.snn, res, evals.y, fanout(c.snn))
     timing["simulate_s"] = time.perf_counter() - t1
     log.info("SNN accuracy (float simulator, T=%d): %s", cfg.timesteps, _fmt(float_ev.accuracy))
+    backend = get_backend(cfg.target)
     out = RunResult(report={}, ann=c.ann, snn=c.snn, pop_float=c.pop_float, pop_int=c.pop_int,
-                    scatter=_scatter(c.ann, c.snn, evals.x[:32], cfg.timesteps))
-    main, int_ev, extra = float_ev, None, {}
-    if cfg.target != "sim":
-        main, int_ev, extra = _integer_and_backend(cfg, out, evals, timing)
+                    scatter=_scatter(c.ann, c.snn, evals.x[:32], cfg.timesteps), backend=backend)
+    if backend.graph == "snn":
+        main, extra = backend.evaluate(c.snn, evals, cfg, reference=float_ev)
+        int_ev = None
+    else:
+        main, int_ev, extra = _integer_and_backend(cfg, backend, out, evals, timing)
     out.report = build_report(
         model=str(cfg.model), target=cfg.target, method=c.method, seed=cfg.seed, ann_correct=ann_ok, main=main,
         float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(c.ann), energy_constants=c.energy,
@@ -196,25 +200,23 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
-def _integer_and_backend(cfg: RunConfig, out: RunResult, evals: Dataset, timing: dict):
-    from snncompile.backends import get_backend
+def _integer_and_backend(cfg: RunConfig, backend, out: RunResult, evals: Dataset, timing: dict):
+    """The fixed-point simulation (every population target's reference), then the target's own run."""
     from snncompile.sim.populations import simulate_populations
 
     t1 = time.perf_counter()
     ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress)
-    int_ev = from_population_sim(out.pop_int, ires, evals.y, "sim-int")
+    int_ev = from_population_sim(out.pop_int, ires, evals.y, "fixed-point simulator")
     timing["simulate_int_s"] = time.perf_counter() - t1
     log.info("SNN accuracy (fixed-point simulator, T=%d): %s", cfg.timesteps, _fmt(int_ev.accuracy))
     _warn_saturations(int_ev, out.pop_int)
     _warn_input_clipping(out.pop_int, evals.x)
     extra = {"quantization": out.pop_int.meta["quantization"]}
-    if cfg.target == "sim-int":
-        return int_ev, int_ev, extra
-    backend = out.backend = get_backend(cfg.target)
     t2 = time.perf_counter()
-    graph = out.pop_float if cfg.target == "lava-sim-float" else out.pop_int
+    graph = out.pop_int if backend.integer else out.pop_float
     main, bextra = backend.evaluate(graph, evals, cfg, reference=int_ev)
-    timing[f"{cfg.target}_s"] = time.perf_counter() - t2
+    if main is not int_ev:
+        timing[f"{cfg.target}_s"] = time.perf_counter() - t2
     extra.update(bextra)
     if isinstance(main, Evaluation) and graph is out.pop_int and not main.saturations:
         main.saturations = dict(int_ev.saturations)  # Lava does not count them; its run is the same integers

@@ -23,11 +23,21 @@ def spike_exact_fraction(a: Evaluation, b: Evaluation) -> float:
 
 
 class LavaBackend(Backend):
-    """Lava 0.10 CPU simulation with the custom IFSoft/Passthrough processes (Loihi2SimCfg)."""
+    """Lava 0.10 CPU simulation with the custom IFSoft/Passthrough processes (Loihi2SimCfg):
+    ``fixed_pt`` models on the integer graph (``lava-sim``), ``floating_pt`` on the float one."""
+
+    own_process = True  # Lava forks its process models; a Ray worker runs one Lava runtime and exits
 
     def __init__(self, *, fixed: bool):
         self.fixed = fixed
         self.name = "lava-sim" if fixed else "lava-sim-float"
+        self.graph = "integer" if fixed else "populations"
+        self.runs_artifacts = fixed
+
+    def run(self, graph, x, timesteps: int, *, progress: bool = False):
+        from snncompile.backends.lava.runner import run_lava
+
+        return run_lava(graph, x, timesteps, fixed=self.fixed, progress=progress)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         from snncompile.backends.lava.runner import run_lava

@@ -77,24 +77,24 @@ def test_lava_loihi_is_detected_by_its_neurocore_compiler(monkeypatch):
     assert "lava-loihi is not installed" in lava_loihi_missing()
 
 
-def test_without_lava_loihi_the_estimate_is_written_then_finish_fails(monkeypatch, tmp_path):
+def test_without_lava_loihi_the_estimate_is_written_then_check_fails(monkeypatch, tmp_path):
     monkeypatch.setattr(loihi2, "NC_COMPILER", "lava.magma.compiler.subcompilers.nc.not_there")
     backend = get_backend("loihi2")
     assert isinstance(backend, Loihi2Backend)
     main, extra = backend.evaluate(_conv_graph(), None, None, reference=None)
     assert main is None and extra["loihi2"]["board_run"] is False
     assert extra["loihi2"]["totals"]["cores"] == 2
-    [path] = backend.write(SimpleNamespace(pop_int=None), tmp_path)
+    [path] = get_backend("loihi2").write(SimpleNamespace(pop_int=_conv_graph()), tmp_path)  # no state kept
     assert path.name == "loihi2_resources.json" and json.loads(path.read_text())["totals"]["synapses"] == 213
     with pytest.raises(BackendError, match=r"^loihi2: lava-loihi is not installed .*written to " + str(tmp_path)):
-        backend.finish(tmp_path)
+        get_backend("loihi2").check(extra, tmp_path)
 
 
-def test_with_lava_loihi_the_backend_runs_on_hardware_and_finish_passes(monkeypatch, tmp_path):
+def test_with_lava_loihi_the_backend_runs_on_hardware_and_check_passes(monkeypatch, tmp_path):
     monkeypatch.setattr(loihi2, "lava_loihi_missing", lambda: None)
     ran = SimpleNamespace(accuracy=1.0)
     monkeypatch.setattr(Loihi2Backend, "_run", lambda self, g, ev, cfg, ref: (ran, {"spike_exact_fraction": 1.0}))
     backend = Loihi2Backend()
     main, extra = backend.evaluate(_conv_graph(), None, None, reference=None)
     assert main is ran and extra["loihi2"]["board_run"] is True
-    backend.finish(tmp_path)  # nothing to report
+    backend.check(extra, tmp_path)  # nothing to report

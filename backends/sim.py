@@ -1,0 +1,34 @@
+"""The simulator targets: ``sim`` (the float SNN, torch) and ``sim-int`` (the bit-exact fixed-point
+population simulator for the Loihi 2 profile). Both are the numeric oracles the other targets are
+compared against; as targets they return that reference evaluation itself."""
+
+from __future__ import annotations
+
+from snncompile.backends import Backend
+
+
+class SimBackend(Backend):
+    """The float simulator of the converted SNN graph (no lowering, no quantization)."""
+
+    name = "sim"
+    graph = "snn"
+    profile = None
+
+    def evaluate(self, graph, evals, cfg, *, reference):
+        return reference, {}
+
+
+class SimIntBackend(Backend):
+    """The fixed-point simulator of the integer population graph: what Loihi 2 computes, bit for bit."""
+
+    name = "sim-int"
+    graph = "integer"
+    runs_artifacts = True
+
+    def evaluate(self, graph, evals, cfg, *, reference):
+        return reference, {}
+
+    def run(self, graph, x, timesteps: int, *, progress: bool = False):
+        from snncompile.sim.populations import simulate_populations
+
+        return simulate_populations(graph, x, timesteps, progress=progress)

@@ -11,7 +11,8 @@
 2. **Sensitivity analysis under a budget.** For each layer and candidate N in ``candidates``
    (others at the largest candidate), S_l(N) = symmetric KL between SNN and ANN outputs on a
    calibration subset (:mod:`snncompile.convert.adafire_search`). N_l minimizes sum_l S_l(N_l)
-   subject to mean_l N_l <= ``budget``.
+   subject to mean_l N_l <= ``budget``. A candidate N that cannot fit the budget even with every
+   other layer at the smallest candidate is never chosen and is not simulated.
 3. **Sensitivity spike compression (SSC).** Per layer a threshold multiplier rho_l in
    ``ssc_ratios`` (theta_l <- rho_l theta_l, fewer spikes): minimize the network's spikes
    subject to sum_l [S_l(rho_l) - S_base] <= ``ssc_tolerance`` * S_base.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from snncompile.convert.activations import record_ann
-from snncompile.convert.adafire_search import pareto_select, sensitivity
+from snncompile.convert.adafire_search import Sensitivity, pareto_select, sensitivity
 from snncompile.convert.bias_correction import correct_bias, replay_error, with_bias
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
@@ -68,11 +69,16 @@ class _Builder:
 def _choose_bursts(b: _Builder, names, candidates, budget, x, logits, calib) -> tuple[dict, object]:
     top = max(candidates)
     base = dict.fromkeys(names, top)
-    sens = sensitivity(lambda layer, n: b.build({**base, layer: n}, {}), names, candidates, x, logits, b.T,
+    # N_l that no assignment within the budget can hold (N_l + the others at the smallest N > limit) are
+    # never chosen: they are not simulated (KL inf); the base N = top is simulated anyway
+    spare = budget * len(names) - (len(names) - 1) * min(candidates)
+    tried = [c for c in candidates if c <= spare + 1e-9 or c == top]
+    sens = sensitivity(lambda layer, n: b.build({**base, layer: n}, {}), names, tried, x, logits, b.T,
                        base=top, batch_size=calib.batch_size, device=calib.device)
-    pick = pareto_select([list(map(float, candidates))] * len(names), [sens.kl[n] for n in names],
+    kl = {n: [sens.kl[n][tried.index(c)] if c in tried else float("inf") for c in candidates] for n in names}
+    pick = pareto_select([list(map(float, candidates))] * len(names), [kl[n] for n in names],
                          budget * len(names))
-    return {n: int(candidates[j]) for n, j in zip(names, pick)}, sens
+    return {n: int(candidates[j]) for n, j in zip(names, pick)}, Sensitivity(kl, {})
 
 
 def _choose_ratios(b: _Builder, names, bursts, ratios, tolerance, x, logits, calib) -> tuple[dict, object]:
@@ -111,7 +117,7 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     with stage("ssc_search"):
         ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
     snn = b.build(bursts, ratios)
-    notes = {n: [f"burst N={bursts[n]} (KL by N: {', '.join(f'{v:.3g}' for v in s_n.kl[n])})",
+    notes = {n: [f"burst N={bursts[n]} (KL by N: {', '.join(_kl_note(v) for v in s_n.kl[n])})",
                  (f"SSC theta x{ratios[n]:g} (network spikes/sample by ratio: "
                  f"{', '.join(f'{v:.0f}' for v in s_r.spikes[n])})")] for n in names}
     with stage("bias_correction"):
@@ -123,6 +129,10 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
         lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
     iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)
+
+
+def _kl_note(v: float) -> str:
+    return f"{v:.3g}" if v != float("inf") else "over budget"
 
 
 def _bias_correction(ann: Graph, snn: Graph, calib: CalibSet, names, timesteps: int, n: int, rec,

@@ -58,7 +58,7 @@ def save_artifact(g: Graph, directory: Path, *, extra: dict | None = None) -> No
                 attrs[f.name] = _jsonable(v)
         nodes.append({"type": type(n).__name__, "name": n.name, "inputs": list(n.inputs), "attrs": attrs,
                       "arrays": arr_fields})
-    meta = {k: v for k, v in g.meta.items() if k in ("depth", "quantization", "float32_exact", "timesteps")}
+    meta = {k: v for k, v in g.meta.items() if k in ("depth", "quantization", "float32_exact", "timesteps", "stage")}
     manifest = {"format": FORMAT, "graph": g.name, "nodes": nodes, "meta": meta, **(extra or {})}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, default=float))
     np.savez_compressed(directory / "params.npz", **arrays)
@@ -250,6 +250,12 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
     if not (isinstance(depth, dict) and all(k in g.nodes and isinstance(v, int) and not isinstance(v, bool)
                                             and 0 <= v <= MAX_NODES for k, v in depth.items())):
         raise _fail(d, "meta.depth must map node names to integers in [0, number of nodes]")
+    stage = meta.get("stage", g.stage)
+    if stage not in ("ann", "snn", "populations", "integer"):
+        raise _fail(d, f"meta.stage = {str(stage)[:30]!r}, expected ann, snn, populations or integer")
+    fixed = any(getattr(n, "fixed", False) for n in g.nodes.values())
+    if (stage == "integer") != fixed:
+        raise _fail(d, f"meta.stage says {stage!r} but the nodes are {'fixed-point' if fixed else 'float'}")
     g.meta.update(meta)
     return g, manifest
 

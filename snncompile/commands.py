@@ -176,7 +176,7 @@ def run(args) -> int:
             raise DataError(f"{flag} must be >= 1, got {v}")
     d = args.directory / "compiled" if (args.directory / "compiled").is_dir() else args.directory
     g, manifest = load_artifact(d)
-    if not any(getattr(n, "fixed", False) for n in g.nodes.values()):
+    if g.stage != "integer":
         raise DataError(f"{clean(d)}: not an integer (population) artifact; compile with an integer target")
     data = load_npz(args.data, limit=args.samples)
     if args.samples is not None and args.samples > len(data):

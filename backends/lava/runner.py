@@ -36,7 +36,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     from snncompile.backends.lava.fastconv import install
     from snncompile.backends.lava.lower import build_network, to_lava
 
-    fixed = any(getattr(n, "fixed", False) for n in g.nodes.values()) if fixed is None else fixed
+    fixed = g.stage == "integer" if fixed is None else fixed
     install(fixed)  # before Lava forks its process models (see fastconv.py)
     x = np.asarray(x, np.float64)
     n = x.shape[0]

@@ -71,6 +71,21 @@ class Graph:
     def outputs(self) -> list[Output]:
         return [n for n in self.nodes.values() if isinstance(n, Output)]
 
+    @property
+    def stage(self) -> str:
+        """Which compilation stage this graph is: ``"ann"`` (imported), ``"snn"`` (converted: IF
+        nodes), ``"populations"`` (lowered, float) or ``"integer"`` (quantized for the hardware
+        profile ``meta["quantization"]["profile"]``). Lowering and quantization set
+        ``meta["stage"]``; the first two are told by the node types."""
+        if "stage" in self.meta:
+            return self.meta["stage"]
+        from snncompile.ir.neurons import IF
+        from snncompile.ir.populations import POPULATIONS
+
+        if any(isinstance(n, POPULATIONS) for n in self.nodes.values()):
+            return "integer" if any(getattr(n, "fixed", False) for n in self.nodes.values()) else "populations"
+        return "snn" if self.of_type(IF) else "ann"
+
     def users(self, name: str) -> list[Node]:
         """Nodes that consume ``name``'s output, in topological order."""
         return [self.nodes[u] for u in self.nodes if u in self._dag.succ[name]]

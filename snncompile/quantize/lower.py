@@ -77,6 +77,7 @@ def lower_populations(snn: Graph) -> Graph:
     nodes.append(Output(out.name, (pop_name[out.name],)))
     g = Graph(nodes, snn.name)
     g.meta["depth"] = depth
+    g.meta["stage"] = "populations"
     return g
 
 

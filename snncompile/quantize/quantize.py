@@ -65,6 +65,7 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
             layers.append(info)
     g = pop.replace({k: v for k, v in new.items()})
     g.meta["quantization"] = {"profile": profile.name, "input_scale": s_in, "layers": layers}
+    g.meta["stage"] = "integer"
     g.meta["float32_exact"] = all(i.get("accum_bits", 0) < 24 for i in layers)
     return g
 

@@ -70,7 +70,7 @@ def fanout(conn: DenseConn | ConvConn, in_shape: tuple[int, ...]) -> torch.Tenso
 
 def _dtype(g: Graph, dtype: str) -> torch.dtype:
     if dtype == "auto":
-        fixed = any(getattr(n, "fixed", False) for n in g.nodes.values())
+        fixed = g.stage == "integer"
         return torch.float32 if (not fixed or g.meta.get("float32_exact")) else torch.float64
     return getattr(torch, dtype)
 

@@ -131,6 +131,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     """Load, check, convert and (for non-float targets) lower and quantize; no evaluation."""
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
+    from snncompile.convert.for_target import method_for_target
     from snncompile.quantize import lower_populations, quantize
     from snncompile.quantize.profile import LOIHI2
 
@@ -148,9 +149,11 @@ def compile_model(cfg: RunConfig) -> Compiled:
     check_against(calib, ann.shapes[ann.input.name], k)
     if not backend.integer:  # integer targets say so when their input encoding clips (_warn_input_clipping)
         _warn_input_range(calib, evals)
-    method = cfg.method or DEFAULT_METHOD
+    # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only
+    method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
+                                        cfg.method_options)
     t0 = time.perf_counter()
-    snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **cfg.method_options)
+    snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
     timing = {"convert_s": time.perf_counter() - t0}
     pop_float = pop_int = None
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference

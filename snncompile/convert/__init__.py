@@ -33,6 +33,7 @@ The returned graph has every ReLU replaced by an IF node of the same name and ca
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import sys
 import time
@@ -49,7 +50,7 @@ from snncompile.convert.deng import deng_gu
 from snncompile.convert.maxpool import rewrite_maxpool
 from snncompile.convert.srp import residual_potential
 from snncompile.convert.stages import recording, timing_meta
-from snncompile.convert.to_snn import drop_boundary_ops, with_meta
+from snncompile.convert.to_snn import drop_boundary_ops, relu_names, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 from snncompile.ir.neurons import IF
@@ -129,6 +130,12 @@ def convert(graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int 
     _check_options(method, options)
     t_start = time.perf_counter()
     ann = rewrite_maxpool(drop_boundary_ops(graph), mode=maxpool)
+    if not relu_names(ann) and method != "max":
+        # nothing to spike: every method reduces to the plain conversion (the readout is the whole model)
+        logging.getLogger("snncompile").info("%s: no ReLU/Clip activation, so no spiking layer; the non-spiking "
+                                             "readout computes the whole model (method %s has nothing to tune)",
+                                             graph.name, method)
+        method, options = "max", {}
     calib = make_calib_set(ann, calib_x, calib_samples=calib_samples, batch_size=batch_size,
                            progress=progress, device=device)
     t_method = time.perf_counter()

@@ -61,7 +61,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -153,7 +155,11 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
         n = ONode(nd.name or f"{nd.op_type}_{i}", _fresh(base, taken), nd.op_type)
         _visit(b, nd, n, opset, src)
     outs = []
-    for o in g.output:
+    if len(g.output) > 1:
+        names = ", ".join(f"'{o.name}'" for o in g.output)
+        warnings.warn(f"{g.output[0].name} (Output): the model has {len(g.output)} outputs ({names}); snncompile "
+                      f"compiles the first and drops the others with the nodes only they need", stacklevel=2)
+    for o in g.output[:1]:
         v = b.values.get(o.name)
         if not isinstance(v, Act):
             raise GraphError(
@@ -162,7 +168,19 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
         outs.append(Output(_fresh(o.name, taken), (b.materialize(v).name,)))
     _check_finite(b, src)
     stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
-    return recognize_qcfs(Graph([*b.nodes.values(), *outs], name or g.name or stem or "graph"))
+    return recognize_qcfs(Graph(_needed([*b.nodes.values(), *outs]), name or g.name or stem or "graph"))
+
+
+def _needed(nodes: list) -> list:
+    """The nodes the output depends on (and the input): what an unused second output needed is dropped."""
+    by_name = {n.name: n for n in nodes}
+    keep, todo = set(), [n.name for n in nodes if isinstance(n, (Output, Input))]
+    while todo:
+        k = todo.pop()
+        if k not in keep and k in by_name:
+            keep.add(k)
+            todo.extend(by_name[k].inputs)
+    return [n for n in nodes if n.name in keep]
 
 
 def _oneline(e: BaseException) -> str:
@@ -379,8 +397,66 @@ def _check_version(n: ONode, opset: int) -> int:
     return since
 
 
+FOLD_LIMIT = 1 << 30  # bytes: the largest tensor constant folding may create (docs/robustness.md)
+_CONTROL_FLOW = ("Loop", "Scan", "If", "SequenceMap")
+
+
+def _fold_bounds(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> None:
+    """Refuse, before any work, a fold that would run a subgraph or create a tensor over FOLD_LIMIT.
+
+    Output shapes come from onnx's shape inference with the constant inputs' values (data
+    propagation); the ops whose output size is set by an input's values (ConstantOfShape, Expand,
+    Tile, Range) are also sized from those values directly."""
+    graphs = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    if nd.op_type in _CONTROL_FLOW or any(a.type in graphs for a in nd.attribute):
+        raise UnsupportedOperator(n.label, n.op, "control flow (a subgraph) cannot run as a spiking network and "
+                                  "is not evaluated, not even on constants", SUPPORTED_OPS)
+    arrays = [v.vals[0] if isinstance(v, Sym) else v for v in vals]
+    sizes = [_expanding_size(nd.op_type, arrays)]
+    try:
+        small = {t: a for t, a in zip(nd.input, arrays) if t and isinstance(a, np.ndarray) and a.size <= 64}
+        inputs = [onnx.helper.make_tensor_value_info(t, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                  for t, a in zip(nd.input, arrays) if t and isinstance(a, np.ndarray) and t not in small]
+        g = onnx.helper.make_graph([nd], "bounds", inputs, [onnx.helper.make_empty_tensor_value_info(t)
+                                                            for t in nd.output if t],
+                                   initializer=[numpy_helper.from_array(a, t) for t, a in small.items()])
+        m = onnx.shape_inference.infer_shapes(
+            onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)]), data_prop=True)
+        for o in m.graph.output:
+            t = o.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+            if t.HasField("shape") and None not in dims:
+                item = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize if t.elem_type else 4
+                sizes.append(math.prod(dims) * item)
+    except Exception:  # noqa: BLE001, S110 - inference is a best effort here; the evaluator reports real errors
+        pass
+    big = max(s for s in sizes if s is not None) if any(s is not None for s in sizes) else 0
+    if big > FOLD_LIMIT:
+        raise n.fail(f"folding this node on constant inputs would create a tensor of {big} bytes, more than the "
+                     f"limit of {FOLD_LIMIT} bytes")
+
+
+def _expanding_size(op: str, a: list) -> int | None:
+    """Bytes of the output of the ops whose output size an input's values choose (None: not one of them)."""
+    try:
+        if op == "ConstantOfShape" and a and isinstance(a[0], np.ndarray):
+            return int(np.prod(a[0].astype(np.float64))) * 4
+        if op == "Expand" and len(a) == 2:
+            shape = np.broadcast_shapes(a[0].shape, tuple(int(v) for v in a[1]))
+            return math.prod(shape) * a[0].dtype.itemsize
+        if op == "Tile" and len(a) == 2:
+            return int(a[0].size * np.prod(a[1].astype(np.float64))) * a[0].dtype.itemsize
+        if op == "Range" and len(a) == 3:
+            start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in a)
+            return max(0, math.ceil((limit - start) / delta)) * 8 if delta else None
+    except (ValueError, TypeError, OverflowError, AttributeError, IndexError):
+        return None
+    return None
+
+
 def _fold(nd: onnx.NodeProto, vals: list, n: ONode, opset: int) -> dict[str, np.ndarray | Sym]:
     """Evaluate a node on constant inputs, once per trial batch size if any input depends on it."""
+    _fold_bounds(nd, vals, n, opset)
     k = max((len(v.vals) for v in vals if isinstance(v, Sym)), default=1)
     outs = [t for t in nd.output if t]
     if nd.op_type in CONST_FOLDS and k == 1:  # exact numpy folds (onnx.reference lacks some versions)

@@ -13,7 +13,7 @@ DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib exam
 all: test
 
 # torch first (the CPU wheel: any other torch pulls a multi-GB CUDA build), then lava-nc with its pins
-# (it declares python<3.11; snncompile/lava_compat.py makes it work on 3.11), then the rest.
+# (it declares python<3.11; backends/lava/compat.py makes it work on 3.11), then the rest.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0

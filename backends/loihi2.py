@@ -90,7 +90,7 @@ CONSTANTS: dict[str, Constant] = {
 
 def lava_loihi_missing() -> str | None:
     """Why no Loihi 2 board run is possible here (None if lava-loihi's NeuroCore compiler imports)."""
-    from snncompile.lava_compat import apply
+    from snncompile.backends.lava.compat import apply
 
     apply()
     try:

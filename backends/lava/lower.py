@@ -17,7 +17,7 @@ import numpy as np
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
-from snncompile.lava_compat import apply
+from snncompile.backends.lava.compat import apply
 
 __all__ = ["LavaNetwork", "build_network", "lava_shape", "to_lava"]
 

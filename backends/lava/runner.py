@@ -2,7 +2,7 @@
 
 Compiles once and streams all samples back to back (each neuron process resets itself every T
 steps, offset by its depth), in chunks so progress can be shown per sample. The runtime is always
-stopped, also on errors and Ctrl-C (``snncompile.lava_compat.stop`` avoids Lava's hang when a
+stopped, also on errors and Ctrl-C (``snncompile.backends.lava.compat.stop`` avoids Lava's hang when a
 process model raised).
 """
 
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from snncompile.errors import BackendError
 from snncompile.ir import Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Relay, Source
-from snncompile.lava_compat import apply, child_tracebacks, stop
+from snncompile.backends.lava.compat import apply, child_tracebacks, stop
 from snncompile.sim.populations import PopulationResult, fanout
 
 __all__ = ["run_lava"]

@@ -265,7 +265,7 @@ def _import_netx(monkeypatch):
         found = False
     if not found:
         pytest.skip("lava-dl is not installed (pip install --no-deps lava-dl==0.6.0 opencv-python-headless ninja)")
-    from snncompile.lava_compat import apply
+    from snncompile.backends.lava.compat import apply
 
     apply()
     if importlib.util.find_spec("torchvision") is None:  # lava-dl imports it only for object detection
@@ -310,7 +310,7 @@ def test_netx_file_runs_in_lava_dl_like_the_hard_reset_reference(tmp_path, monke
     from lava.proc.io.source import RingBuffer as SourceBuffer
     from snncompile.backends.lava.lower import to_lava
 
-    from snncompile.lava_compat import stop
+    from snncompile.backends.lava.compat import stop
 
     _, q, x = _graphs(build_conv_chain)
     write_netx(q, tmp_path / "m.net")

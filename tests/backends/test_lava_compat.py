@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snncompile import lava_compat
+from snncompile.backends.lava import compat as lava_compat
 
 LAVA_COMPAT_FILE = Path(lava_compat.__file__)
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("lava")
 
-from snncompile.lava_compat import apply
+from snncompile.backends.lava.compat import apply
 
 apply()
 

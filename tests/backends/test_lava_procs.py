@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from snncompile.backends.lava.procs import IFSoft, Passthrough
 
-from snncompile import lava_compat
+from snncompile.backends.lava import compat as lava_compat
 
 lava_compat.apply()
 

@@ -67,7 +67,7 @@ def test_cores_follow_the_neuron_and_memory_limits():
 
 
 def test_lava_loihi_is_detected_by_its_neurocore_compiler(monkeypatch):
-    from snncompile.lava_compat import import_lava
+    from snncompile.backends.lava.compat import import_lava
 
     assert import_lava("lava.magma.core.run_configs").Loihi2HwCfg  # importable without lava-loihi: not the test
 

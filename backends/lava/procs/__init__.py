@@ -7,7 +7,7 @@ standalone module, so those modules import only numpy and Lava, with absolute im
 ``AbstractProcess`` pulls in the module the shim fixes.
 """
 
-from snncompile.lava_compat import apply as _apply_lava_shim
+from snncompile.backends.lava.compat import apply as _apply_lava_shim
 
 _apply_lava_shim()
 

@@ -42,7 +42,7 @@ shared-memory block. The child tracebacks, which Lava only logs at INFO level, a
 
 Usage (children inherit the patched modules: Lava forks)::
 
-    from snncompile import lava_compat
+    from snncompile.backends.lava import compat as lava_compat
     lava_compat.apply()                  # idempotent, thread-safe
     from lava.proc.lif.process import LIF
     ...

@@ -185,7 +185,7 @@ def write_netx(g: Graph, path: Path) -> dict:
     import h5py
 
     steps = chain(g)
-    if not any(getattr(n, "fixed", False) for n in g.nodes.values()):
+    if g.stage != "integer":
         raise BackendError(f"{g.name}: netx needs the integer (quantized) population graph")
     src = next(n for n in g.nodes.values() if isinstance(n, Source))
     params = [_population_params(g, c, p) for c, p in steps]

@@ -84,7 +84,8 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
             procs[node.name] = IFSoft(
                 shape=lava_shape(shape), vth=to_lava(node.theta, shape), bias_mant=to_lava(node.bias, shape),
                 bias_exp=node.bias_exp, v0=to_lava(node.v0, shape), max_spikes=node.max_spikes, period=T,
-                offset=depth[node.name], act_shift=node.shift, n_windows=n, srp_steps=node.srp_steps,
+                offset=depth[node.name], act_shift=node.shift, vth_shift=node.vth_shift,
+                v_max=node.v_max, n_windows=n, srp_steps=node.srp_steps,
                 srp_level=to_lava(node.srp_level(), shape), name=_safe(node.name))
             _connect_inputs(g, node, procs, Dense, Conv, fixed)
         elif isinstance(node, (Readout, Relay)):

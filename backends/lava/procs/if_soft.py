@@ -111,6 +111,8 @@ class IFSoft(AbstractProcess):
         max_spikes: int = 1,
         offset: int = 0,
         act_shift: int = ACT_SHIFT,
+        vth_shift: int = VTH_SHIFT,
+        v_max: int = V_MAX,
         n_windows: int = 1,
         srp_steps: int = 0,
         srp_level: float | np.ndarray = 0,
@@ -123,6 +125,8 @@ class IFSoft(AbstractProcess):
             period=period,
             offset=offset,
             act_shift=act_shift,
+            vth_shift=vth_shift,
+            v_max=v_max,
             n_windows=n_windows,
             srp_steps=srp_steps,
             name=name,
@@ -136,8 +140,10 @@ class IFSoft(AbstractProcess):
         _check_schedule(label, max_spikes=max_spikes, period=period, offset=offset)
         if np.any(vth <= 0):
             raise ValueError(f"{label}: vth must be > 0, got min {vth.min()}")
-        if np.any(np.abs(v0) > V_MAX):
-            raise ValueError(f"{label}: |v0| must be <= 2**23 - 1, got max {np.abs(v0).max()}")
+        if not 0 < int(v_max) <= V_MAX:
+            raise ValueError(f"{label}: v_max must be in (0, 2**23 - 1], got {v_max}")
+        if np.any(np.abs(v0) > v_max):
+            raise ValueError(f"{label}: |v0| must be <= v_max = {v_max}, got max {np.abs(v0).max()}")
         if int(bias_exp) != bias_exp:
             raise ValueError(f"{label}: bias_exp must be an integer, got {bias_exp}")
         if int(srp_steps) != srp_steps or not 0 <= srp_steps < period:
@@ -179,6 +185,8 @@ class _IFSoftModel(PyLoihiProcessModel):
         self._period = int(self.proc_params["period"])
         self._offset = int(self.proc_params["offset"])
         self._shift = int(self.proc_params.get("act_shift", ACT_SHIFT))
+        self._vth_shift = int(self.proc_params.get("vth_shift", VTH_SHIFT))  # the population's, not a constant
+        self._v_max = int(self.proc_params.get("v_max", V_MAX))
         self._srp = int(self.proc_params.get("srp_steps", 0))
 
     def run_spk(self) -> None:
@@ -226,8 +234,8 @@ class PyIFSoftModelFixed(_IFSoftModel):
         bias = self.bias_mant.astype(np.int64)
         bias = bias << exp if exp >= 0 else bias >> -exp
         v = self.v.astype(np.int64) + (a_in.astype(np.int64) << self._shift) + bias
-        v = np.clip(v, V_MIN, V_MAX)
-        theta = self.vth.astype(np.int64) << VTH_SHIFT
+        v = np.clip(v, -self._v_max, self._v_max)
+        theta = self.vth.astype(np.int64) << self._vth_shift
         n = np.clip(v // theta, 0, self._n_max)
         self.v[:] = v - n * theta
         return n.astype(np.int32)

@@ -20,6 +20,8 @@ __all__ = [
     "MnistReLU6",
     "MnistConcat",
     "MnistFunctional",
+    "MnistQCFS",
+    "QCFS",
     "MODELS",
     "build_model",
 ]
@@ -163,6 +165,44 @@ class MnistFunctional(nn.Module):
         return self.fc2(x)
 
 
+class _FloorSTE(torch.autograd.Function):
+    """floor(x) forward, identity gradient (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        return grad
+
+
+class QCFS(nn.Module):
+    """Quantization-clip-floor-shift activation (Bu et al., ICLR 2022) with L levels and a trained ceiling:
+
+    h(x) = lam / L * clip(floor(x * L / lam + 1/2), 0, L)
+
+    written as QCFS's reference code does: x / lam -> clamp(0, 1) -> floor(x * L + 1/2) / L -> * lam.
+    """
+
+    def __init__(self, levels: int = 4, lam: float = 8.0) -> None:
+        super().__init__()
+        self.levels = levels
+        self.lam = nn.Parameter(torch.tensor([lam]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp(x / self.lam, 0, 1)
+        x = _FloorSTE.apply(x * self.levels + 0.5) / self.levels
+        return x * self.lam
+
+
+class MnistQCFS(MnistCNN):
+    """``mnist_cnn`` with every activation a QCFS quantized clipped ReLU (L = 4), trained as such."""
+
+    def __init__(self) -> None:
+        super().__init__(act=QCFS)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "mnist_mlp": MnistMLP,
     "mnist_cnn": MnistCNN,
@@ -170,6 +210,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "mnist_relu6": MnistReLU6,
     "mnist_concat": MnistConcat,
     "mnist_functional": MnistFunctional,
+    "mnist_qcfs": MnistQCFS,
 }
 
 

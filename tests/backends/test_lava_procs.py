@@ -131,6 +131,24 @@ def test_ifsoft_fixed_matches_reference(n_max):
     assert np.all(out[OFFSET:, 0] == 1) and np.all(out[:, 1] == 0)
 
 
+def test_ifsoft_reads_threshold_shift_and_membrane_bound_from_its_population():
+    """vth_shift and v_max are parameters (the population's), not the profile's constants 6 and 2**23-1:
+    with vth_shift=2, vth=5 the threshold is 20 membrane units; with v_max=100 the membrane saturates at 100."""
+    n = 2
+    data = np.zeros((n, 10), np.int32)
+    data[0, :] = 1  # + (1 << 6) = 64 per step at threshold 20: fires 3 times per step (burst N=4), keeps 4
+    data[1, :] = 10  # + 640 per step, saturates at v_max = 100 before firing (threshold 5 << 2 = 20)
+    proc = IFSoft(shape=(n,), vth=5, period=100, vth_shift=2, v_max=100, max_spikes=4)
+    out, v = drive(proc, data, "fixed_pt", read_v=True)
+    want, vv = [], 0
+    for _ in range(9):  # neuron 0 by hand: v += 64, n = min(v // 20, 4), v -= 20 n
+        vv += 64
+        want.append(min(vv // 20, 4))
+        vv -= 20 * want[-1]
+    assert out[1:, 0].tolist() == want and want[:5] == [3, 3, 3, 3, 4]
+    assert out[1:, 1].tolist() == [4] * 9 and v[1] == 100 - 4 * 20
+
+
 def test_ifsoft_fixed_negative_bias_exp_floors():
     """bias_mant << bias_exp with bias_exp < 0 is an arithmetic right shift: -5 >> 1 = -3."""
     n = 4

@@ -23,6 +23,7 @@ log = logging.getLogger("snncompile")
 EPILOG = """examples:
   snncompile examples/mnist_cnn.onnx --target lava-sim --data examples/data/mnist_test.npz --samples 50
   snncompile model.onnx --target sim --data test.npz --calib calib.npz --method calib-light -T 8 --json
+  snncompile model.onnx --data test.npz --calib calib.npz --optimize energy --max-drop 0.5   (search method x T)
   snncompile inspect model.onnx
   snncompile compare baseline/report.json new.snn --max-accuracy-drop 0.5 --max-spike-increase 10%
   snncompile report model.snn
@@ -55,8 +56,15 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="evaluation data: .npz with 'x' (N, *input_shape) float and optional 'y' (N,) labels")
     p.add_argument("--calib", type=Path, help="calibration data (.npz, 'x'); default: samples of --data "
                                                "that are not evaluated")
-    p.add_argument("--method", help="conversion method (default: the recommended one; see docs/methods.md)")
-    p.add_argument("-T", "--timesteps", type=int, default=32, help="time steps per sample (default 32)")
+    p.add_argument("--method", help="conversion method (default: searched with T, see --optimize; methods in "
+                                    "docs/methods.md)")
+    p.add_argument("-T", "--timesteps", type=int, help="time steps per sample (default: searched, see --optimize)")
+    p.add_argument("--optimize", choices=("energy", "latency", "accuracy"),
+                   help="search method x T (those not fixed by --method/-T) on a validation split of the "
+                        "calibration data and deploy the candidate with the least energy per sample, the fewest "
+                        "steps, or the best accuracy; energy, within --max-drop, when none of the three is given")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+                   help="accuracy budget of the search: points of validation accuracy below the ANN (default 1.0)")
     p.add_argument("--calib-samples", type=int, default=256, help="calibration samples (default 256)")
     p.add_argument("--samples", type=int, help="evaluate only the first N samples of --data")
     p.add_argument("--out", type=Path, help="output directory (default: <model-stem>.snn/)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,8 +41,8 @@ class RunConfig:
     data: Path
     target: str = "sim"
     calib: Path | None = None
-    method: str | None = None
-    timesteps: int = 32
+    method: str | None = None  # None: searched (snncompile.search)
+    timesteps: int | None = None  # None: searched; compile_model sets the chosen T here for the rest of the run
     calib_samples: int = 256
     samples: int | None = None
     seed: int = 0
@@ -51,6 +52,8 @@ class RunConfig:
     progress: bool = True
     method_options: dict = field(default_factory=dict)
     shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n contiguous slices of the samples
+    objective: str | None = None  # --optimize energy|latency|accuracy (None: energy when anything is searched)
+    max_drop: float = 1.0  # --max-drop: accuracy budget of the search, points below the ANN on validation data
 
 
 @dataclass
@@ -76,9 +79,54 @@ class Compiled:
     energy: dict
     timing: dict
     evals: Dataset  # all samples to evaluate (before sharding)
+    search: dict | None = None  # the report's ``search`` section when method or T was searched
 
 
-def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
+VALIDATION_SAMPLES = 1000  # at most: the search's validation split, after the calibration samples
+MIN_VALIDATION = 100  # fewer samples after the calibration ones: the calibration set itself is split
+
+
+def _searching(cfg: RunConfig) -> bool:
+    return cfg.method is None or cfg.timesteps is None
+
+
+def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset, Dataset | None]:
+    """(evaluated, calibration, validation) samples; validation (for the search only) never overlaps the
+    evaluated ones: it follows the calibration samples in their source (see :func:`_validation`)."""
+    evals, calib = _split_calib(cfg, data)
+    if not _searching(cfg):
+        return evals, calib, None
+    if cfg.calib is not None:
+        source = load_npz(cfg.calib, limit=cfg.calib_samples + VALIDATION_SAMPLES)
+        rest = source.take(len(calib), min(len(source), len(calib) + VALIDATION_SAMPLES))
+    else:
+        start = len(evals) + len(calib)
+        rest = data.take(start, min(len(data), start + VALIDATION_SAMPLES))
+    return (evals, *_validation(calib, rest))
+
+
+def _validation(calib: Dataset, rest: Dataset) -> tuple[Dataset, Dataset]:
+    """(calibration, validation): the samples after the calibration ones when there are at least
+    MIN_VALIDATION of them, else the last quarter of the calibration samples (the first three quarters
+    calibrate, for every candidate and the deployed SNN alike)."""
+    if len(rest) >= MIN_VALIDATION:
+        log.info("search: validating on %d samples after the %d calibration samples (%s)", len(rest), len(calib),
+                 rest.source)
+        return calib, rest
+    if len(calib) < 2:
+        warnings.warn(f"search: only {len(calib)} calibration sample and {len(rest)} after it; the candidates are "
+                      f"scored on the calibration sample itself (pass --calib with more samples)", stacklevel=3)
+        return calib, calib
+    k = max(1, len(calib) // 4)
+    fit, val = calib.take(0, len(calib) - k), calib.take(len(calib) - k, len(calib))
+    warnings.warn(f"search: only {len(rest)} samples follow the {len(calib)} calibration samples in their source "
+                  f"(fewer than {MIN_VALIDATION}); the last {k} of them validate ({val.source}) and the first "
+                  f"{len(fit)} calibrate; pass --calib with more samples for a separate validation split",
+                  stacklevel=3)
+    return fit, val
+
+
+def _split_calib(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
     n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
     if cfg.samples is not None and cfg.samples > len(data) and cfg.calib is not None:
         warnings.warn(f"--samples {cfg.samples}: {data.source} holds only {len(data)} samples; evaluating "
@@ -114,8 +162,15 @@ def _check_config(cfg: RunConfig) -> None:
         raise DataError(f"--samples must be >= 1, got {cfg.samples}")
     for flag, v in (("--timesteps", cfg.timesteps), ("--calib-samples", cfg.calib_samples),
                     ("--batch-size", cfg.batch_size)):
-        if v < 1:
+        if v is not None and v < 1:
             raise DataError(f"{flag} must be >= 1, got {v}")
+    from snncompile.search import OBJECTIVES
+
+    if cfg.objective is not None and cfg.objective not in OBJECTIVES:
+        raise DataError(f"--optimize {cfg.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if isinstance(cfg.max_drop, bool) or not isinstance(cfg.max_drop, (int, float)) \
+            or not (math.isfinite(cfg.max_drop) and 0 <= cfg.max_drop <= 100):
+        raise DataError(f"--max-drop {cfg.max_drop!r}: expected points of accuracy, a number in [0, 100]")
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:
@@ -136,25 +191,41 @@ def compile_model(cfg: RunConfig) -> Compiled:
     from snncompile.quantize.profile import LOIHI2
 
     _check_config(cfg)
+    if cfg.objective is None and cfg.method is None and cfg.timesteps is None:
+        log.info("no --optimize, -T or --method: searching method x T for the least energy per sample within "
+                 "--max-drop %g points of the ANN's validation accuracy (--optimize energy); -T N --method M "
+                 "convert once", cfg.max_drop)
     backend = get_backend(cfg.target)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     energy = load_constants(cfg.energy)
     ann = load_onnx(cfg.model)
-    need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples)
+    need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples + (
+        VALIDATION_SAMPLES if _searching(cfg) else 0))
     data = load_npz(cfg.data, limit=need)
     k = int(np.prod(ann.shapes[ann.outputs[0].name]))
     check_against(data, ann.shapes[ann.input.name], k)
-    evals, calib = _split(cfg, data)
+    evals, calib, val = _split(cfg, data)
     check_against(calib, ann.shapes[ann.input.name], k)
+    if val is not None:
+        check_against(val, ann.shapes[ann.input.name], k)
     if not backend.integer:  # integer targets say so when their input encoding clips (_warn_input_clipping)
         _warn_input_range(calib, evals)
     # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only
-    method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
-                                        cfg.method_options)
-    t0 = time.perf_counter()
-    snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
-    timing = {"convert_s": time.perf_counter() - t0}
+    found = None
+    if val is not None:
+        found = _search(cfg, ann, calib, val, energy, backend)
+        cfg.timesteps = found.chosen.timesteps  # the rest of the run (quantization, evaluation) at the chosen T
+        snn, method = found.chosen.snn, found.chosen.method
+        timing = {"search_s": found.seconds, "convert_s": found.chosen.convert_seconds}
+    else:
+        if cfg.objective is not None:
+            log.info("--optimize %s: -T and --method fix both dimensions, nothing to search", cfg.objective)
+        method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
+                                            cfg.method_options)
+        t0 = time.perf_counter()
+        snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
+        timing = {"convert_s": time.perf_counter() - t0}
     pop_float = pop_int = None
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
         t0 = time.perf_counter()
@@ -162,7 +233,27 @@ def compile_model(cfg: RunConfig) -> Compiled:
         pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2)
         pop_int.meta["timesteps"] = cfg.timesteps
         timing["quantize_s"] = time.perf_counter() - t0
-    return Compiled(ann, snn, pop_float, pop_int, snn.meta.get("method", method), energy, timing, evals)
+    return Compiled(ann, snn, pop_float, pop_int, snn.meta.get("method", method), energy, timing, evals,
+                    None if found is None else found.as_report())
+
+
+def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: dict, backend):
+    """Search method and/or T (snncompile.search) on the validation split; the chosen candidate keeps its SNN."""
+    from snncompile.convert.for_target import method_for_target
+    from snncompile.search import search
+
+    objective = cfg.objective or "energy"
+    found = search(ann, calib.x, val.x, val.y, energy, objective=objective, max_drop=cfg.max_drop,
+                   method=cfg.method, timesteps=cfg.timesteps, options=cfg.method_options, seed=cfg.seed,
+                   adapt=lambda m, o: method_for_target(cfg.target, backend.supports, m, o),
+                   batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress,
+                   validation=f"{len(val)} samples {val.source} (calibration: {calib.source})")
+    c = found.chosen
+    ratio = found.ann_energy / c.energy if c.energy else float("inf")
+    log.info("search (%s, --max-drop %g): %s T=%d, validation accuracy %.2f %% (ANN %.2f %%), %.3e J/sample "
+             "(ANN/SNN = %.2fx), %d candidates in %.1f s", objective, cfg.max_drop, c.method, c.timesteps,
+             100 * c.accuracy, 100 * found.ann_accuracy, c.energy, ratio, len(found.candidates), found.seconds)
+    return found
 
 
 def run(cfg: RunConfig) -> RunResult:
@@ -194,7 +285,8 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     out.report = build_report(
         model=str(cfg.model), target=cfg.target, method=c.method, seed=cfg.seed, ann_correct=ann_ok, main=main,
         float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(c.ann), energy_constants=c.energy,
-        conversion=list(c.snn.meta.get("conversion_log", [])), timing=timing, extra=extra,
+        conversion=list(c.snn.meta.get("conversion_log", [])), timing=timing,
+        extra={**extra, **({"search": c.search} if c.search is not None else {})},
         shard=None if cfg.shard is None else f"{cfg.shard[0]}/{cfg.shard[1]}")
     return out
 

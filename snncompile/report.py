@@ -226,9 +226,41 @@ def render_markdown(r: dict) -> str:
     if "lava" in r and "spike_exact_fraction" in r["lava"]:
         lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the fixed-point simulator on "
                   f"{100 * float(r['lava']['spike_exact_fraction']):.1f} % of samples.")]
+    if isinstance(r.get("search"), dict):
+        lines += _search_markdown(r["search"])
     timing = ", ".join(f"{md(k, 60)} {v:.2f} s" for k, v in r["timing"].items() if isinstance(v, (int, float)))
     lines += ["", f"Timing: {timing}.", ""]
     return "\n".join(lines)
+
+
+def _search_markdown(s: dict) -> list[str]:
+    """The search section of report.md: objective, budget, validation data and every candidate."""
+    from snncompile.safeio import md
+
+    c, ann_e = s["chosen"], s["ann_joules_per_sample"]
+    ref = "agreement with the ANN's predictions" if s["reference"] == "ann" else "accuracy against the labels"
+    fixed = ", ".join(f"{k} fixed to {md(v)}" for k, v in s["fixed"].items() if v is not None) or "nothing fixed"
+    lines = ["", "## Search", "",
+             (f"Objective `{md(s['objective'])}`, budget {s['max_drop']:g} points below the ANN's validation "
+              f"accuracy ({_pct(s['ann_accuracy'])}; {ref}) on {int(s['validation_samples'])} validation samples: "
+              f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
+              f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
+              f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."), "",
+             "| method | T | validation accuracy | spikes/sample | synops/sample | energy J/sample | ANN/SNN | "
+             "in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for k in s["candidates"]:
+        mark = " **(chosen)**" if (k["method"], k["timesteps"]) == (c["method"], c["timesteps"]) else ""
+        ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
+        lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} | {_pct(k['accuracy'])} | "
+                     f"{k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
+                     f"{ratio} | {'yes' if k['within_budget'] else 'no'} | {k['seconds']:.2f} |")
+    if s.get("skipped"):
+        groups: dict[tuple[str, str], list[int]] = {}
+        for k in s["skipped"]:
+            groups.setdefault((k["method"], k["reason"]), []).append(int(k["timesteps"]))
+        lines += ["", "Not converted: " + "; ".join(f"{md(m)} T = {', '.join(map(str, ts))} ({md(why, 120)})"
+                                                    for (m, why), ts in groups.items()) + "."]
+    return lines
 
 
 def _label(text: object, limit: int = 60) -> str:
@@ -272,7 +304,38 @@ def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndar
         for ax in list(axes.flat)[len(scatter):]:
             ax.axis("off")
         paths.append(_save(fig, out / "activations_vs_rates.png", plt))
+    if isinstance(r.get("search"), dict):
+        paths.append(_frontier_plot(r["search"], out / "frontier.png", plt))
     return paths
+
+
+def _frontier_plot(s: dict, path: Path, plt) -> Path:
+    """frontier.png: validation accuracy vs energy per sample (log x) of every candidate, one marker per
+    method, the chosen point circled, the ANN's energy a vertical line and its accuracy a horizontal one."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = list(dict.fromkeys(k["method"] for k in s["candidates"]))
+    for i, m in enumerate(methods):
+        pts = sorted((k["joules_per_sample"], 100 * k["accuracy"], k["timesteps"]) for k in s["candidates"]
+                     if k["method"] == m and k["joules_per_sample"] > 0)
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="osd^v<>"[i % 7], ls="-", lw=0.8,
+                label=_label(m, 40))
+        for e, a, t in pts:
+            ax.annotate(f"{t}", (e, a), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    c = s["chosen"]
+    if c["joules_per_sample"] > 0:
+        ax.scatter([c["joules_per_sample"]], [100 * c["accuracy"]], s=160, facecolors="none", edgecolors="r",
+                   linewidths=2, zorder=5, label=_label(f"chosen: {c['method']} T={c['timesteps']}", 60))
+    ax.axvline(s["ann_joules_per_sample"], color="k", ls="--", lw=1, label="ANN energy")
+    ax.axhline(100 * s["ann_accuracy"], color="gray", ls=":", lw=1, label="ANN accuracy")
+    if s["objective"] != "accuracy":
+        ax.axhline(100 * s["ann_accuracy"] - s["max_drop"], color="gray", ls="-.", lw=0.8,
+                   label=f"budget (-{s['max_drop']:g} points)")
+    ax.set(xscale="log", xlabel="energy per sample (J)", ylabel="validation accuracy (%)",
+           title=f"accuracy vs energy (numbers: T); objective {_label(s['objective'], 20)}")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path, plt)
 
 
 def _save(fig, path: Path, plt) -> Path:

@@ -10,15 +10,20 @@ computed on the subsample (exact when the layer produced at most k values).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.stages import stage
 from snncompile.ir import Graph
 
-__all__ = ["RESERVOIR", "AnnRecord", "LayerStats", "collect_activations", "record_ann"]
+__all__ = ["RESERVOIR", "AnnRecord", "LayerStats", "collect_activations", "record_ann", "shared_ann_pass"]
 
 RESERVOIR = 65536  # values kept per layer (split over channels when per_channel)
 
@@ -72,8 +77,51 @@ def record_ann(graph: Graph, calib: CalibSet, names: list[str], *, per_channel: 
     """One ANN pass: the layer statistics of :func:`collect_activations`, the outputs of every sample
     and the full activations of ``names`` on the first ``keep`` samples (the subset the layer-wise
     calibrations measure their errors on)."""
-    with stage("ann_pass"):
-        return _record_ann(graph, calib, names, per_channel, reservoir, seed, keep)
+    memo = _SHARED.get()
+    if memo is None:
+        with stage("ann_pass"):
+            return _record_ann(graph, calib, names, per_channel, reservoir, seed, keep)
+    key = (_fingerprint(graph, calib), tuple(names), per_channel, reservoir, seed)
+    rec = memo.get(key)
+    if rec is None or min(keep, len(calib)) > _kept(rec):
+        with stage("ann_pass"):
+            rec = memo[key] = _record_ann(graph, calib, names, per_channel, reservoir, seed, keep)
+    head = {n: v[:keep] for n, v in rec.head.items()} if keep > 0 else {}
+    return AnnRecord(rec.stats, rec.logits, head)
+
+
+_SHARED: ContextVar[dict | None] = ContextVar("snncompile_shared_ann_pass", default=None)
+
+
+@contextmanager
+def shared_ann_pass() -> Iterator[None]:
+    """Within this context, :func:`record_ann` runs the ANN over a calibration set once per graph,
+    calibration samples, layers and statistics options, and hands every later conversion the same
+    record (the statistics do not depend on ``keep``; a larger ``keep`` re-records). Used by the
+    frontier search (:mod:`snncompile.search`), which converts one ANN for many methods and T.
+    The record is shared, not copied: conversions read it and never modify it."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _kept(rec: AnnRecord) -> int:
+    return min((int(v.shape[0]) for v in rec.head.values()), default=0)
+
+
+def _fingerprint(graph: Graph, calib: CalibSet) -> tuple:
+    """What a record depends on: the graph's nodes, shapes and weights, and the calibration samples."""
+    h = hashlib.blake2b(digest_size=16)
+    for n in graph.nodes.values():
+        h.update(f"{n.name}|{n.op}|{graph.shapes.get(n.name)}|{list(n.inputs)}".encode())
+        for attr in ("weight", "bias"):
+            w = getattr(n, attr, None)
+            if w is not None:
+                h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+    h.update(np.ascontiguousarray(calib.x.numpy()).tobytes())
+    return h.hexdigest(), tuple(calib.x.shape)
 
 
 def _record_ann(graph, calib, names, per_channel, reservoir, seed, keep) -> AnnRecord:

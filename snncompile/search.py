@@ -1,0 +1,255 @@
+"""The accuracy-energy frontier: convert candidates (method x T), score each on validation data and
+deploy the best one for an objective within an accuracy budget (issue 19).
+
+``search(ann, calib_x, val_x, val_y, energy, objective=..., max_drop=...)`` converts the ANN with
+every candidate method for every T of :data:`TIMESTEPS` (``method`` or ``timesteps`` fixes that
+dimension), simulates each SNN on the validation samples and measures its top-1 accuracy, spikes,
+synaptic operations and energy per sample (:func:`snncompile.energy.estimate` with the chosen
+constants; neuron updates = neurons x T, as in the report). The validation samples must not be the
+evaluation data: the pipeline takes them from the calibration source, after the calibration samples.
+
+Budget: a candidate is *within budget* when its validation accuracy is at least the ANN's
+validation accuracy minus ``max_drop`` points (without labels, accuracy is agreement with the ANN's
+predictions and the ANN scores 100 %). Objectives:
+
+* ``energy``: the within-budget candidate with the least energy per sample;
+* ``latency``: the within-budget candidate with the fewest steps per sample (pre-steps + T);
+* ``accuracy``: the most accurate candidate (the budget is not used).
+
+Ties go to the more accurate, then the cheaper, then the faster candidate, then the earlier method of
+the list. When no candidate is within budget, the most accurate one is deployed with a warning.
+
+Shared work: the ANN's pass over the calibration set is recorded once for all candidates
+(:func:`snncompile.convert.activations.shared_ann_pass`); a method whose conversion does not depend
+on T (:data:`T_INDEPENDENT`) is converted and simulated once at the largest T, every smaller T read
+from that run (:meth:`snncompile.sim.SimResult.truncated`). Each candidate's conversion starts from
+the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the
+deployed SNN is the one ``--method M -T N`` builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from snncompile.energy import estimate
+from snncompile.errors import CompileError, DataError
+from snncompile.ir import Graph
+
+__all__ = ["OBJECTIVES", "SEARCH_METHODS", "T_INDEPENDENT", "TIMESTEPS", "Candidate", "SearchResult", "search"]
+
+log = logging.getLogger("snncompile")
+
+OBJECTIVES = ("energy", "latency", "accuracy")
+TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
+# The methods searched by default: those that were ever on the accuracy-energy frontier of the example
+# models (docs/methods.md, "Choosing method and T"); the others (max, percentile, mse, deng, srp) never
+# were, at any T in TIMESTEPS, and --method still selects any of them.
+SEARCH_METHODS = ("calib-light", "calib-light+pc", "adafire")
+T_INDEPENDENT = frozenset({"max", "percentile"})  # thresholds from the activation distribution alone
+
+
+@dataclass
+class Candidate:
+    """One converted SNN scored on the validation samples (counts and energy per sample)."""
+
+    method: str
+    timesteps: int
+    accuracy: float  # validation top-1 accuracy (or agreement with the ANN without labels)
+    spikes: float
+    synops: float
+    energy: float  # joules per sample under the run's energy constants
+    steps: int  # pre-steps + T: the latency in steps
+    seconds: float  # this candidate's conversion and validation simulation (shared runs split evenly)
+    within_budget: bool = False
+    convert_seconds: float = 0.0  # the conversion's part of ``seconds``
+    snn: Graph | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "timesteps": self.timesteps, "accuracy": self.accuracy,
+                "spikes_per_sample": self.spikes, "synops_per_sample": self.synops,
+                "joules_per_sample": self.energy, "steps": self.steps, "seconds": round(self.seconds, 4),
+                "within_budget": self.within_budget}
+
+
+@dataclass
+class SearchResult:
+    """The candidates of one search and the one chosen."""
+
+    objective: str
+    max_drop: float  # points
+    ann_accuracy: float  # on the validation samples (1.0 = agreement reference without labels)
+    ann_energy: float  # joules per sample
+    reference: str  # "labels" or "ann": what validation accuracy is measured against
+    validation: str  # where the validation samples came from
+    samples: int  # validation samples
+    fixed: dict  # {"method": str | None, "timesteps": int | None}: the dimensions not searched
+    chosen: Candidate
+    candidates: list[Candidate]
+    seconds: float
+    skipped: list[dict] = field(default_factory=list)  # {"method", "timesteps", "reason"}: not converted
+
+    @property
+    def in_budget(self) -> bool:
+        return self.chosen.within_budget
+
+    def as_report(self) -> dict:
+        """The report's ``search`` section (schema: report_schema.json, docs/report-schema.md)."""
+        return {"objective": self.objective, "max_drop": self.max_drop, "reference": self.reference,
+                "validation": self.validation, "validation_samples": self.samples,
+                "ann_accuracy": self.ann_accuracy, "ann_joules_per_sample": self.ann_energy,
+                "fixed": dict(self.fixed), "in_budget": self.in_budget,
+                "chosen": self.chosen.as_dict(), "candidates": [c.as_dict() for c in self.candidates],
+                "skipped": [dict(k) for k in self.skipped], "seconds": round(self.seconds, 4)}
+
+
+def _check(objective: str, max_drop: float, methods: Sequence[str], grid: Sequence[int]) -> None:
+    from snncompile.convert import METHODS
+
+    if objective not in OBJECTIVES:
+        raise DataError(f"--optimize {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and 0 <= max_drop <= 100):
+        raise DataError(f"--max-drop {max_drop!r}: expected points of accuracy, a finite number in [0, 100]")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DataError(f"unknown conversion method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    if not grid or any(int(t) < 1 for t in grid):
+        raise DataError(f"timesteps must be >= 1, got {tuple(grid)}")
+
+
+def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = "energy", max_drop: float = 1.0,
+           method: str | None = None, timesteps: int | None = None, methods: Sequence[str] = SEARCH_METHODS,
+           grid: Sequence[int] = TIMESTEPS, adapt: Callable[[str, dict], tuple[str, dict]] | None = None,
+           options: dict | None = None, seed: int = 0, batch_size: int = 256, device: str = "cpu",
+           progress: bool = True, validation: str = "validation samples", exhaustive: bool = False) -> SearchResult:
+    """Convert and score every candidate; return them all and the chosen one (see module doc).
+
+    ``method``/``timesteps`` fix that dimension (None: search ``methods``/``grid``). ``adapt(m, opts)``
+    returns the (method, options) a target can carry (e.g. :func:`snncompile.convert.for_target.
+    method_for_target`) or raises CompileError when it cannot carry ``m``: such a searched method is
+    left out, a fixed one raises. ``options`` go to a fixed ``method`` only. ``val_y`` None: the
+    accuracy is agreement with the ANN's predictions. Each candidate's ``snn`` is kept for deployment.
+    """
+    from snncompile.convert.activations import shared_ann_pass
+    from snncompile.evaluate import ann_macs
+
+    methods = (method,) if method is not None else tuple(dict.fromkeys(methods))
+    grid = (int(timesteps),) if timesteps is not None else tuple(sorted({int(t) for t in grid}))
+    _check(objective, max_drop, methods, grid)
+    t_start = time.perf_counter()
+    plans = _plans(methods, method, adapt, options or {})
+    if not plans:
+        raise DataError(f"no conversion method can be searched: {', '.join(methods)} are all refused by the target")
+    val_x = np.asarray(val_x, dtype=np.float32)
+    ann_pred = np.concatenate([ann.run(val_x[i:i + batch_size]).reshape(len(val_x[i:i + batch_size]), -1)
+                               .argmax(-1).numpy() for i in range(0, len(val_x), batch_size)])
+    if val_y is None:
+        ref, reference, ann_acc = ann_pred, "ann", 1.0
+    else:
+        ref, reference = np.asarray(val_y).astype(np.int64), "labels"
+        ann_acc = float((ann_pred == ref).mean())
+    macs = float(ann_macs(ann))
+    ann_energy = estimate(energy, ann_macs=macs, synops=0.0, spikes=0.0, neuron_updates=0.0)["ann_joules_per_sample"]
+    floor = ann_acc - max_drop / 100.0 - 1e-9
+    candidates: list[Candidate] = []
+    skipped: list[dict] = []
+    bar = tqdm(total=len(plans) * len(grid), desc="search (method x T)", disable=not progress, leave=False)
+    with shared_ann_pass():
+        for m, opts in plans:
+            met = None  # the smallest T at which this method met the budget
+            for T in ((max(grid),) if m in T_INDEPENDENT else grid):
+                if met is not None and objective != "accuracy" and not exhaustive:
+                    skipped.append({"method": m, "timesteps": T, "reason": (
+                        f"met the budget at T={met}; a larger T adds steps and spikes" if objective == "latency" else
+                        f"met the budget at T={met}; its energy per sample grows with T")})
+                    bar.update(1)
+                    continue
+                bar.set_postfix_str(f"{m} T={T}")
+                reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
+                for c in _score(ann, calib_x, val_x, ref, energy, macs, m, opts, T, reads, seed, batch_size, device):
+                    c.within_budget = c.accuracy >= floor
+                    met = c.timesteps if met is None and c.within_budget else met
+                    candidates.append(c)
+                    bar.update(1)
+    bar.close()
+    chosen = _choose(candidates, objective, [m for m, _ in plans])
+    if objective != "accuracy" and not chosen.within_budget:
+        warnings.warn(f"no candidate is within --max-drop {max_drop:g} points of the ANN's validation accuracy "
+                      f"({100 * ann_acc:.2f} %); deploying the most accurate one: {chosen.method} T={chosen.timesteps}"
+                      f" ({100 * chosen.accuracy:.2f} %)", stacklevel=2)
+    order = {m: i for i, (m, _) in enumerate(plans)}
+    candidates.sort(key=lambda c: (order[c.method], c.timesteps))
+    return SearchResult(objective, float(max_drop), ann_acc, ann_energy, reference, validation, len(val_x),
+                        {"method": method, "timesteps": None if timesteps is None else int(timesteps)},
+                        chosen, candidates, time.perf_counter() - t_start, skipped)
+
+
+def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
+    """(method, options) per candidate method as the target can carry it; refused searched methods dropped."""
+    out = []
+    for m in methods:
+        opts = dict(options) if m == fixed else {}
+        if adapt is None:
+            out.append((m, opts))
+            continue
+        try:
+            out.append(adapt(m, opts))
+        except CompileError as e:
+            if m == fixed:
+                raise
+            log.info("search: method %s left out (%s)", m, e)
+    return out
+
+
+def _score(ann, calib_x, val_x, ref, energy, macs, method, opts, T, reads, seed, batch_size, device) -> list[Candidate]:
+    """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run."""
+    from snncompile.convert import convert
+    from snncompile.sim import simulate
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    t0 = time.perf_counter()
+    snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
+    t1 = time.perf_counter()
+    res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
+    share, conv_share = (time.perf_counter() - t0) / len(reads), (t1 - t0) / len(reads)
+    neurons = sum(res.neurons.values())
+    out = []
+    for t in reads:
+        r = res if t == T else res.truncated(t)
+        acc = float((r.predictions()[-1].numpy() == ref).mean())
+        spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
+        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * t)
+        g = snn if t == T else _at(snn, t)
+        out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
+                             convert_seconds=conv_share, snn=g))
+    return out
+
+
+def _at(snn: Graph, T: int) -> Graph:
+    """A T-independent conversion deployed for ``T`` steps: the same graph, its meta saying T."""
+    g = snn.replace()
+    g.meta = {**snn.meta, "timesteps": int(T)}
+    return g
+
+
+def _choose(cands: list[Candidate], objective: str, methods: list[str]) -> Candidate:
+    order = {m: i for i, m in enumerate(methods)}
+
+    def accuracy_key(c):
+        return (-c.accuracy, c.energy, c.steps, order[c.method], c.timesteps)
+
+    pool = [c for c in cands if c.within_budget]
+    if objective == "accuracy" or not pool:
+        return min(cands, key=accuracy_key)
+    if objective == "energy":
+        return min(pool, key=lambda c: (c.energy, -c.accuracy, c.steps, order[c.method], c.timesteps))
+    return min(pool, key=lambda c: (c.steps, -c.accuracy, c.energy, order[c.method], c.timesteps))

@@ -1,0 +1,213 @@
+"""The method x T search (snncompile/search.py, issue 19) on the example MLP: what it chooses, what it
+fixes, that it is deterministic, that it deploys what a fixed run builds, and its report section."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from snncompile import load_onnx
+from snncompile.convert import convert
+from snncompile.energy import estimate, load_constants
+from snncompile.evaluate import ann_macs
+from snncompile.ir import IF
+from snncompile.report import render_markdown, schema, write_plots
+from snncompile.search import search
+from snncompile.sim import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "examples" / "mnist_mlp.onnx"
+DATA = ROOT / "examples" / "data" / "mnist_test.npz"
+CALIB = ROOT / "examples" / "data" / "mnist_calib.npz"
+GRID = (1, 2, 4)
+METHODS = ("deng", "calib-light")
+E = load_constants("horowitz45nm")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ann = load_onnx(MODEL)
+    with np.load(CALIB) as f:
+        x, y = f["x"], f["y"]
+    return ann, x[:64], x[64:224], y[64:224]
+
+
+@pytest.fixture(scope="module")
+def full(setup):
+    """Every candidate converted (no pruning), 2 methods x 3 T."""
+    ann, cx, vx, vy = setup
+    return search(ann, cx, vx, vy, E, methods=METHODS, grid=GRID, max_drop=1.0, progress=False, exhaustive=True)
+
+
+def _thetas(g):
+    return {n.name: np.asarray(n.theta).tolist() for n in g.of_type(IF)}
+
+
+def test_candidates_are_scored_like_a_fixed_conversion(setup, full):
+    """Each candidate's accuracy, spikes and energy are those of converting and simulating it alone."""
+    ann, cx, vx, vy = setup
+    assert [(c.method, c.timesteps) for c in full.candidates] == [(m, t) for m in METHODS for t in GRID]
+    assert full.ann_accuracy == pytest.approx(float((ann.run(vx).argmax(-1).numpy() == vy).mean()))
+    c = next(c for c in full.candidates if (c.method, c.timesteps) == ("calib-light", 2))
+    torch.manual_seed(0)
+    snn = convert(ann, cx, method="calib-light", timesteps=2, progress=False)
+    res = simulate(snn, vx, 2)
+    assert c.accuracy == pytest.approx(float(res.accuracy_vs_t(vy)[-1]))
+    assert c.spikes == pytest.approx(res.total_spikes_per_sample())
+    want = estimate(E, ann_macs=ann_macs(ann), synops=res.total_synops_per_sample(),
+                    spikes=res.total_spikes_per_sample(), neuron_updates=sum(res.neurons.values()) * 2)
+    assert c.energy == pytest.approx(want["snn_joules_per_sample"])
+    assert _thetas(c.snn) == _thetas(snn)
+
+
+def test_energy_picks_the_cheapest_within_budget(full, setup):
+    ok = [c for c in full.candidates if c.accuracy >= full.ann_accuracy - 0.01 - 1e-9]
+    assert ok, "the example MLP reaches the budget at some T <= 4"
+    assert [c.within_budget for c in full.candidates] == [c in ok for c in full.candidates]
+    assert full.chosen.within_budget and full.chosen.energy == min(c.energy for c in ok)
+    # a cheaper candidate exists outside the budget: the budget, not the energy alone, decided
+    assert min(c.energy for c in full.candidates) < full.chosen.energy
+    # pruning larger T of a method that met the budget leaves the choice unchanged here
+    ann, cx, vx, vy = setup
+    pruned = search(ann, cx, vx, vy, E, methods=METHODS, grid=GRID, progress=False)
+    assert (pruned.chosen.method, pruned.chosen.timesteps) == (full.chosen.method, full.chosen.timesteps)
+    done = {(c.method, c.timesteps) for c in pruned.candidates}
+    assert all((s["method"], s["timesteps"]) not in done for s in pruned.skipped)
+    assert len(done) + len(pruned.skipped) == len(METHODS) * len(GRID)
+
+
+def test_latency_and_accuracy_objectives(setup, full):
+    ann, cx, vx, vy = setup
+    lat = search(ann, cx, vx, vy, E, objective="latency", methods=METHODS, grid=GRID, progress=False)
+    assert lat.chosen.within_budget
+    assert lat.chosen.steps == min(c.steps for c in full.candidates if c.within_budget)
+    acc = search(ann, cx, vx, vy, E, objective="accuracy", methods=METHODS, grid=GRID, progress=False)
+    assert acc.chosen.accuracy == max(c.accuracy for c in full.candidates)
+    assert not acc.skipped  # the most accurate needs every candidate
+
+
+def test_no_candidate_in_budget_deploys_the_most_accurate(setup):
+    ann, cx, vx, vy = setup
+    with pytest.warns(UserWarning, match="no candidate is within --max-drop 0"):
+        r = search(ann, cx, vx, vy, E, methods=("max",), grid=(1, 2), max_drop=0.0, progress=False)
+    assert not r.in_budget and r.chosen.accuracy == max(c.accuracy for c in r.candidates)
+
+
+def test_fixed_t_and_fixed_method(setup):
+    ann, cx, vx, vy = setup
+    at2 = search(ann, cx, vx, vy, E, timesteps=2, methods=METHODS, progress=False)
+    assert {c.timesteps for c in at2.candidates} == {2} and {c.method for c in at2.candidates} == set(METHODS)
+    assert at2.fixed == {"method": None, "timesteps": 2}
+    deng = search(ann, cx, vx, vy, E, method="deng", grid=GRID, objective="accuracy", progress=False)
+    assert {c.method for c in deng.candidates} == {"deng"} and [c.timesteps for c in deng.candidates] == list(GRID)
+
+
+def test_t_independent_method_is_read_from_one_run(setup):
+    """'max' thresholds do not depend on T: one conversion and simulation at T=4 serve T=1, 2, 4, and
+    each read equals converting and simulating for that T alone."""
+    ann, cx, vx, vy = setup
+    r = search(ann, cx, vx, vy, E, method="max", grid=GRID, objective="accuracy", progress=False)
+    for c in r.candidates:
+        snn = convert(ann, cx, method="max", timesteps=c.timesteps, progress=False)
+        res = simulate(snn, vx, c.timesteps)
+        assert c.accuracy == pytest.approx(float(res.accuracy_vs_t(vy)[-1]))
+        assert c.spikes == pytest.approx(res.total_spikes_per_sample())
+        assert c.snn.meta["timesteps"] == c.timesteps and _thetas(c.snn) == _thetas(snn)
+
+
+def test_deterministic_for_a_seed(setup):
+    ann, cx, vx, vy = setup
+    runs = [search(ann, cx, vx, vy, E, methods=METHODS, grid=(1, 2), seed=3, progress=False) for _ in range(2)]
+    strip = [[{k: v for k, v in c.as_dict().items() if k != "seconds"} for c in r.candidates] for r in runs]
+    assert strip[0] == strip[1]
+    assert _thetas(runs[0].chosen.snn) == _thetas(runs[1].chosen.snn)
+
+
+def test_without_labels_accuracy_is_agreement_with_the_ann(setup):
+    ann, cx, vx, _ = setup
+    r = search(ann, cx, vx, None, E, method="deng", grid=(4,), progress=False)
+    snn = convert(ann, cx, method="deng", timesteps=4, progress=False)
+    agree = simulate(snn, vx, 4).predictions()[-1].numpy() == ann.run(vx).argmax(-1).numpy()
+    assert r.reference == "ann" and r.ann_accuracy == 1.0 and r.chosen.accuracy == pytest.approx(agree.mean())
+
+
+def test_bad_objective_and_budget_are_data_errors(setup):
+    from snncompile.errors import DataError
+
+    ann, cx, vx, vy = setup
+    with pytest.raises(DataError, match="--optimize 'speed'"):
+        search(ann, cx, vx, vy, E, objective="speed", progress=False)
+    with pytest.raises(DataError, match="--max-drop"):
+        search(ann, cx, vx, vy, E, max_drop=float("nan"), progress=False)
+
+
+def _run(tmp_path, **kw):
+    from snncompile.pipeline import RunConfig, run
+
+    cfg = RunConfig(model=MODEL, data=DATA, calib=CALIB, samples=50, calib_samples=64, progress=False, **kw)
+    return cfg, run(cfg)
+
+
+def test_pipeline_deploys_the_chosen_candidate_and_reports_the_search(tmp_path, caplog):
+    """--method deng (T searched): the report's method/T are the chosen candidate's, the deployed SNN is
+    what `--method deng -T <chosen>` builds, and the search section validates against the schema and
+    renders into report.md and frontier.png."""
+    with caplog.at_level(logging.INFO, logger="snncompile"):
+        cfg, res = _run(tmp_path, method="deng")
+    r = res.report
+    s = r["search"]
+    jsonschema.validate(json.loads(json.dumps(r)), schema())
+    assert (r["method"], r["timesteps"]) == (s["chosen"]["method"], s["chosen"]["timesteps"]) == ("deng", cfg.timesteps)
+    assert s["fixed"] == {"method": "deng", "timesteps": None} and s["objective"] == "energy"
+    assert [c["timesteps"] for c in s["candidates"]] == sorted(c["timesteps"] for c in s["candidates"])
+    assert "after the 64 calibration samples" in caplog.text and "mnist_calib.npz[64:500]" in s["validation"]
+    assert s["validation_samples"] == 436 and "search_s" in r["timing"]
+    _, fixed = _run(tmp_path, method="deng", timesteps=cfg.timesteps)
+    assert "search" not in fixed.report
+    assert _thetas(res.snn) == _thetas(fixed.snn)
+    assert fixed.report["accuracy"] == r["accuracy"] and fixed.report["spikes_per_sample"] == r["spikes_per_sample"]
+    md = render_markdown(r)
+    assert "## Search" in md and "**(chosen)**" in md
+    paths = write_plots(r, tmp_path)
+    assert tmp_path / "frontier.png" in paths
+    with Image.open(tmp_path / "frontier.png") as im:
+        assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_no_flags_searches_energy_and_says_so(tmp_path, capsys):
+    """Neither --optimize, -T nor --method: the default search (energy, --max-drop 1.0), with a log line."""
+    from snncompile.cli import main
+
+    out = tmp_path / "o"
+    rc = main([str(MODEL), "--data", str(DATA), "--calib", str(CALIB), "--samples", "30", "--calib-samples", "64",
+               "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "no --optimize, -T or --method: searching method x T for the least energy" in err
+    assert "search (energy, --max-drop 1): " in err
+    r = json.loads((out / "report.json").read_text())
+    assert r["search"]["objective"] == "energy" and r["search"]["max_drop"] == 1.0
+    assert r["search"]["fixed"] == {"method": None, "timesteps": None}
+    assert (out / "frontier.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-drop", "-1"], "--max-drop -1.0"),
+    (["--optimize", "speed"], "--optimize: invalid choice"),
+])
+def test_cli_rejects_bad_search_options(tmp_path, capsys, args, message):
+    from snncompile.cli import main
+
+    try:  # argparse's own errors exit through SystemExit, ours return the status
+        rc = main([str(MODEL), "--data", str(DATA), "--calib", str(CALIB), "--out", str(tmp_path / "o"), "-q", *args])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

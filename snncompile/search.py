@@ -22,7 +22,13 @@ the list. When no candidate is within budget, the most accurate one is deployed 
 Shared work: the ANN's pass over the calibration set is recorded once for all candidates
 (:func:`snncompile.convert.activations.shared_ann_pass`); a method whose conversion does not depend
 on T (:data:`T_INDEPENDENT`) is converted and simulated once at the largest T, every smaller T read
-from that run (:meth:`snncompile.sim.SimResult.truncated`). Each candidate's conversion starts from
+from that run (:meth:`snncompile.sim.SimResult.truncated`). The other candidates are converted T by T,
+smallest first, and for ``energy`` and ``latency`` a candidate that cannot win is not converted
+(listed in ``skipped`` with the reason): with ``latency``, any T above the fewest steps within budget
+so far; with ``energy``, the larger T of a method whose energy at a smaller T already exceeds the
+cheapest candidate within budget so far, on the premise, measured on every method and example model,
+that a method's energy per sample grows with T (more steps, more spikes). ``exhaustive=True``
+converts every candidate. Each candidate's conversion starts from
 the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the
 deployed SNN is the one ``--method M -T N`` builds.
 """
@@ -162,23 +168,25 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     candidates: list[Candidate] = []
     skipped: list[dict] = []
     bar = tqdm(total=len(plans) * len(grid), desc="search (method x T)", disable=not progress, leave=False)
+    # T-independent methods first (one run each serves every T), then the others T by T, smallest first,
+    # so that the best candidate within budget so far can rule out the larger T of the others
+    jobs = [(m, o, max(grid)) for m, o in plans if m in T_INDEPENDENT]
+    jobs += [(m, o, T) for T in grid for m, o in plans if m not in T_INDEPENDENT]
+    last: dict[str, Candidate] = {}  # each method's candidate at its largest T so far
     with shared_ann_pass():
-        for m, opts in plans:
-            met = None  # the smallest T at which this method met the budget
-            for T in ((max(grid),) if m in T_INDEPENDENT else grid):
-                if met is not None and objective != "accuracy" and not exhaustive:
-                    skipped.append({"method": m, "timesteps": T, "reason": (
-                        f"met the budget at T={met}; a larger T adds steps and spikes" if objective == "latency" else
-                        f"met the budget at T={met}; its energy per sample grows with T")})
-                    bar.update(1)
-                    continue
-                bar.set_postfix_str(f"{m} T={T}")
-                reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
-                for c in _score(ann, calib_x, val_x, ref, energy, macs, m, opts, T, reads, seed, batch_size, device):
-                    c.within_budget = c.accuracy >= floor
-                    met = c.timesteps if met is None and c.within_budget else met
-                    candidates.append(c)
-                    bar.update(1)
+        for m, opts, T in jobs:
+            why = None if exhaustive else _prune(objective, m, T, last.get(m), candidates)
+            if why is not None:
+                skipped.append({"method": m, "timesteps": T, "reason": why})
+                bar.update(1)
+                continue
+            bar.set_postfix_str(f"{m} T={T}")
+            reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
+            for c in _score(ann, calib_x, val_x, ref, energy, macs, m, opts, T, reads, seed, batch_size, device):
+                c.within_budget = c.accuracy >= floor
+                candidates.append(c)
+                last[m] = c
+                bar.update(1)
     bar.close()
     chosen = _choose(candidates, objective, [m for m, _ in plans])
     if objective != "accuracy" and not chosen.within_budget:
@@ -232,6 +240,26 @@ def _score(ann, calib_x, val_x, ref, energy, macs, method, opts, T, reads, seed,
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
                              convert_seconds=conv_share, snn=g))
     return out
+
+
+def _prune(objective: str, method: str, T: int, prev: Candidate | None, done: list[Candidate]) -> str | None:
+    """Why (method, T) need not be converted, or None. With the candidates within budget so far:
+    ``latency``: one with fewer steps exists (steps >= T); ``energy``: this method's energy at a smaller
+    T already exceeds the cheapest one's (its energy per sample grows with T: more steps, more spikes).
+    ``accuracy`` converts everything."""
+    ok = [c for c in done if c.within_budget]
+    if not ok or objective == "accuracy":
+        return None
+    if objective == "latency":
+        best = min(ok, key=lambda c: c.steps)
+        return f"{best.method} T={best.timesteps} meets the budget in {best.steps} steps" if best.steps < T else None
+    best = min(ok, key=lambda c: c.energy)
+    if prev is not None and prev.energy >= best.energy and prev is not best:
+        return (f"{method} at T={prev.timesteps} already costs {prev.energy:.3e} J >= {best.energy:.3e} J of "
+                f"{best.method} T={best.timesteps} within budget, and energy grows with T")
+    if prev is best:
+        return f"{method} met the budget at T={prev.timesteps}, and its energy grows with T"
+    return None
 
 
 def _at(snn: Graph, T: int) -> Graph:

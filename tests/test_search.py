@@ -132,7 +132,7 @@ def test_deterministic_for_a_seed(setup):
 
 def test_without_labels_accuracy_is_agreement_with_the_ann(setup):
     ann, cx, vx, _ = setup
-    r = search(ann, cx, vx, None, E, method="deng", grid=(4,), progress=False)
+    r = search(ann, cx, vx, None, E, method="deng", grid=(4,), max_drop=5.0, progress=False)
     snn = convert(ann, cx, method="deng", timesteps=4, progress=False)
     agree = simulate(snn, vx, 4).predictions()[-1].numpy() == ann.run(vx).argmax(-1).numpy()
     assert r.reference == "ann" and r.ann_accuracy == 1.0 and r.chosen.accuracy == pytest.approx(agree.mean())

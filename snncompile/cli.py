@@ -14,7 +14,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from snncompile import interrupts
 from snncompile.errors import CompileError
+from snncompile.interrupts import Terminated
 
 __all__ = ["main"]
 
@@ -171,11 +173,6 @@ def _setup_logging(args) -> None:
         warnings.formatwarning = lambda m, c, *a, **k: f"warning: {clean(m, 4000)}\n"
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (CI cancellation, ``timeout``): unwinds like Ctrl-C, so the same cleanup runs
-    (Lava runtime stopped, temporary output removed), then exit 143."""
-
-
 _MAIN_PID = os.getpid()
 
 
@@ -184,7 +181,9 @@ def _on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM during cleanup must not cut it short
+    if interrupts._pending:  # a second TERM, during the cleanup of the first: let the cleanup finish
+        return
+    interrupts.request()  # if this exception is lost (inside an at-fork hook), the next checkpoint raises again
     raise Terminated()
 
 
@@ -231,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if args.verbose else " (rerun with -v for the traceback)"), file=sys.stderr)
         return 3
     finally:
+        interrupts.clear()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from snncompile.errors import DataError
+from snncompile.interrupts import checkpoint
 from snncompile.safeio import clean
 
 __all__ = ["MARKER", "check_writable", "is_ours", "write_atomically"]
@@ -101,7 +102,9 @@ def write_atomically(out: Path, fill: Callable[[Path], None], *, force: bool,
     target, backup = parent / out.name, None
     try:
         (tmp / MARKER).write_text(json.dumps(_MARK))
+        checkpoint()
         fill(tmp)
+        checkpoint()
         check_writable(out, force=force, protect=protect)  # again: the world may have changed while we worked
         umask = os.umask(0o022)
         os.umask(umask)

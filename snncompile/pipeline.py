@@ -15,6 +15,7 @@ import torch
 from snncompile.data import Dataset, check_against, load_npz
 from snncompile.energy import load_constants
 from snncompile.errors import DataError
+from snncompile.interrupts import checkpoint
 from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim
 from snncompile.ir import IF, Graph
 from snncompile.backends import get_backend, targets
@@ -227,6 +228,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
     pop_float = pop_int = None
+    checkpoint()
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
         t0 = time.perf_counter()
         pop_float = lower_populations(snn)
@@ -267,6 +269,7 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     from snncompile.sim import fanout, simulate
 
     timing = dict(c.timing)
+    checkpoint()
     ann_ok = ann_correct(c.ann, evals.x, evals.y, cfg.batch_size)
     log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     t1 = time.perf_counter()
@@ -300,6 +303,7 @@ def _integer_and_backend(cfg: RunConfig, backend, out: RunResult, evals: Dataset
     from snncompile.sim.populations import simulate_populations
 
     t1 = time.perf_counter()
+    checkpoint()
     ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress)
     int_ev = from_population_sim(out.pop_int, ires, evals.y, "fixed-point simulator")
     timing["simulate_int_s"] = time.perf_counter() - t1
@@ -308,6 +312,7 @@ def _integer_and_backend(cfg: RunConfig, backend, out: RunResult, evals: Dataset
     _warn_input_clipping(out.pop_int, evals.x)
     extra = {"quantization": out.pop_int.meta["quantization"]}
     t2 = time.perf_counter()
+    checkpoint()
     graph = out.pop_int if backend.integer else out.pop_float
     main, bextra = backend.evaluate(graph, evals, cfg, reference=int_ev)
     if main is not int_ev:

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from snncompile.errors import BackendError
+from snncompile.interrupts import checkpoint
 from snncompile.ir import Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Relay, Source
 from snncompile.backends.lava.compat import apply, child_tracebacks, stop
@@ -47,6 +48,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     bar = tqdm(total=n, desc="lava", unit="sample", disable=not progress, leave=False)
     try:
         while done < net.steps:
+            checkpoint()  # a SIGTERM whose exception was lost while Lava forked (snncompile.interrupts)
             step = min(chunk * net.period if done else chunk * net.period + net.depth, net.steps - done)
             net.sink.run(condition=RunSteps(num_steps=step), run_cfg=cfg)
             done += step

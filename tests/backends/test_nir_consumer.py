@@ -62,7 +62,7 @@ def test_mnist_cnn_default_options_consumer_reproduces_sim(tmp_path):
     method, options = method_for_target("nir", get_backend("nir").supports)
     n = 200
     cfg = RunConfig(model=ROOT / "examples" / "mnist_cnn.onnx", data=ROOT / "examples" / "data" / "mnist_test.npz",
-                    calib=ROOT / "examples" / "data" / "mnist_calib.npz", target="nir", method=method,
+                    calib=ROOT / "examples" / "data" / "mnist_calib.npz", target="nir", method=method, timesteps=32,
                     method_options=options, samples=n, progress=False)
     result = run(cfg)
     sim = derive(result.report)

@@ -227,6 +227,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         t0 = time.perf_counter()
         snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
+    timing.update({f"convert_{k}_s": v for k, v in snn.meta.get("timing", {}).get("stages", {}).items()})
     pop_float = pop_int = None
     checkpoint()
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference

@@ -77,6 +77,7 @@ def inspect(args) -> int:
     from snncompile import load_onnx
     from snncompile.errors import UnsupportedOperator
     from snncompile.ir import IF, ReLU
+    from snncompile.safeio import clean
 
     try:
         g = load_onnx(args.model)
@@ -91,7 +92,8 @@ def inspect(args) -> int:
             neurons = int(np.prod(g.shapes[n.name]))
             syn = _synapses_into(g, n)
             total_n, total_s = total_n + neurons, total_s + syn
-            print(f"  {n.name:<24} {n.op:<6} from {getattr(n, 'source_op', n.op):<6} neurons {neurons:>8}  "
+            print(f"  {clean(n.name, 200):<24} {n.op:<6} from {clean(getattr(n, 'source_op', n.op), 40):<6} "
+                  f"neurons {neurons:>8}  "
                   f"incoming synapses {syn:>10}")
     print(f"  total: {total_n} neurons, {total_s} synapses (+ readout)")
     return 0
@@ -102,10 +104,11 @@ def _list_unsupported(path: Path) -> None:
     import onnx
 
     from snncompile.frontend.onnx import SUPPORTED_OPS
+    from snncompile.safeio import clean
 
     for i, n in enumerate(onnx.load(str(path)).graph.node):
         if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx"):
-            print(f"unsupported: {n.name or f'{n.op_type}_{i}'} ({n.op_type})")
+            print(f"unsupported: {clean(n.name or f'{n.op_type}_{i}', 200)} ({clean(n.op_type, 60)})")
 
 
 def _synapses_into(g, node) -> int:

@@ -204,6 +204,13 @@ def _evil_node_name() -> onnx.ModelProto:
     return m
 
 
+def _escape_names() -> onnx.ModelProto:
+    m = onnx.load(str(MODEL))
+    relu = next(n for n in m.graph.node if n.op_type == "Relu")
+    relu.name = "r\x1b]0;owned\x07\nx"
+    return m
+
+
 def _model_args(build, *extra, method=True):
     def args(d: Path) -> list:
         onnx.save(build(), str(d / "m.onnx"))
@@ -440,6 +447,8 @@ GOOD = [  # exit 0, with the expected result
          _report_links, ()),
     Case("report-injection", "`report` on a report.json with newlines, pipes and ESC in its strings",
          _report_injection, ()),
+    Case("inspect-escapes", "`inspect` of a model whose Relu is named with a terminal title escape and a newline",
+         lambda d: ["inspect", _model_args(_escape_names)(d)[0]], ()),
 ]
 # fmt: on
 
@@ -535,6 +544,8 @@ def test_hostile_but_valid_input_works(hostile, case):
     elif case.id == "samples-beyond-file":
         assert "--samples 100" in o.stderr and "only 6 samples" in o.stderr
         assert json.loads((o.out / "report.json").read_text())["samples"] == 6
+    elif case.id == "inspect-escapes":
+        assert "\x1b" not in o.stdout and "\x07" not in o.stdout and "r\\x1b]0;owned\\x07\\nx" in o.stdout
     elif case.id == "report-through-links":
         assert (d / "victim.txt").read_text() == "precious"
         for name in ("report.md", "accuracy_vs_t.png", "spikes_per_layer.png"):

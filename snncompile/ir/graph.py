@@ -154,14 +154,17 @@ class Graph:
 
     # ---- display ---------------------------------------------------------------------------
     def __str__(self) -> str:
+        """A table of the nodes; names from the model are escaped (no control characters reach a terminal)."""
+        from snncompile.safeio import clean
+
         rows = [("name", "op", "inputs", "shape", "params")]
         for n in self.nodes.values():
             attrs = ", ".join(f"{k}={v}" for k, v in n.changed_attrs().items())
             op = f"{n.op}({attrs})" if attrs else n.op
-            rows.append((n.name, op, ", ".join(n.inputs), "x".join(map(str, self.shapes[n.name])),
-                         str(n.num_params())))
+            rows.append((clean(n.name, 200), clean(op, 200), clean(", ".join(n.inputs), 400),
+                         "x".join(map(str, self.shapes[n.name])), str(n.num_params())))
         widths = [min(max(len(r[i]) for r in rows), 48) for i in range(5)]
-        lines = [f"Graph {self.name}: {len(self.nodes)} nodes"]
+        lines = [f"Graph {clean(self.name, 200)}: {len(self.nodes)} nodes"]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join(lines)
 

@@ -11,6 +11,11 @@ together with the spikes the whole network emitted (its cost). Settings are then
 layer assuming additive effects: minimize sum_l profit_l(s_l) subject to sum_l cost_l(s_l) <= C
 by a Pareto-frontier dynamic program over the layers (the authors' search, repo
 bic-L/burst-ann2snn; exact for additive costs).
+
+Cost: the base network once, then per layer one forked run of that layer and its descendants
+with all its other settings stacked on the batch axis, the layers upstream replayed from the
+base run's recorded spike trains (:mod:`snncompile.convert.replay`) - the same KL and spike
+values as one whole-network simulation per (layer, setting).
 """
 
 from __future__ import annotations

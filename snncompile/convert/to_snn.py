@@ -83,7 +83,7 @@ def drop_boundary_ops(graph: Graph) -> Graph:
     out, log = graph, []
     while True:
         drop = [n for n in out.nodes.values()
-                if (isinstance(n, PROBABILITY_OUTPUTS) or isinstance(n, QuantClip))
+                if isinstance(n, (*PROBABILITY_OUTPUTS, QuantClip))
                 and all(isinstance(u, Output) for u in out.users(n.name))]
         drop += [n for n in out.nodes.values() if isinstance(n, QuantClip) and n.inputs[0] == out.input.name
                  and n not in drop]

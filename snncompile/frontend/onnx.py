@@ -76,8 +76,8 @@ from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, collapse
 from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
 from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_quant import CONST_FOLDS, QUANT_OPS
-from snncompile.frontend.quant_chains import recognize_qcfs
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
+from snncompile.frontend.quant_chains import recognize_qcfs
 from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Shape
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]

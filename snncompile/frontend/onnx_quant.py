@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from snncompile.frontend.onnx_build import Act, Builder, ONode
-from snncompile.ir import Floor as IRFloor
 from snncompile.ir import Flatten, MaxPool2d, Node, Permute, QuantClip, Reshape
+from snncompile.ir import Floor as IRFloor
 from snncompile.ir import Quantize as IRQuantize
 
 __all__ = ["CONST_FOLDS", "QUANT_OPS"]

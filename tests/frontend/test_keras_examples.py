@@ -51,6 +51,7 @@ def test_cnn_export_has_the_nhwc_flatten():
 def test_compiles_and_runs_on_lava_spike_exact(name):
     from snncompile.backends.lava.backend import spike_exact_fraction
     from snncompile.backends.lava.runner import run_lava
+
     from snncompile.evaluate import from_population_sim
     from snncompile.quantize import lower_populations, quantize
     from snncompile.sim.populations import simulate_populations

@@ -42,8 +42,8 @@ def keras_cnn(c_in: int = 3) -> tuple[onnx.ModelProto, tuple[int, ...]]:
         node("MatMul", ["f", "W"], ["m"]),
         node("Add", ["m", "b3"], ["y"]),
     ]
-    inits = dict(K1=w(4, c_in, 3, 3), b1=w(4), K2=w(5, 4, 3, 3), b2=w(5), flat=np.array([-1, 20]), W=w(20, 6),
-                 b3=w(6))
+    inits = {"K1": w(4, c_in, 3, 3), "b1": w(4), "K2": w(5, 4, 3, 3), "b2": w(5), "flat": np.array([-1, 20]),
+             "W": w(20, 6), "b3": w(6)}
     return make_model(nodes, (8, 8, c_in), 13, **inits), (8, 8, c_in)
 
 

@@ -93,8 +93,8 @@ def test_onnx_chain_with_offset_level_and_shift():
     nodes = [node("MatMul", ["x", "W"], ["z"]), node("Div", ["z", "st"], ["u"]), node("Add", ["u", "half"], ["v"]),
              node("Floor", ["v"], ["f"]), node("Clip", ["f", "one", "five"], ["c"]), node("Mul", ["c", "st"], ["m"]),
              node("Add", ["m", "off"], ["y"])]
-    inits = dict(W=np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32), st=np.float32(0.3),
-                 half=np.float32(0.5), one=np.float32(1), five=np.float32(5), off=np.float32(-0.2))
+    inits = {"W": np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32), "st": np.float32(0.3),
+             "half": np.float32(0.5), "one": np.float32(1), "five": np.float32(5), "off": np.float32(-0.2)}
     model = make_model(nodes, (6,), 13, **inits)
     g = load_onnx(model)
     (q,) = g.of_type(QuantClip)

@@ -50,7 +50,7 @@ def _test_data(n: int = 1000):
 
 
 def test_executor_agrees_with_onnxruntime(qdq_cnn):
-    x, y = _test_data()
+    x, _ = _test_data()
     sess = ort.InferenceSession(str(qdq_cnn), providers=["CPUExecutionProvider"])
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     g = load_onnx(qdq_cnn)

@@ -241,18 +241,18 @@ def _search_markdown(s: dict) -> list[str]:
     ref = "agreement with the ANN's predictions" if s["reference"] == "ann" else "accuracy against the labels"
     fixed = ", ".join(f"{k} fixed to {md(v)}" for k, v in s["fixed"].items() if v is not None) or "nothing fixed"
     lines = ["", "## Search", "",
-             (f"Objective `{md(s['objective'])}`, budget {s['max_drop']:g} points below the ANN's validation "
-              f"accuracy ({_pct(s['ann_accuracy'])}; {ref}) on {int(s['validation_samples'])} validation samples: "
+             (f"Objective `{md(s['objective'])}`, budget: drop + one standard error <= {s['max_drop']:g} points "
+              f"below the ANN's validation accuracy ({_pct(s['ann_accuracy'])}; {ref}) on {int(s['validation_samples'])} validation samples: "
               f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."), "",
-             "| method | T | validation accuracy | spikes/sample | synops/sample | energy J/sample | ANN/SNN | "
-             "in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "| method | T | validation accuracy | drop (points, +- se) | spikes/sample | synops/sample | "
+             "energy J/sample | ANN/SNN | in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for k in s["candidates"]:
         mark = " **(chosen)**" if (k["method"], k["timesteps"]) == (c["method"], c["timesteps"]) else ""
         ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
         lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} | {_pct(k['accuracy'])} | "
-                     f"{k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
+                     f"{k['drop_points']:.2f} +- {k['drop_se_points']:.2f} | {k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
                      f"{ratio} | {'yes' if k['within_budget'] else 'no'} | {k['seconds']:.2f} |")
     if s.get("skipped"):
         groups: dict[tuple[str, str], list[int]] = {}

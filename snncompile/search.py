@@ -8,9 +8,14 @@ synaptic operations and energy per sample (:func:`snncompile.energy.estimate` wi
 constants; neuron updates = neurons x T, as in the report). The validation samples must not be the
 evaluation data: the pipeline takes them from the calibration source, after the calibration samples.
 
-Budget: a candidate is *within budget* when its validation accuracy is at least the ANN's
-validation accuracy minus ``max_drop`` points (without labels, accuracy is agreement with the ANN's
-predictions and the ANN scores 100 %). Objectives:
+Budget: a candidate is *within budget* when its accuracy drop below the ANN on the validation samples
+plus one standard error of that drop is at most ``max_drop`` points. The drop is paired (the same
+samples): with b samples only the ANN classifies correctly and c only the SNN, drop = (b - c)/n and
+se = sqrt(((b + c)/n - drop^2)/n). The margin keeps a candidate that meets the budget by the luck of
+a few validation samples from being deployed: on mnist_cnn (244 validation samples), calib-light T=1
+is 0.82 points below the ANN on validation (b = 3, c = 1; se 0.82) and 1.8 points below it on the test
+set. Without labels, accuracy is agreement with the ANN's predictions (the ANN scores 100 %).
+Objectives:
 
 * ``energy``: the within-budget candidate with the least energy per sample;
 * ``latency``: the within-budget candidate with the fewest steps per sample (pre-steps + T);
@@ -75,6 +80,8 @@ class Candidate:
     energy: float  # joules per sample under the run's energy constants
     steps: int  # pre-steps + T: the latency in steps
     seconds: float  # this candidate's conversion and validation simulation (shared runs split evenly)
+    drop: float = 0.0  # ANN minus candidate validation accuracy (paired, same samples), fraction
+    drop_se: float = 0.0  # standard error of ``drop`` (paired per-sample differences)
     within_budget: bool = False
     convert_seconds: float = 0.0  # the conversion's part of ``seconds``
     snn: Graph | None = field(default=None, repr=False, compare=False)
@@ -83,6 +90,7 @@ class Candidate:
         return {"method": self.method, "timesteps": self.timesteps, "accuracy": self.accuracy,
                 "spikes_per_sample": self.spikes, "synops_per_sample": self.synops,
                 "joules_per_sample": self.energy, "steps": self.steps, "seconds": round(self.seconds, 4),
+                "drop_points": 100 * self.drop, "drop_se_points": 100 * self.drop_se,
                 "within_budget": self.within_budget}
 
 
@@ -164,7 +172,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
         ann_acc = float((ann_pred == ref).mean())
     macs = float(ann_macs(ann))
     ann_energy = estimate(energy, ann_macs=macs, synops=0.0, spikes=0.0, neuron_updates=0.0)["ann_joules_per_sample"]
-    floor = ann_acc - max_drop / 100.0 - 1e-9
+    ann_ok = ann_pred == ref
     candidates: list[Candidate] = []
     skipped: list[dict] = []
     bar = tqdm(total=len(plans) * len(grid), desc="search (method x T)", disable=not progress, leave=False)
@@ -182,8 +190,9 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
                 continue
             bar.set_postfix_str(f"{m} T={T}")
             reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
-            for c in _score(ann, calib_x, val_x, ref, energy, macs, m, opts, T, reads, seed, batch_size, device):
-                c.within_budget = c.accuracy >= floor
+            for c in _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, m, opts, T, reads, seed, batch_size,
+                            device):
+                c.within_budget = c.drop + c.drop_se <= max_drop / 100.0 + 1e-9
                 candidates.append(c)
                 last[m] = c
                 bar.update(1)
@@ -217,7 +226,8 @@ def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
     return out
 
 
-def _score(ann, calib_x, val_x, ref, energy, macs, method, opts, T, reads, seed, batch_size, device) -> list[Candidate]:
+def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, reads, seed, batch_size,
+           device) -> list[Candidate]:
     """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run."""
     from snncompile.convert import convert
     from snncompile.sim import simulate
@@ -233,13 +243,25 @@ def _score(ann, calib_x, val_x, ref, energy, macs, method, opts, T, reads, seed,
     out = []
     for t in reads:
         r = res if t == T else res.truncated(t)
-        acc = float((r.predictions()[-1].numpy() == ref).mean())
+        ok = r.predictions()[-1].numpy() == ref
+        acc = float(ok.mean())
+        drop, se = _paired_drop(ann_ok, ok)
         spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
         e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * t)
         g = snn if t == T else _at(snn, t)
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
-                             convert_seconds=conv_share, snn=g))
+                             drop=drop, drop_se=se, convert_seconds=conv_share, snn=g))
     return out
+
+
+def _paired_drop(ann_ok: np.ndarray, snn_ok: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of d_i = ann_ok_i - snn_ok_i over the validation samples: with b samples
+    only the ANN classifies correctly and c only the SNN, drop = (b - c)/n and
+    se = sqrt(((b + c)/n - drop^2) / n)."""
+    n = len(ann_ok)
+    b, c = int((ann_ok & ~snn_ok).sum()), int((~ann_ok & snn_ok).sum())
+    drop = (b - c) / n
+    return drop, math.sqrt(max((b + c) / n - drop * drop, 0.0) / n)
 
 
 def _prune(objective: str, method: str, T: int, prev: Candidate | None, done: list[Candidate]) -> str | None:

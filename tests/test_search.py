@@ -68,7 +68,9 @@ def test_candidates_are_scored_like_a_fixed_conversion(setup, full):
 
 
 def test_energy_picks_the_cheapest_within_budget(full, setup):
-    ok = [c for c in full.candidates if c.accuracy >= full.ann_accuracy - 0.01 - 1e-9]
+    for c in full.candidates:
+        assert c.drop == pytest.approx(full.ann_accuracy - c.accuracy)
+    ok = [c for c in full.candidates if c.drop + c.drop_se <= 0.01 + 1e-9]
     assert ok, "the example MLP reaches the budget at some T <= 4"
     assert [c.within_budget for c in full.candidates] == [c in ok for c in full.candidates]
     assert full.chosen.within_budget and full.chosen.energy == min(c.energy for c in ok)
@@ -81,6 +83,21 @@ def test_energy_picks_the_cheapest_within_budget(full, setup):
     done = {(c.method, c.timesteps) for c in pruned.candidates}
     assert all((s["method"], s["timesteps"]) not in done for s in pruned.skipped)
     assert len(done) + len(pruned.skipped) == len(METHODS) * len(GRID)
+
+
+def test_budget_margin_is_the_paired_standard_error():
+    """drop = (b - c)/n, se = sqrt(((b + c)/n - drop^2)/n): the mnist_cnn calib-light T=1 case."""
+    from snncompile.search import _paired_drop
+
+    ann_ok = np.ones(244, bool)
+    ann_ok[:5] = False  # the ANN misses 5
+    snn_ok = ann_ok.copy()
+    snn_ok[10:13] = False  # b = 3: only the ANN is right
+    snn_ok[0] = True  # c = 1: only the SNN is right
+    drop, se = _paired_drop(ann_ok, snn_ok)
+    d = np.asarray(ann_ok, float) - np.asarray(snn_ok, float)
+    assert drop == pytest.approx(2 / 244) == pytest.approx(d.mean())
+    assert se == pytest.approx(d.std() / np.sqrt(244)) == pytest.approx(0.00818, abs=1e-5)
 
 
 def test_latency_and_accuracy_objectives(setup, full):

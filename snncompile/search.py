@@ -150,7 +150,8 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     returns the (method, options) a target can carry (e.g. :func:`snncompile.convert.for_target.
     method_for_target`) or raises CompileError when it cannot carry ``m``: such a searched method is
     left out, a fixed one raises. ``options`` go to a fixed ``method`` only. ``val_y`` None: the
-    accuracy is agreement with the ANN's predictions. Each candidate's ``snn`` is kept for deployment.
+    accuracy is agreement with the ANN's predictions. The chosen candidate's ``snn`` is the SNN to deploy
+    (the others' are released as soon as they cannot be chosen).
     """
     from snncompile.convert.activations import shared_ann_pass
     from snncompile.evaluate import ann_macs
@@ -196,8 +197,12 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
                 candidates.append(c)
                 last[m] = c
                 bar.update(1)
+            _release(candidates, objective, [m for m, _ in plans])
     bar.close()
     chosen = _choose(candidates, objective, [m for m, _ in plans])
+    for c in candidates:
+        if c is not chosen:
+            c.snn = None
     if objective != "accuracy" and not chosen.within_budget:
         warnings.warn(f"no candidate is within --max-drop {max_drop:g} points of the ANN's validation accuracy "
                       f"({100 * ann_acc:.2f} %); deploying the most accurate one: {chosen.method} T={chosen.timesteps}"
@@ -289,6 +294,16 @@ def _at(snn: Graph, T: int) -> Graph:
     g = snn.replace()
     g.meta = {**snn.meta, "timesteps": int(T)}
     return g
+
+
+def _release(cands: list[Candidate], objective: str, methods: list[str]) -> None:
+    """Drop the SNN of every candidate that can no longer be chosen: the choice over more candidates is
+    the best within budget so far or the most accurate so far (the fallback), whichever applies."""
+    pool = [c for c in cands if c.within_budget]
+    keep = {id(_choose(cands, "accuracy", methods))} | ({id(_choose(pool, objective, methods))} if pool else set())
+    for c in cands:
+        if id(c) not in keep:
+            c.snn = None
 
 
 def _choose(cands: list[Candidate], objective: str, methods: list[str]) -> Candidate:

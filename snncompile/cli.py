@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _compile_parser() -> argparse.ArgumentParser:
-    from snncompile.pipeline import TARGETS
+    from snncompile.backends import targets
 
     p = _Parser(
         prog="snncompile", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -53,7 +53,7 @@ def _compile_parser() -> argparse.ArgumentParser:
                     "on a target and write a report. Subcommands: " + ", ".join(SUBCOMMANDS) + " (see "
                     "`snncompile SUBCOMMAND -h`).")
     p.add_argument("model", type=Path, help="ONNX model file")
-    p.add_argument("--target", default="sim", choices=TARGETS, help="where to run or what to export (default: sim)")
+    p.add_argument("--target", default="sim", choices=targets(), help="where to run or what to export (default: sim)")
     p.add_argument("--data", type=Path, required=True,
                    help="evaluation data: .npz with 'x' (N, *input_shape) float and optional 'y' (N,) labels")
     p.add_argument("--calib", type=Path, help="calibration data (.npz, 'x'); default: samples of --data "

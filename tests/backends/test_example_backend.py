@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import snncompile.pipeline  # noqa: F401  (imported before the registration, as in a full test run)
 from snncompile import backends
 from snncompile.cli import main
 

@@ -315,8 +315,8 @@ def _frontier_plot(s: dict, path: Path, plt) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     methods = list(dict.fromkeys(k["method"] for k in s["candidates"]))
     for i, m in enumerate(methods):
-        pts = sorted((k["joules_per_sample"], 100 * k["accuracy"], k["timesteps"]) for k in s["candidates"]
-                     if k["method"] == m and k["joules_per_sample"] > 0)
+        pts = sorted(((k["joules_per_sample"], 100 * k["accuracy"], k["timesteps"]) for k in s["candidates"]
+                      if k["method"] == m and k["joules_per_sample"] > 0), key=lambda p: p[2])  # in T order
         if not pts:
             continue
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="osd^v<>"[i % 7], ls="-", lw=0.8,

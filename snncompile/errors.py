@@ -15,7 +15,6 @@ __all__ = [
     "DataError",
     "GraphError",
     "ModelFileError",
-    "QuantizationError",
     "ShapeError",
     "UnsupportedOp",
     "UnsupportedOperator",
@@ -58,10 +57,6 @@ class DataError(CompileError):
 
 class ConversionError(CompileError):
     """A conversion method cannot be applied to this graph or with these options."""
-
-
-class QuantizationError(CompileError):
-    """Parameters that cannot be represented in the hardware profile's integer formats."""
 
 
 class BackendError(CompileError):

@@ -66,7 +66,7 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
     g = pop.replace({k: v for k, v in new.items()})
     g.meta["quantization"] = {"profile": profile.name, "input_scale": s_in, "layers": layers}
     g.meta["stage"] = "integer"
-    g.meta["float32_exact"] = all(i.get("accum_bits", 0) < 24 for i in layers)
+    g.meta["float32_exact"] = all(i.get("accum_bits", 0) < profile.accum_exact_bits for i in layers)
     return g
 
 

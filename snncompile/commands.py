@@ -67,9 +67,12 @@ def _pct(v) -> str:
 
 def _summary(r: dict, out: Path) -> None:
     acc = r["accuracy"]
-    log.info("ANN accuracy: %s | SNN accuracy on %s (T=%d, %s): %s | spikes/sample: %.1f | synops/sample: %.1f",
-             _pct(acc["ann"]), r["target"], r["timesteps"], r["method"], _pct(acc["snn"]), r["spikes_per_sample"],
-             r["synops_per_sample"])
+    ratio = r["energy"]["ratio"]
+    log.info("ANN accuracy: %s | SNN accuracy on %s (T=%d, %s%s): %s | spikes/sample: %.1f | synops/sample: %.1f | "
+             "energy ANN/SNN (%s): %s", _pct(acc["ann"]), r["target"], r["timesteps"], r["method"],
+             f", searched: {r['search']['objective']}" if "search" in r else "", _pct(acc["snn"]),
+             r["spikes_per_sample"], r["synops_per_sample"], r["energy"]["model"],
+             "n/a" if ratio is None else f"{ratio:.2f}x")
     log.info("report: %s", out / "report.md")
 
 

@@ -146,7 +146,7 @@ class Graph:
                     acts[n.name] = n.forward(*(acts[i] for i in n.inputs))
                 except CompileError:
                     raise
-                except Exception as e:
+                except RuntimeError as e:  # torch's shape and dtype mismatches; anything else is a bug (exit 3)
                     raise ShapeError(f"{n.name} ({n.op}): {e}") from e
         outs = tuple(acts[o.name] for o in self.outputs)
         result = outs[0] if len(outs) == 1 else outs

@@ -74,7 +74,7 @@ def _choose_bursts(b: _Builder, names, candidates, budget, x, logits, calib) -> 
     spare = budget * len(names) - (len(names) - 1) * min(candidates)
     tried = [c for c in candidates if c <= spare + 1e-9 or c == top]
     sens = sensitivity(lambda layer, n: b.build({**base, layer: n}, {}), names, tried, x, logits, b.T,
-                       base=top, batch_size=calib.batch_size, device=calib.device)
+                       base=top, batch_size=calib.batch_size, device=calib.device, spikes=False)
     kl = {n: [sens.kl[n][tried.index(c)] if c in tried else float("inf") for c in candidates] for n in names}
     pick = pareto_select([list(map(float, candidates))] * len(names), [kl[n] for n in names],
                          budget * len(names))

@@ -54,8 +54,9 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
 
 def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], settings: Sequence,
                 x: torch.Tensor, ann_logits: torch.Tensor, timesteps: int, *, base: object = None,
-                batch_size: int = 256, device: str | torch.device = "cpu") -> Sensitivity:
+                batch_size: int = 256, device: str | torch.device = "cpu", spikes: bool = True) -> Sensitivity:
     """``build(layer, s)`` returns the SNN with only ``layer`` set to ``s``; see module doc.
+    ``spikes=False``: the forked runs do not count spikes (the spike table is then meaningless).
 
     ``build(layer, base)`` is the same network for every layer. It is simulated once per batch of
     samples, recording every IF layer's spike trains; then, per layer, the settings other than
@@ -70,6 +71,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
     net = build(layers[0], base)
     variants = {layer: [build(layer, s).nodes[layer] for s in others] for layer in layers}
     ref = ann_logits.reshape(len(x), -1)
+    count = spikes
     kl = {layer: [[] for _ in settings] for layer in layers}
     spikes = {layer: [[] for _ in settings] for layer in layers}
     j_base = list(settings).index(base)
@@ -83,7 +85,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
             spikes[layer][j_base].append(base_total)
             if not others:
                 continue
-            outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains)
+            outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains, count=count)
             upstream = base_total - sum(base_spikes[n].cpu() for n in sp)
             for j, k in enumerate(i for i, v in enumerate(settings) if v != base):
                 kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))

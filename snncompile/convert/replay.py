@@ -148,7 +148,7 @@ def record_run(snn: Graph, x: torch.Tensor, timesteps: int) -> tuple[torch.Tenso
 
 
 def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str, list[IF]] | None,
-         replay: dict[str, torch.Tensor], record: bool = False):
+         replay: dict[str, torch.Tensor], record: bool = False, count: bool = True):
     """Simulate the IF layers that depend on the fork layer (all of them if ``fork`` is None)."""
     dev, b, shapes = x.device, x.shape[0], snn.shapes
     ifs = [n.name for n in snn.of_type(IF)]
@@ -170,6 +170,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
     trains = {n: torch.empty((timesteps, b, *shapes[n]), dtype=torch.uint8, device=dev)
               for n in simulated} if record else {}
     acc = None
+    fork_out = torch.empty_like(v[layer]) if fork else None
 
     def arg(name: str, i: str, vals) -> torch.Tensor:
         val = vals[i] if i in vals else static[i]
@@ -187,15 +188,19 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
                     x_in = None if name in drive else arg(name, src[name], vals)
                     ps = params[name]
                     rows = v[name].shape[0] // len(ps)
-                    outs = []
                     for j, p in enumerate(ps):  # one candidate setting of the fork layer per slice
                         n = p.fire(drive[name][j] if x_in is None else x_in, v[name][j * rows:(j + 1) * rows],
                                    with_bias=x_in is not None)
-                        spikes[name][j * rows:(j + 1) * rows] += n.view(rows, -1).sum(1)  # exact: integers < 2**24
+                        if count:  # float32 sums are exact: integers < 2**24
+                            spikes[name][j * rows:(j + 1) * rows] += n.view(rows, -1).sum(1)
                         if record:
                             trains[name][t].copy_(n)
-                        outs.append(n.mul_(p.theta))
-                    vals[name] = outs[0] if len(outs) == 1 else torch.cat(outs)
+                        if len(ps) == 1:
+                            vals[name] = n.mul_(p.theta)
+                        else:  # the candidates' outputs side by side in one buffer, rewritten every step
+                            torch.mul(n, p.theta, out=fork_out[j * rows:(j + 1) * rows])
+                    if len(ps) > 1:
+                        vals[name] = fork_out
                 else:
                     vals[name] = node.forward(*(arg(name, i, vals) for i in node.inputs))
     out = _tile(acc / timesteps, k if acc.shape[0] == b else 1)
@@ -203,11 +208,12 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
 
 
 def fork_outputs(snn: Graph, layer: str, variants: list[IF], x: torch.Tensor, timesteps: int,
-                 trains: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 trains: dict[str, torch.Tensor], count: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Readout at T (K, B, classes) and per-sample spikes (K, B) of the IF layers downstream of
     ``layer`` (inclusive) with ``layer`` replaced by each of the K ``variants``; every other IF
-    layer replays ``trains`` (from :func:`record_run` on the same ``x``)."""
-    out, spikes, _ = _run(_Net(snn), snn, x, timesteps, (layer, variants), trains)
+    layer replays ``trains`` (from :func:`record_run` on the same ``x``). ``count=False``: spikes
+    are not counted (zeros), for searches that read only the outputs."""
+    out, spikes, _ = _run(_Net(snn), snn, x, timesteps, (layer, variants), trains, count=count)
     k, b = len(variants), x.shape[0]
     return out.reshape(k, b, -1), {n: s.view(k, b) for n, s in spikes.items()}
 

@@ -233,3 +233,17 @@ def test_cli_rejects_bad_search_options(tmp_path, capsys, args, message):
         rc = e.code
     assert rc == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_small_calibration_source_splits_the_calibration_set():
+    """Fewer than 100 samples after the calibration ones: the last quarter of the calibration samples
+    validates, the first three quarters calibrate (every candidate and the deployed SNN), with a warning."""
+    from snncompile.pipeline import RunConfig, compile_model
+
+    cfg = RunConfig(model=MODEL, data=DATA, calib=CALIB, samples=10, calib_samples=480, method="deng",
+                    objective="latency", progress=False)
+    with pytest.warns(UserWarning, match=r"only 20 samples follow the 480 calibration samples .* the last 120 of "
+                                         r"them validate"):
+        c = compile_model(cfg)
+    assert c.search["validation_samples"] == 120 and "[360:480]" in c.search["validation"]
+    assert "[0:360]" in c.search["validation"] and cfg.timesteps == c.search["chosen"]["timesteps"]

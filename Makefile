@@ -8,7 +8,7 @@ DEMO_MODEL ?= examples/mnist_cnn.onnx
 DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz \
               --samples 20 --timesteps 16 --out demo.snn --force
 
-.PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant bench-mechanisms fuzz lint clean
+.PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant bench-mechanisms bench-paper-tables fuzz lint clean
 
 all: test
 
@@ -44,9 +44,13 @@ bench-simspeed: $(STAMP)
 bench-quant: $(STAMP)
 	$(BIN)/python benchmarks/quantization.py
 
-# the seed papers' mechanisms on the examples (the "Mechanism checks" section, about 2 minutes)
+# the seed papers' mechanisms on the examples (the "Mechanism checks" section, about 2 minutes idle)
 bench-mechanisms: $(STAMP)
 	$(BIN)/python benchmarks/mechanisms.py
+
+# method x T tables, mean and std over 5 calibration seeds (the "Paper-style tables" section)
+bench-paper-tables: $(STAMP)
+	$(BIN)/python benchmarks/paper_tables.py
 
 bench-lava: $(STAMP)
 	$(BIN)/python benchmarks/lava.py

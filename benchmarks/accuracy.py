@@ -125,16 +125,17 @@ def table(results, anns) -> list[str]:
 NOTES = [
     "Notes:",
     "",
-    ("* Every method is calibrated for T = 8. The T-specific corrections (calib-light's per-step bias "
-     "current, calib-advanced's weights and initial potentials, the MSE and AdaFire thresholds) are tuned "
-     "for that T and can over-correct far from it: on mnist_resnet calib-light and calib-advanced peak at "
-     "T = 8 and fall back at T >= 16. Convert for the T you deploy (`convert(..., timesteps=T)`)."),
+    ("* Every method is calibrated for T = 8. The T-specific corrections (the per-step bias current of "
+     "calib-light and calib-light+pc, the initial potentials of calib-advanced, calib-light+pc and "
+     "calib-wc+pc, calib-wc+pc's weights, the MSE and AdaFire thresholds) are tuned for that T and can "
+     "over-correct far from it: on mnist_resnet calib-light+pc and calib-wc+pc peak at T = 8 and fall back "
+     "at T >= 16. Convert for the T you deploy (`convert(..., timesteps=T)`)."),
     ("* max and percentile keep v0 = 0 (floor quantization) and need many steps before the deep layers "
      "fire; the shifted methods (v0 = theta/2) answer from the first steps."),
-    ("* SRP rows count T after tau pre-steps (tau picked per model on calibration data from {4, 8, 16}); "
-     "its latency is T + tau, so it is left out of the ranking. With the paper's tau = 4 it is worse than "
-     "deng on these ANNs (not trained with QCFS): after a short pre-run deep neurons with negative bias "
-     "still look silent and get suppressed."),
+    ("* SRP rows count T after the paper's tau = 4 pre-steps; its latency is T + 4, so it is left out of "
+     "the ranking. On ANNs not trained with QCFS a 4-step pre-run can suppress deep neurons that are still "
+     "in their transient (`tau='auto'` picks tau from {4, 8, 16} on calibration data; the Mechanism checks "
+     "section counts the unevenness cases with and without SRP)."),
     ("* mnist_functional is the same trained network as mnist_cnn written with functional relu, so its "
      "rows equal mnist_cnn's. mnist_resnet's MaxPool is rewritten exactly as a relu-tree (3 extra IF "
      "layers) before conversion."),

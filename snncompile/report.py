@@ -58,7 +58,8 @@ def build_report(*, model: str, target: str, method: str, seed: int, ann_correct
                  float_ev: Evaluation | None, int_ev: Evaluation | None, ann_macs: int, energy_constants: dict,
                  conversion: list[dict], timing: dict, extra: dict | None = None, shard: str | None = None) -> dict:
     """Assemble the report dict (schema_version 1): additive ``totals`` plus the fields derived from them."""
-    tot = {"samples": main.samples, "timesteps": main.timesteps, "ann_correct": ann_correct, "main": totals(main),
+    tot = {"samples": main.samples, "timesteps": main.timesteps, "pre_steps": int(getattr(main, "pre_steps", 0)),
+           "ann_correct": ann_correct, "main": totals(main),
            "float_correct": float_ev.correct_vs_t[-1] if float_ev and float_ev.correct_vs_t else None,
            "int_correct": int_ev.correct_vs_t[-1] if int_ev and int_ev.correct_vs_t else None,
            "float": float_ev is not None, "int": int_ev is not None}
@@ -75,21 +76,22 @@ def derive(r: dict) -> dict:
     """Recompute every averaged field of report ``r`` from ``r["totals"]`` (used by runs and merges alike)."""
     tot, n = r["totals"], r["totals"]["samples"]
     main, T = tot["main"], r["timesteps"]
+    steps = T + int(tot.get("pre_steps", 0))  # SRP's pre-steps run (and spike) before the T counted ones
 
     def frac(c):
         return None if c is None else c / n
 
     layers = [{"name": L["name"], "op": L["op"], "neurons": L["neurons"], "synapses": L["synapses"],
                "spikes_per_sample": L["spikes"] / n, "synops_per_sample": L["synops"] / n,
-               "firing_rate": L["spikes"] / n / (L["neurons"] * T) if L["neurons"] else 0.0,
+               "firing_rate": L["spikes"] / n / (L["neurons"] * steps) if L["neurons"] else 0.0,
                **({"saturations": L["saturations"]} if "saturations" in L else {})} for L in main["layers"]]
     spikes = sum(L["spikes"] for L in main["layers"]) / n
     synops = sum(L["synops"] for L in main["layers"]) / n
-    updates = sum(L["neurons"] for L in main["layers"]) * T
+    updates = sum(L["neurons"] for L in main["layers"]) * steps
     acc_t = [None] * T if main["correct_vs_t"] is None else [c / n for c in main["correct_vs_t"]]
     out = {k: v for k, v in r.items() if k != "energy_constants"}
     out.update({
-        "samples": n, "accuracy_vs_t": acc_t, "layers": layers, "spikes_per_sample": spikes, "synops_per_sample": synops,
+        "samples": n, "latency_steps": steps, "accuracy_vs_t": acc_t, "layers": layers, "spikes_per_sample": spikes, "synops_per_sample": synops,
         "accuracy": {"ann": frac(tot["ann_correct"]), "snn": acc_t[-1],
                      "snn_float": frac(tot["float_correct"]), "snn_quantized": frac(tot["int_correct"])},
         "energy": estimate(r.get("energy_constants") or r["energy"]["constants"] | {"model": r["energy"]["model"]},

@@ -60,6 +60,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                                                "that are not evaluated")
     p.add_argument("--method", help="conversion method (default: searched with T, see --optimize; methods in "
                                     "docs/methods.md)")
+    p.add_argument("-O", "--method-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
+                   help="an option of --method, repeatable, e.g. -O tau=8 (srp), -O wc=true (calib-advanced: "
+                        "weight calibration at the paper's budget), -O percentile=99.9; see docs/methods.md")
     p.add_argument("-T", "--timesteps", type=int, help="time steps per sample (default: searched, see --optimize)")
     p.add_argument("--optimize", choices=("energy", "latency", "accuracy"),
                    help="search method x T (those not fixed by --method/-T) on a validation split of the "
@@ -88,6 +91,20 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "per worker, at most 2048 samples each); without --ray one after another in this process")
     _verbosity(p)
     return p
+
+
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON where it parses (8, 99.9, true, [1, 2]), else as a string."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as tau=8, got {text!r}")
+    try:
+        v = json.loads(value)
+    except ValueError:
+        v = value
+    return key.strip(), tuple(v) if isinstance(v, list) else v
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -33,7 +33,10 @@ def compile(args) -> int:
     cfg = RunConfig(model=args.model, data=args.data, target=args.target, calib=args.calib, method=args.method,
                     timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
-                    progress=not args.quiet, shard=args.shard, objective=args.optimize, max_drop=args.max_drop)
+                    progress=not args.quiet, shard=args.shard, objective=args.optimize, max_drop=args.max_drop,
+                    method_options=dict(args.method_option))
+    if cfg.method_options and cfg.method is None:
+        raise DataError("-O/--method-option sets an option of one method; give --method too")
     if args.ray is not None or args.shards is not None or args.ray_cpus is not None:
         from snncompile.distributed import run_sharded
 

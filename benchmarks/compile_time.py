@@ -44,7 +44,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 import snncompile  # noqa: E402
-from snncompile.benchdoc import MODELS, machine, write_section  # noqa: E402
+from benchdoc import MODELS, machine, write_section  # noqa: E402
 from snncompile.convert import DEFAULT_METHOD, METHODS, convert  # noqa: E402
 from snncompile.ir import IF, Graph  # noqa: E402
 from snncompile.sim import simulate  # noqa: E402

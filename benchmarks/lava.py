@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+from benchdoc import bundled_args, machine, write_section  # noqa: E402  (benchmarks/ is still on sys.path here)
+
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
@@ -25,7 +27,6 @@ from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
 
 import snncompile
-from snncompile.benchdoc import bundled_args, machine, write_section
 from snncompile.convert import DEFAULT_METHOD
 from snncompile.evaluate import from_population_sim
 from snncompile.ir import Graph, Input

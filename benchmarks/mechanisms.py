@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from snncompile import load_onnx
-from snncompile.benchdoc import machine, write_section
+from benchdoc import machine, write_section
 from snncompile.convert import convert
 from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
 from snncompile.convert.calib_set import make_calib_set

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from snncompile import load_onnx
-from snncompile.benchdoc import machine, write_section
+from benchdoc import machine, write_section
 from snncompile.convert import METHODS, convert
 from snncompile.sim import simulate
 

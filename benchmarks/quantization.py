@@ -13,11 +13,12 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+from benchdoc import bundled_args, machine, write_section  # noqa: E402  (benchmarks/ is still on sys.path here)
+
 # this file is benchmarks/lava.py: keep its directory off sys.path so `import lava` finds Lava
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 import snncompile
-from snncompile.benchdoc import bundled_args, machine, write_section
 from snncompile.convert import DEFAULT_METHOD
 from snncompile.quantize import lower_populations, quantize
 from snncompile.sim.populations import simulate_populations

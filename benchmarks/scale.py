@@ -120,7 +120,7 @@ def fmt(v: float, digits: int = 2) -> str:
 def main() -> None:
     start = time.perf_counter()
     torch.set_num_threads(2)
-    from snncompile.benchdoc import machine, write_section
+    from benchdoc import machine, write_section
 
     model = build_model()
     params = sum(p.numel() for p in model.parameters())

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+from benchdoc import machine, write_section  # noqa: E402  (benchmarks/ is still on sys.path here)
+
 # this file's directory holds lava.py: keep it off sys.path (Ray copies sys.path to its workers)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-from snncompile.benchdoc import machine, write_section
 from snncompile.distributed import LOCAL, default_shards, evaluate_here, evaluate_on_ray, ray_session
 from snncompile.pipeline import RunConfig, compile_model, evaluate
 

@@ -5,7 +5,7 @@ deploy the best one for an objective within an accuracy budget (issue 19).
 every candidate method for every T of :data:`TIMESTEPS` (``method`` or ``timesteps`` fixes that
 dimension), simulates each SNN on the validation samples and measures its top-1 accuracy, spikes,
 synaptic operations and energy per sample (:func:`snncompile.energy.estimate` with the chosen
-constants; neuron updates = neurons x T, as in the report). The validation samples must not be the
+constants; neuron updates = neurons x (pre-steps + T), as in the report). The validation samples must not be the
 evaluation data: the pipeline takes them from the calibration source, after the calibration samples.
 
 Budget: a candidate is *within budget* when its accuracy drop below the ANN on the validation samples
@@ -252,7 +252,7 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
         acc = float(ok.mean())
         drop, se = _paired_drop(ann_ok, ok)
         spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
-        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * t)
+        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * (r.pre_steps + t))
         g = snn if t == T else _at(snn, t)
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
                              drop=drop, drop_se=se, convert_seconds=conv_share, snn=g))

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_MODEL ?= examples/mnist_cnn.onnx
 DEMO_ARGS  ?= --target lava-sim --data examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz \
-              --samples 20 --timesteps 16 --out demo.snn --force
+              --samples 20 --method calib-light+pc --out demo.snn --force
 
 .PHONY: all env demo test test-fast bench bench-accuracy bench-simspeed bench-lava bench-quant bench-mechanisms bench-paper-tables fuzz lint clean
 

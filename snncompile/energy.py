@@ -33,7 +33,8 @@ ENERGY_MODELS: dict[str, dict] = {
     "loihi": {
         "model": "loihi", "ann_mac_pj": 4.6, "snn_synop_pj": 23.6, "neuron_update_pj": 52.0,
         "active_neuron_update_pj": 81.0, "spike_pj": 1.7,
-        "citation": "Davies et al., Loihi, IEEE Micro 38(1) 2018, Table 1; ANN side: Horowitz ISSCC 2014",
+        "citation": "Davies et al., Loihi, IEEE Micro 38(1) 2018, Table 1; the ANN side (and the SNN's analog input "
+                    "layer) is a 45 nm FP32 MAC, 4.6 pJ: Horowitz ISSCC 2014",
     },
 }
 _KEYS = ("ann_mac_pj", "snn_synop_pj", "neuron_update_pj", "active_neuron_update_pj", "spike_pj")
@@ -69,11 +70,19 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def estimate(constants: dict, *, ann_macs: float, synops: float, spikes: float, neuron_updates: float) -> dict:
-    """Per-sample energies (J) of the ANN and the SNN from per-sample operation counts."""
+def estimate(constants: dict, *, ann_macs: float, synops: float, spikes: float, neuron_updates: float,
+             input_macs: float = 0.0) -> dict:
+    """Per-sample energies (J) of the ANN and the SNN from per-sample operation counts.
+
+    ``input_macs``: the SNN's first weighted layers act on the analog input, not on spikes: they
+    are multiply-accumulates at the ANN's MAC energy, once per sample (the input is held constant
+    over the sample's steps)."""
     pj = 1e-12
     ann = ann_macs * constants["ann_mac_pj"] * pj
     snn = (synops * constants["snn_synop_pj"] + max(neuron_updates - spikes, 0.0) * constants["neuron_update_pj"]
-           + spikes * (constants["active_neuron_update_pj"] + constants["spike_pj"])) * pj
+           + spikes * (constants["active_neuron_update_pj"] + constants["spike_pj"])
+           + input_macs * constants["ann_mac_pj"]) * pj
     return {"model": constants["model"], "constants": {k: constants[k] for k in (*_KEYS, "citation")},
-            "ann_joules_per_sample": ann, "snn_joules_per_sample": snn, "ratio": (ann / snn) if snn else None}
+            "ann_joules_per_sample": ann, "snn_joules_per_sample": snn, "ratio": (ann / snn) if snn else None,
+            "input_macs_per_sample": float(input_macs),
+            "input_layer": "analog input held constant: its layers' MACs counted once per sample at ann_mac_pj"}

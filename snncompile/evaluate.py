@@ -10,7 +10,7 @@ import torch
 from snncompile.ir import IF, Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Relay
 
-__all__ = ["Evaluation", "ann_correct", "ann_macs", "from_float_sim", "from_population_sim"]
+__all__ = ["Evaluation", "ann_correct", "ann_macs", "from_float_sim", "from_population_sim", "input_macs"]
 
 
 @dataclass
@@ -67,6 +67,31 @@ def ann_macs(graph: Graph) -> int:
     """Multiply-accumulates of the weighted layers of the ANN, per sample."""
     total = 0
     for n in graph.nodes.values():
+        w = getattr(n, "weight", None)
+        if w is not None:
+            out = graph.shapes[n.name]
+            total += int(np.prod(out[1:] if len(out) == 3 else (1,))) * int(np.prod(w.shape))
+    return total
+
+
+def input_macs(graph: Graph) -> int:
+    """Multiply-accumulates of the weighted layers fed by the analog input before any activation.
+
+    In the SNN these layers still multiply (the input is not spikes): held constant over a
+    sample's steps, they are computed once per sample (what the simulators do), so the energy
+    model charges them as MACs once per sample."""
+    from snncompile.ir import Input, ReLU
+
+    reach, todo = set(), [n.name for n in graph.nodes.values() if isinstance(n, Input)]
+    while todo:
+        k = todo.pop()
+        if k in reach:
+            continue
+        reach.add(k)
+        todo += [u.name for u in graph.users(k) if not isinstance(u, ReLU)]
+    sub = [graph.nodes[k] for k in reach]
+    total = 0
+    for n in sub:
         w = getattr(n, "weight", None)
         if w is not None:
             out = graph.shapes[n.name]

@@ -16,7 +16,7 @@ from snncompile.data import Dataset, check_against, load_npz
 from snncompile.energy import load_constants
 from snncompile.errors import DataError
 from snncompile.interrupts import checkpoint
-from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim
+from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim, input_macs
 from snncompile.ir import IF, Graph
 from snncompile.backends import get_backend, targets
 from snncompile.report import build_report
@@ -288,7 +288,8 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
         main, int_ev, extra = _integer_and_backend(cfg, backend, out, evals, timing)
     out.report = build_report(
         model=str(cfg.model), target=cfg.target, method=c.method, seed=cfg.seed, ann_correct=ann_ok, main=main,
-        float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(c.ann), energy_constants=c.energy,
+        float_ev=float_ev, int_ev=int_ev, ann_macs=ann_macs(c.ann), input_macs=input_macs(c.ann),
+        energy_constants=c.energy,
         conversion=list(c.snn.meta.get("conversion_log", [])), timing=timing,
         extra={**extra, **({"search": c.search} if c.search is not None else {})},
         shard=None if cfg.shard is None else f"{cfg.shard[0]}/{cfg.shard[1]}")

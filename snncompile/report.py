@@ -56,7 +56,8 @@ def totals(ev: Evaluation) -> dict:
 
 def build_report(*, model: str, target: str, method: str, seed: int, ann_correct: int | None, main: Evaluation,
                  float_ev: Evaluation | None, int_ev: Evaluation | None, ann_macs: int, energy_constants: dict,
-                 conversion: list[dict], timing: dict, extra: dict | None = None, shard: str | None = None) -> dict:
+                 conversion: list[dict], timing: dict, extra: dict | None = None, shard: str | None = None,
+                 input_macs: int = 0) -> dict:
     """Assemble the report dict (schema_version 1): additive ``totals`` plus the fields derived from them."""
     tot = {"samples": main.samples, "timesteps": main.timesteps, "pre_steps": int(getattr(main, "pre_steps", 0)),
            "ann_correct": ann_correct, "main": totals(main),
@@ -66,6 +67,7 @@ def build_report(*, model: str, target: str, method: str, seed: int, ann_correct
     skeleton = {
         "schema_version": SCHEMA_VERSION, "model": model, "target": target, "method": method,
         "timesteps": main.timesteps, "seed": seed, "ann_macs_per_sample": float(ann_macs),
+        "input_macs_per_sample": float(input_macs),
         "energy_constants": energy_constants, "timing": timing, "versions": versions(), "conversion": conversion,
         **(extra or {}), "totals": tot, **({"shard": shard} if shard else {}),
     }
@@ -95,7 +97,8 @@ def derive(r: dict) -> dict:
         "accuracy": {"ann": frac(tot["ann_correct"]), "snn": acc_t[-1],
                      "snn_float": frac(tot["float_correct"]), "snn_quantized": frac(tot["int_correct"])},
         "energy": estimate(r.get("energy_constants") or r["energy"]["constants"] | {"model": r["energy"]["model"]},
-                           ann_macs=r["ann_macs_per_sample"], synops=synops, spikes=spikes, neuron_updates=updates),
+                           ann_macs=r["ann_macs_per_sample"], synops=synops, spikes=spikes, neuron_updates=updates,
+                           input_macs=r.get("input_macs_per_sample", 0.0)),
     })
     if "lava" in r and "exact_samples" in r["lava"]:
         out["lava"] = {**r["lava"], "spike_exact_fraction": r["lava"]["exact_samples"] / n}

@@ -235,6 +235,7 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
            device) -> list[Candidate]:
     """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run."""
     from snncompile.convert import convert
+    from snncompile.evaluate import input_macs
     from snncompile.sim import simulate
 
     torch.manual_seed(seed)
@@ -252,7 +253,8 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
         acc = float(ok.mean())
         drop, se = _paired_drop(ann_ok, ok)
         spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
-        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * (r.pre_steps + t))
+        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * (r.pre_steps + t),
+                     input_macs=float(input_macs(ann)))  # the analog input's layers: MACs once per sample
         g = snn if t == T else _at(snn, t)
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
                              drop=drop, drop_se=se, convert_seconds=conv_share, snn=g))

@@ -16,7 +16,7 @@ from PIL import Image
 from snncompile import load_onnx
 from snncompile.convert import convert
 from snncompile.energy import estimate, load_constants
-from snncompile.evaluate import ann_macs
+from snncompile.evaluate import ann_macs, input_macs
 from snncompile.ir import IF
 from snncompile.report import render_markdown, schema, write_plots
 from snncompile.search import search
@@ -62,7 +62,8 @@ def test_candidates_are_scored_like_a_fixed_conversion(setup, full):
     assert c.accuracy == pytest.approx(float(res.accuracy_vs_t(vy)[-1]))
     assert c.spikes == pytest.approx(res.total_spikes_per_sample())
     want = estimate(E, ann_macs=ann_macs(ann), synops=res.total_synops_per_sample(),
-                    spikes=res.total_spikes_per_sample(), neuron_updates=sum(res.neurons.values()) * 2)
+                    spikes=res.total_spikes_per_sample(), neuron_updates=sum(res.neurons.values()) * 2,
+                    input_macs=input_macs(ann))  # the analog input's first layer: MACs once per sample
     assert c.energy == pytest.approx(want["snn_joules_per_sample"])
     # only the chosen candidate keeps its SNN: the one a fixed conversion of its method and T builds
     assert [k for k in full.candidates if k.snn is not None] == [full.chosen]

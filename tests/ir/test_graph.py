@@ -62,3 +62,16 @@ def test_printing_escapes_names():
     text = str(_mlp("r\x1b[2J\nevil"))
     assert "\x1b" not in text and "r\\x1b[2J\\nevil" in text
     assert len(text.splitlines()) == 6  # header, column names, four nodes: the newline did not add a line
+
+
+def test_input_macs_count_the_layers_before_the_first_activation():
+    """The SNN's first layers act on the analog input: their MACs are charged once per sample (energy)."""
+    from snncompile.energy import ENERGY_MODELS, estimate
+    from snncompile.evaluate import ann_macs, input_macs
+
+    w, b = np.ones((3, 3), np.float32), np.zeros(3, np.float32)
+    g = Graph([Input("x", (), shape=(3,)), Linear("fc1", ("x",), weight=w, bias=b), ReLU("r", ("fc1",)),
+               Linear("fc2", ("r",), weight=w, bias=b), Output("y", ("fc2",))])
+    assert ann_macs(g) == 18 and input_macs(g) == 9
+    e = estimate(ENERGY_MODELS["horowitz45nm"], ann_macs=18, synops=0, spikes=0, neuron_updates=0, input_macs=9)
+    assert e["snn_joules_per_sample"] == pytest.approx(9 * 4.6e-12) and e["ratio"] == pytest.approx(2.0)

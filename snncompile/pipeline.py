@@ -333,9 +333,7 @@ def _warn_input_clipping(pop: Graph, x) -> None:
     src = next(n for n in pop.nodes.values() if isinstance(n, Source))
     hi = (2 ** (src.bits - src.signed) - 1) / src.scale
     lo = -hi if src.signed else 0.0
-    step = 1024  # in slices: x may be memory-mapped (data.Samples) and larger than memory
-    spans = [(float(c.min()), float(c.max())) for c in (np.asarray(x[i:i + step]) for i in range(0, len(x), step))]
-    x_lo, x_hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    x_lo, x_hi = _span(x)
     if x_lo < lo - 0.5 / src.scale or x_hi > hi + 0.5 / src.scale:
         why = "" if src.signed else " (unsigned: the calibration data have no negative values)"
         warnings.warn(f"{src.name} (Source): evaluation inputs span [{x_lo:.4g}, {x_hi:.4g}], beyond the range "

@@ -38,6 +38,7 @@ import torch
 from snncompile.ir import Graph
 from snncompile.ir.neurons import IF, per_channel
 from snncompile.ir.ops import Input, Output
+from snncompile.sim.engine import if_step
 
 __all__ = ["CACHE_BYTES", "LayerwiseSim", "fork_outputs", "fits_in_memory"]
 
@@ -68,16 +69,8 @@ class _Params:
         return cls(per_channel(node.theta, like), bias, per_channel(node.v0, like), int(node.max_spikes))
 
     def fire(self, x: torch.Tensor, v: torch.Tensor, with_bias: bool) -> torch.Tensor:
-        """In-place IF update of ``v``; returns the spike counts n (float). As engine._fire."""
-        v.add_(x)
-        if with_bias and self.bias is not None:
-            v.add_(self.bias)
-        if self.n == 1:
-            n = (v >= self.theta).to(v.dtype)
-        else:
-            n = torch.div(v, self.theta).floor_().clamp_(0, self.n)
-        v.addcmul_(n, self.theta, value=-1.0)
-        return n
+        """In-place IF update of ``v``; returns the spike counts n (float): the simulator's engine.if_step."""
+        return if_step(v, x, self.theta, self.bias if with_bias else None, self.n)
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """A static input with the bias summed once (the simulator's static-drive case)."""

@@ -32,7 +32,7 @@ import torch
 from snncompile.ir.populations import SRP_EPS
 from snncompile.sim.program import NeuronLayer, Program
 
-__all__ = ["SRP_EPS", "BatchTrace", "run_batch"]
+__all__ = ["SRP_EPS", "BatchTrace", "if_step", "run_batch"]
 
 
 @dataclass
@@ -45,18 +45,26 @@ class BatchTrace:
     recorded: dict[str, torch.Tensor]  # node -> (B, *shape): mean output over the T counted steps
 
 
+def if_step(v: torch.Tensor, x: torch.Tensor, theta: torch.Tensor, bias: torch.Tensor | None,
+            max_spikes: int) -> torch.Tensor:
+    """The float IF update, in place on ``v``: ``v += x + bias; n = clamp(floor(v/theta), 0, N); v -= n theta``
+    (N = 1: ``n = [v >= theta]``). Returns n. The simulator and the conversion's layer replay both use it."""
+    v.add_(x)
+    if bias is not None:
+        v.add_(bias)
+    if max_spikes == 1:
+        n = (v >= theta).to(v.dtype)
+    else:
+        n = torch.div(v, theta).floor_().clamp_(0, max_spikes)
+    v.addcmul_(n, theta, value=-1.0)
+    return n
+
+
 def _fire(layer: NeuronLayer, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
           count_out: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
     """One in-place IF update; writes (spikes, synops) per sample into ``count_out`` (2, B).
     ``with_bias=False``: ``x`` already includes the bias (a static input, summed once per batch)."""
-    v.add_(x)
-    if with_bias and layer.bias is not None:
-        v.add_(layer.bias)
-    if layer.max_spikes == 1:
-        n = (v >= layer.theta).to(v.dtype)
-    else:
-        n = torch.div(v, layer.theta).floor_().clamp_(0, layer.max_spikes)
-    v.addcmul_(n, layer.theta, value=-1.0)
+    n = if_step(v, x, layer.theta, layer.bias if with_bias else None, layer.max_spikes)
     if mask is not None:
         n.mul_(mask)
     torch.mm(layer.counter, n.view(n.shape[0], -1).T, out=count_out)  # (2, K) @ (K, B): fast for skinny outputs

@@ -165,7 +165,7 @@ def load_report(path: str | Path, *, full: bool = True) -> dict:
     import jsonschema
 
     from snncompile.errors import DataError
-    from snncompile.safeio import JSON_CAP, clean, read_bounded
+    from snncompile.safeio import JSON_CAP, clean, first_nonfinite, read_bounded
 
     p = Path(path)
     p = p / "report.json" if p.is_dir() else p
@@ -181,21 +181,10 @@ def load_report(path: str | Path, *, full: bool = True) -> dict:
         if err is not None:
             where = "/".join(str(k) for k in err.absolute_path) or "(top level)"
             raise DataError(f"{clean(p)}: not a valid snncompile report at {clean(where, 80)}: {clean(err.message, 160)}")
-        bad = _nonfinite(r)
+        bad = first_nonfinite(r)
         if bad:
             raise DataError(f"{clean(p)}: not a valid snncompile report: {clean(bad, 80)} is NaN or infinite")
     return r
-
-
-def _nonfinite(obj, where: str = "") -> str:
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return where or "(top level)"
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
-    for k, v in items:
-        found = _nonfinite(v, f"{where}/{k}" if where else str(k))
-        if found:
-            return found
-    return ""
 
 
 def _pct(v: float | None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from snncompile.errors import DataError
 
-__all__ = ["JSON_CAP", "clean", "dumps", "md", "read_bounded", "read_json", "write_file"]
+__all__ = ["JSON_CAP", "clean", "dumps", "first_nonfinite", "md", "read_bounded", "read_json", "write_file"]
 
 JSON_CAP = 64 << 20  # bytes: report.json, manifest.json, energy constants; ours are far below 1 MiB
 
@@ -112,15 +112,16 @@ def dumps(obj) -> str:
     try:
         return json.dumps(obj, indent=1, sort_keys=True, allow_nan=False)
     except ValueError:
-        raise ValueError(f"non-finite number at {_first_nonfinite(obj)}") from None
+        raise ValueError(f"non-finite number at {first_nonfinite(obj)}") from None
 
 
-def _first_nonfinite(obj, where: str = "$") -> str:
+def first_nonfinite(obj, where: str = "$") -> str:
+    """JSON path of the first NaN or infinite float in ``obj`` (dicts and lists), "" if none."""
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return where
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     for k, v in items:
-        found = _first_nonfinite(v, f"{where}.{k}" if isinstance(obj, dict) else f"{where}[{k}]")
+        found = first_nonfinite(v, f"{where}.{k}" if isinstance(obj, dict) else f"{where}[{k}]")
         if found:
             return found
     return ""

@@ -168,14 +168,7 @@ def load_npz(path: str | Path, limit: int | None = None) -> Dataset:
             n = shape[0] if limit is None else min(shape[0], limit)
             _check_size(p, "x", (n, *shape[1:]))
             x = _read_member(z, "x.npy", n, p).astype(np.float32)
-            y = None
-            if "y.npy" in names:
-                y_shape, y_dtype = _member_header(z, "y.npy", p)
-                if len(y_shape) != 1 or y_shape[0] != shape[0] or not np.issubdtype(y_dtype, np.integer):
-                    raise DataError(f"{clean(p)}: 'y' has shape {y_shape} dtype {y_dtype}; expected ({shape[0]},) "
-                                    f"integers")
-                _check_size(p, "y", y_shape, 8)
-                y = _read_member(z, "y.npy", shape[0], p)  # all labels: their range is checked on the whole file
+            y = _member_labels(z, p, shape[0])  # all labels: their range is checked on the whole file
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
         raise DataError(f"{clean(p)}: not a readable .npz file ({type(e).__name__}: {clean(e, 200)}); "
                         f"expected {EXPECTED}") from None
@@ -198,6 +191,17 @@ def _member_header(z: zipfile.ZipFile, name: str, p: Path) -> tuple[tuple[int, .
     if dtype.hasobject:
         raise DataError(f"{clean(p)}: '{name[:-4]}' is an object array (would need pickle); not a readable .npz file")
     return tuple(shape), dtype
+
+
+def _member_labels(z: zipfile.ZipFile, p: Path, n: int) -> np.ndarray | None:
+    """All of ``y`` (None without one), after checking its header: (n,) integers within the memory limit."""
+    if "y.npy" not in z.namelist():
+        return None
+    y_shape, y_dtype = _member_header(z, "y.npy", p)
+    if len(y_shape) != 1 or y_shape[0] != n or not np.issubdtype(y_dtype, np.integer):
+        raise DataError(f"{clean(p)}: 'y' has shape {y_shape} dtype {y_dtype}; expected ({n},) integers")
+    _check_size(p, "y", y_shape, 8)
+    return _read_member(z, "y.npy", n, p)
 
 
 def _read_member(z: zipfile.ZipFile, name: str, count: int, p: Path) -> np.ndarray:
@@ -275,13 +279,7 @@ def _npz_header(p: Path) -> tuple[int, tuple[int, ...], np.ndarray | None]:
             shape, dtype = _member_header(z, "x.npy", p)
             _check_x(p, shape, dtype)
             _check_size(p, "x", shape)  # a shard is read whole when one of its samples is asked for
-            y = None
-            if "y.npy" in z.namelist():
-                y_shape, y_dtype = _member_header(z, "y.npy", p)
-                if len(y_shape) != 1 or y_shape[0] != shape[0] or not np.issubdtype(y_dtype, np.integer):
-                    raise DataError(f"{clean(p)}: 'y' has shape {y_shape} dtype {y_dtype}; expected ({shape[0]},) "
-                                    f"integers")
-                y = _read_member(z, "y.npy", shape[0], p)
+            y = _member_labels(z, p, shape[0])
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
         raise DataError(f"{clean(p)}: not a readable .npz file ({type(e).__name__}: {clean(e, 200)}); "
                         f"expected {EXPECTED}") from None

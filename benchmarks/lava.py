@@ -27,7 +27,7 @@ from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
 
 import snncompile
-from snncompile.convert import DEFAULT_METHOD
+from snncompile.convert import DEFAULT_METHOD, convert
 from snncompile.evaluate import from_population_sim
 from snncompile.ir import Graph, Input
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout
@@ -56,7 +56,7 @@ def skeleton(g: Graph) -> Graph:
 
 def bench(model: str, x, y, calib, T: int, method: str) -> dict:
     ann = snncompile.load_onnx(ROOT / "examples" / f"{model}.onnx")
-    snn = snncompile.convert(ann, calib, method=method, timesteps=T, progress=False)
+    snn = convert(ann, calib, method=method, timesteps=T, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = quantize(lower_populations(snn), calib)

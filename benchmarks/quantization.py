@@ -19,7 +19,7 @@ from benchdoc import bundled_args, machine, write_section  # noqa: E402  (benchm
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 import snncompile
-from snncompile.convert import DEFAULT_METHOD
+from snncompile.convert import DEFAULT_METHOD, convert
 from snncompile.quantize import lower_populations, quantize
 from snncompile.sim.populations import simulate_populations
 
@@ -36,7 +36,7 @@ def _best_of(k: int, run):
 
 def bench(model: str, x, y, calib, T: int, method: str) -> dict:
     ann = snncompile.load_onnx(ROOT / "examples" / f"{model}.onnx")
-    snn = snncompile.convert(ann, calib, method=method, timesteps=T, progress=False)
+    snn = convert(ann, calib, method=method, timesteps=T, progress=False)
     f, tf = _best_of(2, lambda: snncompile.simulate(snn, x, T))
     with warnings.catch_warnings(record=True) as warns:
         warnings.simplefilter("always")

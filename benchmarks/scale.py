@@ -65,6 +65,7 @@ def child(args) -> dict:
     """One T: compile (timed per stage, peak RSS), then both simulators per batch size."""
     torch.set_num_threads(2)
     import snncompile
+    from snncompile.convert import convert
     from snncompile.quantize import lower_populations, quantize
     from snncompile.sim.populations import simulate_populations
 
@@ -77,7 +78,7 @@ def child(args) -> dict:
     ann = snncompile.load_onnx(d / "model.onnx")
     out["compile"]["load_onnx"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    snn = snncompile.convert(ann, calib, method="deng", timesteps=T, progress=False)
+    snn = convert(ann, calib, method="deng", timesteps=T, progress=False)
     out["compile"]["convert"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pop = lower_populations(snn)

@@ -573,13 +573,14 @@ def test_bad_cases_are_distinct_and_enough():
 def test_unknown_method_option_is_a_conversion_error(tmp_path):
     """The CLI passes no method options; the Python API and RunConfig.method_options do."""
     import snncompile
+    from snncompile.convert import convert
     from snncompile.errors import ConversionError
     from snncompile.pipeline import RunConfig, run
 
     with np.load(CALIB) as f:
         x = f["x"][:4]
     with pytest.raises(ConversionError, match=r"^method 'deng': unknown option\(s\) bogus; it takes "):
-        snncompile.convert(snncompile.load_onnx(MODEL), x, method="deng", timesteps=2, bogus=1)
+        convert(snncompile.load_onnx(MODEL), x, method="deng", timesteps=2, bogus=1)
     cfg = RunConfig(
         model=MODEL,
         data=DATA,

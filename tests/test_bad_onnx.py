@@ -199,7 +199,7 @@ def test_input_without_per_sample_dims():
 
 def test_clip_min_unbounded_runs_but_does_not_convert():
     """Clip without a floor is a Clamp: the ANN reference runs it, the conversion refuses it by name."""
-    from snncompile import convert
+    from snncompile.convert import convert
     from snncompile.errors import ConversionError
 
     nodes = [oh.make_node("Clip", ["x", "", "hi"], ["y"], name="cap")]

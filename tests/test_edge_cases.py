@@ -19,6 +19,7 @@ from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
 
 import snncompile
+from snncompile.convert import convert
 from snncompile.convert.thresholds import DEAD_THETA
 from snncompile.ir import IF
 from snncompile.ir.populations import Source
@@ -72,7 +73,7 @@ def compile_int(proto, calib=X, method="max"):
     """(snn, integer population graph) and the warnings raised on the way."""
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        snn = snncompile.convert(
+        snn = convert(
             snncompile.load_onnx(proto), calib, method=method, timesteps=T, progress=False
         )
         pop = quantize(lower_populations(snn), calib)
@@ -106,7 +107,7 @@ def test_dead_channels_take_the_scale_of_their_layer():
     with pytest.warns(
         UserWarning, match=r"channels of layer never active .* \(the largest of the live channels\)"
     ):
-        snn = snncompile.convert(
+        snn = convert(
             snncompile.load_onnx(EXAMPLES / "mnist_cnn.onnx"),
             calib,
             method="max",

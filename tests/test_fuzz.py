@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 import snncompile
+from snncompile.convert import convert
 from snncompile.errors import CompileError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -289,7 +290,7 @@ def exercise(model: bytes, *, integer: bool = True) -> str:
         if math.prod(shape) > MAX_INPUT:
             return "imported (input too large to simulate)"
         x = np.random.default_rng(0).random((3, *shape), dtype=np.float32)
-        snn = snncompile.convert(g, x, method="max", timesteps=2, progress=False)
+        snn = convert(g, x, method="max", timesteps=2, progress=False)
         snncompile.simulate(snn, x, 2)
         if integer:
             simulate_populations(quantize(lower_populations(snn), x), x, 2)

@@ -35,9 +35,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import sys
 import time
-import types
 
 import numpy as np
 import torch
@@ -146,13 +144,3 @@ def convert(graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int 
     snn.meta["timing"] = timing_meta(t_start, t_method, time.perf_counter(), stages)
     return snn
 
-
-class _CallableModule(types.ModuleType):
-    """``snncompile.convert(...)`` is the public API, but importing this subpackage binds the name
-    ``snncompile.convert`` to the module; making the module callable keeps both spellings working."""
-
-    def __call__(self, graph: Graph, calib_x, method: str = DEFAULT_METHOD, timesteps: int = 16, **options) -> Graph:
-        return convert(graph, calib_x, method=method, timesteps=timesteps, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

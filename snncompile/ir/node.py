@@ -4,32 +4,51 @@ A node is a frozen dataclass: ``name``, the names of its ``inputs`` (edges of th
 parameters. Shapes are per sample (no batch dimension); the batch is always the leading axis of
 the tensors ``forward`` receives. Parameters are numpy arrays that are never mutated: passes
 derive new nodes with :func:`dataclasses.replace`.
+
+Nodes stay plain values: what is derived from a node for computing (its arrays as tensors on a
+device, structural facts such as "this matrix is c times the identity") lives in one explicit cache
+outside it, :func:`cached`, keyed by the node's identity and dropped when the node is collected.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from snncompile.errors import ShapeError
 
-__all__ = ["Node", "Shape", "param"]
+__all__ = ["Node", "Shape", "cached", "param"]
 
 Shape = tuple[int, ...]
+T = TypeVar("T")
+
+# node -> {(kind, key): value}. Nodes hash by identity (eq=False), so a node's entries are its own, and
+# they go with it: a replaced node (dataclasses.replace) starts empty, a collected one frees its tensors.
+_DERIVED: weakref.WeakKeyDictionary[Node, dict] = weakref.WeakKeyDictionary()
+
+
+def cached(node: Node, kind: str, key: Hashable, make: Callable[[], T]) -> T:
+    """``make()`` computed once per ``node``, ``kind`` and ``key`` (e.g. a device and dtype), then reused
+    while the node lives. Nodes are immutable, so a derived value never goes stale."""
+    entries = _DERIVED.get(node)
+    if entries is None:
+        entries = _DERIVED[node] = {}
+    k = (kind, key)
+    if k not in entries:
+        entries[k] = make()
+    return entries[k]
 
 
 def param(node: Node, field: str, like: torch.Tensor) -> torch.Tensor:
     """Parameter ``field`` of ``node`` as a float tensor on ``like``'s device (cached per device)."""
-    cache = node.__dict__.setdefault("_tensor_cache", {})
-    key = (field, like.device, like.dtype)
-    if key not in cache:
-        arr = np.asarray(getattr(node, field))
-        cache[key] = torch.as_tensor(arr, dtype=like.dtype, device=like.device)
-    return cache[key]
+    return cached(node, "param", (field, like.device, like.dtype),
+                  lambda: torch.as_tensor(np.asarray(getattr(node, field)), dtype=like.dtype, device=like.device))
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from snncompile.ir.node import Node, Shape
+from snncompile.errors import DataError
+from snncompile.ir.node import Node, Shape, cached
 
 __all__ = ["PROBABILITY_OUTPUTS", "Add", "Concat", "Flatten", "Input", "LogSoftmax", "Output", "Permute", "ReLU",
            "Reshape", "Sigmoid", "Softmax", "add_all"]
@@ -24,16 +25,52 @@ def add_all(xs) -> torch.Tensor:
 
 @dataclass(frozen=True, eq=False)
 class Input(Node):
-    """The network input, ``shape`` per sample (the batch axis is implicit and dynamic)."""
+    """The network input, ``shape`` per sample (the batch axis is implicit and dynamic).
+
+    With a *source layout* (``source_shape`` and ``source_perm`` non-empty) the model's data has
+    per-sample shape ``source_shape`` and the network reads it reordered once, as it enters:
+
+    .. math:: x_{net} = \mathrm{reshape}(\mathrm{transpose}(x_{src}, \mathrm{source\_perm}), \mathrm{shape})
+
+    (e.g. a TensorFlow export's NHWC image, ``source_perm = (2, 0, 1)``, read as the NCHW tensor its
+    first Conv takes: the frontend folds the input Transpose here instead of keeping a Permute node).
+    The graph, the simulators and the backends take ``shape``; :meth:`to_network` converts the
+    model's data, which the CLI's data loading does for ``--data``/``--calib``.
+    """
 
     shape: tuple[int, ...] = ()
+    source_shape: tuple[int, ...] = ()
+    source_perm: tuple[int, ...] = ()
     arity = 0
     op = "Input"
 
     def infer_shape(self) -> Shape:
         if any(d < 1 for d in self.shape):
             raise self._shape_error(f"every dimension must be >= 1, got {self.shape}")
+        if self.source_shape or self.source_perm:
+            if (sorted(self.source_perm) != list(range(len(self.source_shape)))
+                    or any(d < 1 for d in self.source_shape)
+                    or math.prod(self.source_shape) != math.prod(self.shape)):
+                raise self._shape_error(f"source layout {self.source_shape} with perm {self.source_perm} "
+                                        f"does not map onto the input shape {self.shape}")
         return tuple(self.shape)
+
+    @property
+    def data_shape(self) -> Shape:
+        """Per-sample shape of the model's data: ``source_shape`` when a layout was folded, else ``shape``."""
+        return tuple(self.source_shape) if self.source_perm else tuple(self.shape)
+
+    def to_network(self, x):
+        """The model's data (N, *data_shape), numpy or torch, in the network's layout (N, *shape)."""
+        if not self.source_perm:
+            return x
+        if tuple(x.shape[1:]) != tuple(self.source_shape):
+            raise DataError(f"{self.name} (Input): expected data of shape (N, {', '.join(map(str, self.source_shape))}) "
+                            f"(the model's layout), got {tuple(x.shape)}")
+        axes = (0, *(p + 1 for p in self.source_perm))
+        if isinstance(x, torch.Tensor):
+            return x.permute(axes).reshape(x.shape[0], *self.shape)
+        return np.ascontiguousarray(np.transpose(np.asarray(x), axes)).reshape(x.shape[0], *self.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,11 +185,9 @@ class Permute(Node):
         return tuple(self.index.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cache = self.__dict__.setdefault("_flat_index", {})
-        if x.device not in cache:
-            cache[x.device] = torch.as_tensor(np.asarray(self.index, np.int64).reshape(-1), device=x.device)
-        flat = x.reshape(x.shape[0], -1)
-        return flat[:, cache[x.device]].reshape(x.shape[0], *self.index.shape)
+        index = cached(self, "flat_index", x.device,
+                       lambda: torch.as_tensor(np.asarray(self.index, np.int64).reshape(-1), device=x.device))
+        return x.reshape(x.shape[0], -1)[:, index].reshape(x.shape[0], *self.index.shape)
 
 
 @dataclass(frozen=True, eq=False)

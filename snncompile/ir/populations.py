@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from snncompile.ir.linear import conv_out_size
 from snncompile.ir.neurons import per_channel
-from snncompile.ir.node import Node, Shape, param
+from snncompile.ir.node import Node, Shape, cached, param
 from snncompile.ir.ops import add_all
 from snncompile.ir.pooling import tiled_sum
 
@@ -45,32 +45,28 @@ def _shift(a: torch.Tensor, exp: int) -> torch.Tensor:
 
 def _scaled(node: Node, like: torch.Tensor, factor: float) -> torch.Tensor:
     """``node.weight * factor`` as a tensor like ``like`` (cached; a power-of-two factor is exact)."""
-    cache = node.__dict__.setdefault("_scaled", {})
-    key = (like.dtype, like.device, factor)
-    if key not in cache:
-        cache[key] = param(node, "weight", like) * factor
-    return cache[key]
+    return cached(node, "scaled", (like.dtype, like.device, factor), lambda: param(node, "weight", like) * factor)
 
 
 def _identity_gain(node: Node) -> float | None:
     """c when the connection's matrix is c times the identity (a relay's 1x1 pass-through), else None
     (cached): such a connection is ``s * c`` (exact for the integer payloads and power-of-two c)."""
-    cache = node.__dict__.setdefault("_identity", {})
-    if "gain" not in cache:
-        w = np.asarray(node.weight)
-        gain = None
-        if w.ndim == 4 and w.shape[2:] == (1, 1):
-            ok = node.stride == (1, 1) and node.padding == (0, 0) and node.dilation == (1, 1) and node.groups == 1
-            w = w[:, :, 0, 0] if ok else None
-        if w is not None and w.ndim == 2 and w.shape[0] == w.shape[1] and w.size:
-            c = float(w[0, 0])
-            if np.array_equal(w, c * np.eye(w.shape[0])) and c != 0:
-                if not node.fixed:
-                    gain = c
-                elif node.weight_exp >= 0:  # a negative exponent floors the sum: keep the general path
-                    gain = c * float(2**node.weight_exp)
-        cache["gain"] = gain
-    return cache["gain"]
+    return cached(node, "identity_gain", None, lambda: _find_identity_gain(node))
+
+
+def _find_identity_gain(node: Node) -> float | None:
+    w = np.asarray(node.weight)
+    if w.ndim == 4 and w.shape[2:] == (1, 1):
+        ok = node.stride == (1, 1) and node.padding == (0, 0) and node.dilation == (1, 1) and node.groups == 1
+        w = w[:, :, 0, 0] if ok else None
+    if w is not None and w.ndim == 2 and w.shape[0] == w.shape[1] and w.size:
+        c = float(w[0, 0])
+        if np.array_equal(w, c * np.eye(w.shape[0])) and c != 0:
+            if not node.fixed:
+                return c
+            if node.weight_exp >= 0:  # a negative exponent floors the sum: keep the general path
+                return c * float(2**node.weight_exp)
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,15 +162,15 @@ class ConvConn(Node):
     def _block(self, in_shape: tuple[int, ...]) -> int:
         """k > 1 when the kernel is constant on k x k blocks aligned with stride k (an average pool
         folded into a convolution by the lowering), so it equals sum-pool then a smaller conv."""
-        cache = self.__dict__.setdefault("_blocks", {})
-        if in_shape not in cache:
-            k, w = self.stride[0], np.asarray(self.weight)
-            ok = (k > 1 and self.stride == (k, k) and self.dilation == (1, 1) and w.shape[2] % k == 0
-                  and w.shape[3] % k == 0 and self.padding[0] % k == 0 and self.padding[1] % k == 0
-                  and in_shape[1] % k == 0 and in_shape[2] % k == 0
-                  and np.array_equal(np.repeat(np.repeat(w[:, :, ::k, ::k], k, 2), k, 3), w))
-            cache[in_shape] = k if ok else 0
-        return cache[in_shape]
+        return cached(self, "pool_block", in_shape, lambda: self._find_block(in_shape))
+
+    def _find_block(self, in_shape: tuple[int, ...]) -> int:
+        k, w = self.stride[0], np.asarray(self.weight)
+        ok = (k > 1 and self.stride == (k, k) and self.dilation == (1, 1) and w.shape[2] % k == 0
+              and w.shape[3] % k == 0 and self.padding[0] % k == 0 and self.padding[1] % k == 0
+              and in_shape[1] % k == 0 and in_shape[2] % k == 0
+              and np.array_equal(np.repeat(np.repeat(w[:, :, ::k, ::k], k, 2), k, 3), w))
+        return k if ok else 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,14 +237,13 @@ class IFPop(_Population):
 
     def _constants(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(effective per-step bias, effective threshold) as tensors broadcasting against ``a`` (cached)."""
-        cache = self.__dict__.setdefault("_consts", {})
-        key = (a.dtype, a.device, a.dim())
-        if key not in cache:
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
             b, th = per_channel(np.asarray(self.bias, np.float64), a), per_channel(np.asarray(self.theta, np.float64), a)
             if self.fixed:
                 b, th = b * float(2**self.bias_exp), th * float(2**self.vth_shift)
-            cache[key] = (b, th)
-        return cache[key]
+            return b, th
+
+        return cached(self, "constants", (a.dtype, a.device, a.dim()), make)
 
     def step(self, a: torch.Tensor, v: torch.Tensor,
              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -25,6 +25,14 @@ three rules:
 
 Energy accounting uses the per-sample, per-step spike trace: a sample that exits at t* costs the
 spikes emitted up to t* (pre-steps included), see :meth:`SimResult.spikes_until`.
+
+Deployment (``--early-exit RULE``): :class:`ExitPolicy` holds a calibrated rule (the CLI's names:
+``iat`` = the authors' rule, ``precision``, ``both``); :func:`calibrate_policy` simulates the SNN on
+the calibration samples and calibrates it against the ANN's predictions; :meth:`ExitPolicy.exit_steps`
+applies it to any readout over time (float simulator, fixed-point simulator, Lava's recorded
+readout), and :func:`counts_to_exit` sums a per-step trace of counts up to each sample's exit step
+(a mask ``t < pre_steps + t*``, no loop over samples). Because the exit at step t depends only on
+the readout up to t, masking a full run equals stopping each sample at its exit step.
 """
 
 from __future__ import annotations
@@ -38,7 +46,12 @@ import torch
 from snncompile.errors import DataError
 from snncompile.sim.result import SimResult
 
-__all__ = ["EarlyExit", "calibrate_exit_thresholds", "early_exit", "exit_scores"]
+__all__ = ["EXIT_METRICS", "EXIT_RULES", "EarlyExit", "ExitPolicy", "calibrate_exit_thresholds", "calibrate_policy",
+           "check_rule", "counts_to_exit", "early_exit", "exit_scores", "exit_steps", "policy_from_run"]
+
+# --early-exit RULE -> the threshold rule of calibrate_exit_thresholds
+EXIT_RULES = {"iat": "authors", "precision": "precision", "both": "both"}
+EXIT_METRICS = ("entropy", "confidence")
 
 
 @dataclass
@@ -64,8 +77,14 @@ class EarlyExit:
 
 def exit_scores(result: SimResult, metric: str = "entropy") -> torch.Tensor:
     """(T, N) score s_t of every sample after every counted step (see module doc)."""
-    t = torch.arange(1, result.timesteps + 1, dtype=torch.float32).view(-1, 1, 1)
-    z = result.outputs.reshape(result.timesteps, result.num_samples, -1) * t
+    return _scores(result.outputs, metric)
+
+
+def _scores(outputs: torch.Tensor, metric: str) -> torch.Tensor:
+    """(T, N) scores of a readout over time ``outputs`` (T, N, *K): ``outputs[t-1]`` = partial sum / t."""
+    T, N = outputs.shape[0], outputs.shape[1]
+    t = torch.arange(1, T + 1, dtype=torch.float32).view(-1, 1, 1)
+    z = torch.as_tensor(outputs, dtype=torch.float32).reshape(T, N, -1) * t
     logp = torch.log_softmax(z, -1)
     if metric == "entropy":
         h = -(logp.exp() * logp).sum(-1) / math.log(z.shape[-1])
@@ -77,17 +96,91 @@ def exit_scores(result: SimResult, metric: str = "entropy") -> torch.Tensor:
 
 def early_exit(result: SimResult, thresholds, *, metric: str = "entropy") -> EarlyExit:
     """Apply per-step thresholds ``lambda_t`` (length >= 1; the last one repeats up to T)."""
+    steps = exit_steps(result.outputs, thresholds, metric)
+    preds = result.predictions().gather(0, (steps - 1).view(1, -1))[0]
+    return EarlyExit(steps, preds, result.spikes_until(steps))
+
+
+def exit_steps(outputs: torch.Tensor, thresholds, metric: str = "entropy") -> torch.Tensor:
+    """(N,) int64 exit step t* in 1..T of every sample: the first t with s_t > lambda_t, else T.
+
+    ``outputs`` (T, N, *K) is a readout over time (``outputs[t-1]`` = its sum over the first t
+    counted steps / t); ``thresholds`` lambda_1.. (the last one repeats up to T)."""
     thr = torch.as_tensor(np.asarray(thresholds, dtype=np.float32)).reshape(-1)
     if thr.numel() == 0:
         raise DataError("IAT thresholds are empty")
-    T = result.timesteps
+    T = outputs.shape[0]
     thr = torch.cat([thr[:T], thr[-1:].expand(max(T - thr.numel(), 0))])
-    passed = exit_scores(result, metric) > thr.view(-1, 1)
+    passed = _scores(outputs, metric) > thr.view(-1, 1)
     passed[-1] = True
-    exit_idx = passed.to(torch.int8).argmax(0)  # first step that passes
-    preds = result.predictions().gather(0, exit_idx.view(1, -1))[0]
-    steps = exit_idx + 1
-    return EarlyExit(steps, preds, result.spikes_until(steps))
+    return passed.to(torch.int8).argmax(0).to(torch.int64) + 1  # first step that passes
+
+
+def counts_to_exit(trace: dict[str, torch.Tensor], steps: torch.Tensor, pre_steps: int) -> dict[str, torch.Tensor]:
+    """Per layer, the (2,) totals over samples of (spikes, synops) each sample emitted up to its exit step.
+
+    ``trace[l]`` is (pre_steps + T, N, 2) per step and sample, as :class:`SimResult` records it; a
+    sample exiting at t* counts its pre-steps and its first t* counted steps."""
+    out = {}
+    for k, v in trace.items():
+        mask = torch.arange(v.shape[0]).view(-1, 1) < (pre_steps + torch.as_tensor(steps)).view(1, -1)
+        out[k] = (v.double() * mask.unsqueeze(-1)).sum(dim=(0, 1))
+    return out
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """A deployable early-exit rule: per-step thresholds on the readout's confidence.
+
+    ``rule`` is the CLI's name (:data:`EXIT_RULES`), ``metric`` the score (entropy or confidence),
+    ``max_error`` the precision guard's bound, ``thresholds`` lambda_1..lambda_T, ``calibration``
+    what they were calibrated on."""
+
+    rule: str
+    metric: str
+    max_error: float
+    thresholds: tuple[float, ...]
+    calibration: str = ""
+
+    def exit_steps(self, outputs: torch.Tensor) -> torch.Tensor:
+        return exit_steps(outputs, self.thresholds, self.metric)
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule, "metric": self.metric, "max_error": self.max_error,
+                "thresholds": [float(v) for v in self.thresholds], "calibration": self.calibration}
+
+
+def check_rule(rule: str, metric: str = "entropy", max_error: float = 0.002) -> None:
+    """DataError for an unknown rule or metric, or a max_error outside [0, 1]."""
+    if rule not in EXIT_RULES:
+        raise DataError(f"--early-exit {rule!r}: choose one of {', '.join(EXIT_RULES)}")
+    if metric not in EXIT_METRICS:
+        raise DataError(f"--exit-metric {metric!r}: choose one of {', '.join(EXIT_METRICS)}")
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not 0 <= max_error <= 1:
+        raise DataError(f"--exit-max-error {max_error!r}: expected a fraction in [0, 1]")
+
+
+def policy_from_run(result: SimResult, reference, rule: str, *, metric: str = "entropy", max_error: float = 0.002,
+                    calibration: str = "") -> ExitPolicy:
+    """The policy ``rule`` calibrated on a run ``result`` against ``reference`` labels (N,)."""
+    check_rule(rule, metric, max_error)
+    lam = calibrate_exit_thresholds(result, reference, metric=metric, rule=EXIT_RULES[rule], max_error=max_error)
+    return ExitPolicy(rule, metric, float(max_error), tuple(lam), calibration)
+
+
+def calibrate_policy(snn, ann, calib_x, timesteps: int, rule: str, *, metric: str = "entropy",
+                     max_error: float = 0.002, batch_size: int = 256, device: str = "cpu",
+                     calibration: str = "") -> ExitPolicy:
+    """Simulate ``snn`` (float) for ``timesteps`` on ``calib_x`` and calibrate ``rule`` against the ANN's
+    predictions on the same samples (no labels needed)."""
+    from snncompile.sim.simulate import simulate
+
+    check_rule(rule, metric, max_error)
+    x = np.asarray(calib_x, dtype=np.float32)
+    ref = np.concatenate([ann.run(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), -1).argmax(-1).numpy()
+                          for i in range(0, len(x), batch_size)])
+    res = simulate(snn, x, timesteps, batch_size=batch_size, device=device)
+    return policy_from_run(res, ref, rule, metric=metric, max_error=max_error, calibration=calibration)
 
 
 def _authors_rule(scores: torch.Tensor, correct: torch.Tensor, metric: str) -> torch.Tensor:

@@ -44,6 +44,8 @@ class PopulationResult:
     timesteps: int = 0  # counted steps T
     seconds: float = 0.0
     pre_steps: int = 0  # uncounted steps run before them (SRP): latency is pre_steps + T per sample
+    # with trace=True: population (IFPop, Relay) -> (pre_steps + T, B, 2) per step and sample (spikes, synops)
+    trace: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def predictions(self, t: int | None = None) -> np.ndarray:
         return self.outputs[(t or self.timesteps) - 1].argmax(-1).numpy()
@@ -76,8 +78,12 @@ def _dtype(g: Graph, dtype: str) -> torch.dtype:
 
 
 def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int, *, batch_size: int = 256,
-                         dtype: str = "auto", progress: bool = False) -> PopulationResult:
+                         dtype: str = "auto", progress: bool = False, trace: bool = False) -> PopulationResult:
     """Run population graph ``g`` on ``x`` (N, *input_shape) for ``timesteps`` steps per sample.
+
+    ``trace=True`` also records, per step and sample, each spiking population's payload sum and the
+    synaptic operations it causes (``PopulationResult.trace``, as the float simulator's; early exit
+    counts with it up to each sample's exit step).
 
     ``x`` may be any array-like that slices (e.g. a memory map): only one batch is materialized at a time.
     """
@@ -92,11 +98,13 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     per_sample = {p.name: [] for p in pops if isinstance(p, IFPop)}
     sat = {p.name: 0 for p in pops if isinstance(p, IFPop)}
     outs, t0 = [], time.perf_counter()
+    fo = _trace_fanouts(g, pops) if trace else None
+    traces: dict[str, list] = {k: [] for k in (fo or {})}
     bar = tqdm(total=x.shape[0], desc="simulate", unit="sample", disable=not progress, leave=False)
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float64).to(dt)
-            outs.append(_run_batch(g, xb, timesteps, counts, per_sample, sat))
+            outs.append(_run_batch(g, xb, timesteps, counts, per_sample, sat, fo, traces))
             bar.update(xb.shape[0])
     bar.close()
     synops = {p.name: 0.0 for p in pops}
@@ -110,12 +118,26 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         neurons={p.name: int(np.prod(g.shapes[p.name])) for p in pops},
         layer_spike_counts={k: torch.cat(v).numpy() for k, v in per_sample.items()},
         samples=int(x.shape[0]), timesteps=timesteps, seconds=time.perf_counter() - t0,
-        pre_steps=readout.pre_steps)
+        pre_steps=readout.pre_steps, trace={k: torch.cat(v, 1) for k, v in traces.items()})
 
 
-def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> torch.Tensor:
+def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
+    """Per spiking population, its (neurons, 2) counter ``[1, f]`` (f = synapses each neuron drives)."""
+    out = {}
+    for p in pops:
+        if isinstance(p, (IFPop, Relay)):
+            f = torch.zeros(int(np.prod(g.shapes[p.name])), dtype=torch.float64)
+            for c in g.of_type(DenseConn, ConvConn):
+                if c.inputs[0] == p.name:
+                    f += fanout(c, g.shapes[p.name]).reshape(-1)
+            out[p.name] = torch.stack([torch.ones_like(f), f], 1)
+    return out
+
+
+def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=None, traces=None) -> torch.Tensor:
     """One batch for the readout's pre-steps + T steps; accumulates counts (all steps) in place;
-    returns (T, B, K) average outputs over the counted steps."""
+    returns (T, B, K) average outputs over the counted steps. With ``fo`` (see :func:`_trace_fanouts`)
+    appends to ``traces[name]`` the (steps, B, 2) per-step (spikes, synops) of each population in it."""
     s: dict[str, torch.Tensor] = {}
     v: dict[str, torch.Tensor] = {}
     mask: dict[str, torch.Tensor] = {}  # SRP masks, set after each population's srp_steps
@@ -129,6 +151,7 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
         s[n.name] = n.forward(s[src.name])
         steps.remove(n)
     acc, out, pre = None, [], readout.pre_steps
+    steps_tr = {k: [] for k in (fo or {})}
     for t in range(pre + T):
         for n in steps:
             if isinstance(n, IFPop):
@@ -143,11 +166,15 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat) -> t
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
             if n.name in counts:
                 total[n.name] = s[n.name].clone() if n.name not in total else total[n.name].add_(s[n.name])
+            if n.name in steps_tr:
+                steps_tr[n.name].append(s[n.name].reshape(xb.shape[0], -1).double() @ fo[n.name])
         if t >= pre:
             r = s[readout.name].double()
             acc = r if acc is None else acc + r
             out.append(acc / ((t - pre + 1) * readout.scale))
     counts[src.name] += (s[src.name] != 0).sum(0).double() * (pre + T)
+    for k, v in steps_tr.items():
+        traces[k].append(torch.stack(v))
     for k, tot in total.items():
         counts[k] += tot.sum(0).double()
         if k in per_sample:

@@ -50,6 +50,7 @@ from snncompile.backends import Backend, Supports
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
+from snncompile.ir.arrays import channel_view, expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["SEMANTICS", "VTH_MAX", "NetxBackend", "chain", "write_netx"]
@@ -75,8 +76,7 @@ def chain(g: Graph) -> list[tuple]:
     steps, prev = [], None
     for n in g.nodes.values():
         if not isinstance(n, _ALLOWED):
-            why = "a delay relay of a skip connection" if n.op == "Relay" else "no netx layer for this node type"
-            raise BackendError(f"{n.name} ({n.op}): {why}; netx supports chains only")
+            raise BackendError(f"{n.name} ({n.op}): no netx layer for this node type; netx supports chains only")
         if isinstance(n, (Source, IFPop)) and len(g.users(n.name)) > 1:
             raise BackendError(f"{n.name} ({n.op}): feeds {len(g.users(n.name))} connections (a branch or skip "
                                f"connection); netx supports chains only")
@@ -138,7 +138,7 @@ def _population_params(g: Graph, conn, pop) -> dict:
         exact_j = j = -conn.weight_exp
         vth, bias_log2, decay = VTH_MAX, pop.bias_exp + j, (4096, 4096)
     weight, w_err = _scaled(conn.weight, j - exact_j)
-    bias, b_err = _scaled(np.broadcast_to(pop.bias, g.shapes[pop.name]), bias_log2)
+    bias, b_err = _scaled(expand(pop.bias, g.shapes[pop.name]), bias_log2)
     return {"weight": weight, "bias": bias, "vth": vth, "j": j, "weight_rel_error": w_err, "bias_rel_error": b_err,
             "decay": decay, "u_bits": _u_bits(g, conn, weight)}
 
@@ -160,7 +160,7 @@ def _bias_dataset(bias: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) != 3:
         return bias.reshape(-1)
     channel = bias[:, 0, 0]
-    if np.array_equal(bias, np.broadcast_to(channel.reshape(-1, 1, 1), bias.shape)):
+    if np.array_equal(bias, np.broadcast_to(channel_view(channel, bias.ndim), bias.shape)):
         return channel
     return bias.transpose(2, 1, 0)
 
@@ -225,12 +225,12 @@ def write_netx(g: Graph, path: Path) -> dict:
 class NetxBackend(Backend):
     """Export only: ``evaluate`` checks the chain, ``write`` stores ``model.net`` from the integer graph.
 
-    ``supports``: CUBA neurons emit binary spikes, reset to 0 and start at 0; no SRP mask, no
-    per-connection delays (module docstring: the semantic gap).
+    ``supports``: CUBA neurons emit binary spikes, reset to 0 and start at 0; no SRP mask
+    (module docstring: the semantic gap).
     """
 
     name = "netx"
-    supports = Supports(bursts=False, srp=False, soft_reset=False, initial_potential=False, delays=False)
+    supports = Supports(bursts=False, srp=False, soft_reset=False, initial_potential=False)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         steps = chain(graph)

@@ -39,9 +39,10 @@ The rest, one rule per node type in :data:`RULES`:
 * ``ConvConn`` -> ``nir.Conv2d`` (PyTorch layout and cross-correlation, padding (rows, cols));
 * ``DenseConn`` -> ``nir.Flatten`` (3-D sources, C-order) + ``nir.Affine``;
 * ``Readout`` -> no node: its connections feed ``nir.Output`` directly, whose value at each step is
-  the readout current; the network output after T steps is its mean over the T steps;
-* ``Relay`` -> no node: relays only delay a payload by one step on the chip and are the identity in
-  the synchronous semantics NIR executors use, so their consumers read the relayed source.
+  the readout current; the network output after T steps is its mean over the T steps.
+
+The population graph is synchronous, as NIR's executors are: no delays to undo (Lava's delay relays
+are made inside the Lava backend only).
 
 A population's per-step bias is the bias of its first incoming connection (NIR's ``I`` has none).
 ``Conv2d`` carries a per-channel bias only: a bias that varies across a channel is refused. Burst
@@ -62,7 +63,8 @@ from snncompile.backends import Backend, Supports
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.arrays import channel_view, expand
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["GRAPH_METADATA", "RULES", "NirBackend", "spike_threshold", "to_nir"]
 
@@ -113,23 +115,11 @@ class _Builder:
 
     def out(self, src: str) -> str:
         """NIR name carrying the payload of population ``src`` (an IF population's Threshold node)."""
-        src = self.root(src)
         return self.name(f"{src}/spike") if isinstance(self.g.nodes[src], IFPop) else self.name(src)
 
-    def root(self, src: str) -> str:
-        """The population whose payload ``src`` carries: relays are followed back to their origin."""
-        while isinstance(self.g.nodes[src], Relay):
-            conn = self.g.nodes[self.g.nodes[src].inputs[0]]
-            if not _is_identity(conn):
-                raise BackendError(f"{conn.name} ({conn.op}): a relay's connection must be the identity")
-            src = conn.inputs[0]
-        return src
-
-    def target(self, conn) -> str | None:
-        """NIR name a connection feeds: its population, the Output for a readout, None into a relay."""
+    def target(self, conn) -> str:
+        """NIR name a connection feeds: its population, or the Output for a readout."""
         pop = self.g.users(conn.name)[0]
-        if isinstance(pop, Relay):
-            return None
         return self.name(self.output_of[pop.name] if isinstance(pop, Readout) else pop.name)
 
     def bias_for(self, conn) -> np.ndarray | None:
@@ -137,14 +127,7 @@ class _Builder:
         pop = self.g.users(conn.name)[0]
         if pop.inputs[0] != conn.name:
             return None
-        return np.broadcast_to(np.asarray(pop.bias, np.float64), self.g.shapes[pop.name])
-
-
-def _is_identity(conn) -> bool:
-    w = np.asarray(conn.weight)
-    if isinstance(conn, DenseConn):
-        return w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0]))
-    return w.shape[2:] == (1, 1) and conn.groups == w.shape[0] and np.all(w == 1)
+        return expand(pop.bias, self.g.shapes[pop.name])
 
 
 def _source(b: _Builder, n: Source) -> None:
@@ -157,7 +140,7 @@ def spike_threshold(theta, v0, shape: tuple[int, ...]) -> np.ndarray:
     For float32 integrator values ``w``, ``w > spike_threshold`` is ``w >= theta - v0``, i.e. our
     ``v >= theta`` with ``v = w + v0`` (see the module docstring). Stored as float64, exactly.
     """
-    shifted = _per_channel(theta, shape).astype(np.float32) - _per_channel(v0, shape).astype(np.float32)
+    shifted = expand(theta, shape).astype(np.float32) - expand(v0, shape).astype(np.float32)
     return np.nextafter(shifted, np.float32(-np.inf)).astype(np.float64)
 
 
@@ -170,7 +153,7 @@ def _if(b: _Builder, n: IFPop) -> None:
                            f"mask set from the membrane) has no NIR counterpart; export a network converted "
                            f"without srp")
     shape = b.g.shapes[n.name]
-    theta = _per_channel(n.theta, shape)
+    theta = expand(n.theta, shape)
     if not np.all(theta > 0):
         raise BackendError(f"{n.name} (IF): thresholds must be > 0 to export")
     same = {"population": n.name}
@@ -183,25 +166,15 @@ def _if(b: _Builder, n: IFPop) -> None:
     b.edges += [(integrator, spike), (spike, reset), (reset, integrator)]
 
 
-def _per_channel(a, shape: tuple[int, ...]) -> np.ndarray:
-    """Scalar, per-channel (C,) or full array -> float64 array of the full ``shape``."""
-    a = np.asarray(a, np.float64)
-    if a.ndim == 1 and len(shape) == 3:
-        a = a.reshape(-1, 1, 1)
-    return np.broadcast_to(a, shape).copy()
-
-
 def _conv(b: _Builder, c: ConvConn) -> None:
     to = b.target(c)
-    if to is None:
-        return
     bias = b.bias_for(c)
     channel = np.zeros(c.weight.shape[0]) if bias is None else bias[:, 0, 0].copy()
-    if bias is not None and not np.array_equal(bias, np.broadcast_to(channel.reshape(-1, 1, 1), bias.shape)):
+    if bias is not None and not np.array_equal(bias, np.broadcast_to(channel_view(channel, bias.ndim), bias.shape)):
         pop = b.g.users(c.name)[0]
         raise BackendError(f"{pop.name} ({pop.op}): bias varies within a channel; NIR's Conv2d bias is per "
                            f"channel and NIR 1.0 has no other per-neuron bias")
-    src = b.root(c.inputs[0])
+    src = c.inputs[0]
     node = b.nir.Conv2d(input_shape=tuple(b.g.shapes[src][1:]), weight=np.asarray(c.weight, np.float64),
                         stride=tuple(c.stride), padding=tuple(c.padding), dilation=tuple(c.dilation),
                         groups=int(c.groups), bias=channel)
@@ -211,13 +184,11 @@ def _conv(b: _Builder, c: ConvConn) -> None:
 
 def _dense(b: _Builder, c: DenseConn) -> None:
     to = b.target(c)
-    if to is None:
-        return
     if len(c.out_shape) != 1:
         raise BackendError(f"{c.name} (Dense): output shape {tuple(c.out_shape)} needs an unflatten, which "
                            f"NIR 1.0 does not have")
     bias = b.bias_for(c)
-    src = b.root(c.inputs[0])
+    src = c.inputs[0]
     src_name = b.out(src)
     if len(b.g.shapes[src]) > 1:
         flat = b.add(f"{c.name}.flatten", b.nir.Flatten(input_type={"input": np.array(b.g.shapes[src])},
@@ -238,8 +209,8 @@ def _skip(b: _Builder, n) -> None:
     """Nodes with no NIR node of their own (see module docstring)."""
 
 
-RULES: dict[type, Callable] = {Input: _skip, Source: _source, IFPop: _if, Readout: _skip, Relay: _skip,
-                               ConvConn: _conv, DenseConn: _dense, Output: _output}
+RULES: dict[type, Callable] = {Input: _skip, Source: _source, IFPop: _if, Readout: _skip, ConvConn: _conv,
+                               DenseConn: _dense, Output: _output}
 
 
 def to_nir(g: Graph):
@@ -269,11 +240,11 @@ class NirBackend(Backend):
     """Export only: ``evaluate`` checks that the graph fits NIR, ``write`` stores ``model.nir``.
 
     ``supports``: binary spikes only (NIR has no graded-spike neuron), no SRP mask; soft reset and
-    initial potentials are exact (module docstring); no per-connection delays (synchronous).
+    initial potentials are exact (module docstring); synchronous, like the population graph.
     """
 
     name = "nir"
-    supports = Supports(bursts=False, srp=False, soft_reset=True, initial_potential=True, delays=False)
+    supports = Supports(bursts=False, srp=False, soft_reset=True, initial_potential=True)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         summary = _summary(to_nir(graph))  # the integer graph has the float graph's structure

@@ -16,6 +16,7 @@ import numpy as np
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
+from snncompile.ir.arrays import expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
 from snncompile.backends.lava.compat import apply
 
@@ -27,12 +28,9 @@ def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def to_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Broadcast a per-channel/per-neuron array to ``shape`` (C, H, W) and transpose to Lava's layout."""
-    a = np.asarray(arr)
-    if a.ndim == 1 and len(shape) == 3 and a.shape[0] == shape[0]:
-        a = a.reshape(-1, 1, 1)
-    a = np.broadcast_to(a, shape)
-    return a.transpose(2, 1, 0).copy() if len(shape) == 3 else a.copy()
+    """A scalar, per-channel or per-neuron array as the full ``shape`` (C, H, W) in Lava's layout."""
+    a = expand(arr, shape, dtype=None)
+    return a.transpose(2, 1, 0).copy() if len(shape) == 3 else a
 
 
 def _lava_order(shape: tuple[int, ...]) -> np.ndarray:

@@ -28,6 +28,7 @@ from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.replay import LayerwiseSim
 from snncompile.convert.to_snn import update_if
 from snncompile.ir import Graph
+from snncompile.ir.arrays import expand
 from snncompile.sim.rates import RateProbe, prefix_graph
 
 __all__ = ["correct_bias", "correct_potential", "layer_error", "replay_error", "with_bias", "with_potential"]
@@ -82,11 +83,6 @@ def with_potential(snn: Graph, name: str, error: torch.Tensor, timesteps: int) -
     """PC from a measured e_l: v0 += T e_l per neuron; the new SNN and mean |delta v0|."""
     delta = timesteps * error.numpy()
     node = snn.nodes[name]
-    v0 = np.zeros(snn.shapes[name], np.float32) + _broadcastable(node.v0, snn.shapes[name])
+    v0 = expand(node.v0, snn.shapes[name], np.float32)
     return update_if(snn, name, v0=v0 + delta.astype(np.float32)), float(np.abs(delta).mean())
 
-
-def _broadcastable(arr: np.ndarray, shape) -> np.ndarray:
-    """A (), (C,) or full-shape array viewed to broadcast against the per-sample ``shape``."""
-    arr = np.asarray(arr, np.float32)
-    return arr.reshape(arr.shape + (1,) * (len(shape) - arr.ndim)) if arr.ndim == 1 else arr

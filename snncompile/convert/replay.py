@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from snncompile.ir import Graph
-from snncompile.ir.neurons import IF, per_channel
+from snncompile.ir.arrays import per_channel
+from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Input, Output
 from snncompile.sim.engine import if_step
 

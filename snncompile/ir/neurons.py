@@ -8,17 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from snncompile.ir.arrays import per_channel
 from snncompile.ir.node import Node, Shape
 
-__all__ = ["IF", "per_channel"]
-
-
-def per_channel(arr: np.ndarray | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """View a per-channel (C,) or per-neuron array so it broadcasts against batched ``x``."""
-    t = torch.as_tensor(arr, dtype=x.dtype, device=x.device)
-    if t.dim() == 1 and x.dim() > 2:
-        return t.view(1, -1, *([1] * (x.dim() - 2)))
-    return t.unsqueeze(0) if t.dim() == x.dim() - 1 else t
+__all__ = ["IF"]
 
 
 @dataclass(frozen=True, eq=False)

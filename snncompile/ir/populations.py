@@ -9,7 +9,7 @@ the float SNN are folded into the outgoing weights.
 Every connection adds one time step of delay on the chip (Lava's Dense/Conv send the sum of the
 previous step). The lowering inserts ``Relay`` populations so that every connection goes from
 depth d-1 to depth d; then the chip's run is the synchronous simulation shifted by d steps per
-population, and a synchronous simulator (``snncompile.sim.populations``) reproduces it exactly.
+population, and a synchronous simulator (``snncompile.sim.popsim``) reproduces it exactly.
 
 The same node types serve the float graph (``fixed=False``: real weights and thresholds) and the
 integer graph produced by quantization (``fixed=True``: integer mantissas and exponents, Loihi
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from snncompile.ir.linear import conv_out_size
-from snncompile.ir.neurons import per_channel
+from snncompile.ir.arrays import per_channel
 from snncompile.ir.node import Node, Shape, cached, param
 from snncompile.ir.ops import add_all
 from snncompile.ir.pooling import tiled_sum

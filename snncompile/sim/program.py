@@ -21,7 +21,8 @@ import torch
 
 from snncompile.errors import GraphError
 from snncompile.ir import Conv2d, Graph, Linear
-from snncompile.ir.neurons import IF, per_channel
+from snncompile.ir.arrays import per_channel
+from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Input, Output, ReLU
 from snncompile.sim.fanout import fanout
 

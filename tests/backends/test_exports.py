@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from snncompile.backends import get_backend
 from snncompile.backends.netx import chain, write_netx
-from snncompile.backends.nir import _per_channel, to_nir
+from snncompile.backends.nir import to_nir
+from snncompile.ir.arrays import expand
 
 from snncompile.errors import BackendError
 from snncompile.ir import IF, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output
@@ -156,7 +157,7 @@ def test_nir_file_round_trips_weights_and_runs_like_the_population_simulator(bui
             integ, spike, reset = g.nodes[n.name], g.nodes[f"{n.name}.spike"], g.nodes[f"{n.name}.reset"]
             assert isinstance(integ, nir.I) and np.all(integ.r == 1) and integ.r.shape == shape
             assert isinstance(spike, nir.Threshold) and isinstance(reset, nir.Scale)
-            theta, v0 = _per_channel(n.theta, shape), _per_channel(n.v0, shape)
+            theta, v0 = expand(n.theta, shape), expand(n.v0, shape)
             assert np.array_equal(reset.scale, -theta)
             shifted = theta.astype(np.float32) - v0.astype(np.float32)
             assert np.all(spike.threshold < shifted)  # the float32 just below: '>' is our '>='

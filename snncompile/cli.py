@@ -26,6 +26,7 @@ EPILOG = """examples:
   snncompile examples/mnist_cnn.onnx --target lava-sim --data examples/data/mnist_test.npz --samples 50
   snncompile model.onnx --target sim --data test.npz --calib calib.npz --method calib-light -T 8 --json
   snncompile model.onnx --data test.npz --calib calib.npz --optimize energy --max-drop 0.5   (search method x T)
+  snncompile model.onnx --target sim-int --data test.npz --calib calib.npz -T 8 --method adafire --early-exit both
   snncompile inspect model.onnx
   snncompile compare baseline/report.json new.snn --max-accuracy-drop 0.5 --max-spike-increase 10%
   snncompile report model.snn
@@ -70,6 +71,21 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "steps, or the best accuracy; energy, within --max-drop, when none of the three is given")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                    help="accuracy budget of the search: points of validation accuracy below the ANN (default 1.0)")
+    p.add_argument("--early-exit", metavar="RULE", choices=("iat", "precision", "both"),
+                   help="stop each sample at its own step once the readout is confident (AdaFire's input-aware "
+                        "adaptive timesteps): per-step thresholds lambda_t on the readout's score, calibrated on "
+                        "the calibration data against the ANN's predictions. RULE: iat (the AdaFire authors' "
+                        "heuristic lambda_t = 0.6 + 0.4 exp(min_t e_t - e_t), e_t the mean entropy of the samples "
+                        "right at t), precision (the lowest lambda_t at which at most --exit-max-error of the "
+                        "calibration samples that would exit at t disagree with the ANN), both (the larger of the "
+                        "two). sim and sim-int count spikes, synops and energy to each sample's exit step; Lava "
+                        "runs the full window (the report says so). The search scores its candidates with it")
+    p.add_argument("--exit-metric", choices=("entropy", "confidence"), default=None,
+                   help="score of --early-exit: entropy (1 - normalized entropy of softmax of the readout, "
+                        "default) or confidence (its largest probability)")
+    p.add_argument("--exit-max-error", type=float, default=None, metavar="FRACTION",
+                   help="--early-exit precision/both: the largest fraction of calibration samples exiting at a "
+                        "step that may disagree with the ANN (default 0.002)")
     p.add_argument("--calib-samples", type=int, default=256, help="calibration samples (default 256)")
     p.add_argument("--samples", type=int, help="evaluate only the first N samples of --data")
     p.add_argument("--out", type=Path, help="output directory (default: <model-stem>.snn/)")

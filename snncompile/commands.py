@@ -34,7 +34,11 @@ def compile(args) -> int:
                     timesteps=args.timesteps, calib_samples=args.calib_samples, samples=args.samples,
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
                     progress=not args.quiet, shard=args.shard, objective=args.optimize, max_drop=args.max_drop,
-                    method_options=dict(args.method_option))
+                    method_options=dict(args.method_option), early_exit=args.early_exit,
+                    exit_metric=args.exit_metric or "entropy",
+                    exit_max_error=0.002 if args.exit_max_error is None else args.exit_max_error)
+    if args.early_exit is None and (args.exit_metric is not None or args.exit_max_error is not None):
+        raise DataError("--exit-metric and --exit-max-error are options of --early-exit; give --early-exit RULE too")
     if cfg.method_options and cfg.method is None:
         raise DataError("-O/--method-option sets an option of one method; give --method too")
     if args.ray is not None or args.shards is not None or args.ray_cpus is not None:

@@ -31,11 +31,26 @@ class Evaluation:
     per_sample_spikes: dict[str, np.ndarray] = field(default_factory=dict)
     saturations: dict[str, int] = field(default_factory=dict)
     pre_steps: int = 0  # uncounted steps before the T counted ones (SRP's tau), included in the spike counts
+    # early exit (graph.meta["early_exit"], --early-exit): each sample's exit step in 1..T, the samples correct
+    # at it, and what spikes/synops count: "exit_step" (to each sample's exit step) or "full_window" (all T;
+    # a target that records no per-step counts, e.g. Lava). ``predictions`` are then read at the exit step;
+    # ``correct_vs_t`` and ``per_sample_spikes`` stay those of the full run (Lava's spike check compares them).
+    exit_steps: np.ndarray | None = None
+    exit_correct: int | None = None
+    exit_counts: str | None = None
+    exit_policy: dict | None = None
 
     @property
     def latency_steps(self) -> int:
         """Steps per sample until the output at T: the pre-steps plus T."""
         return self.pre_steps + self.timesteps
+
+    @property
+    def correct(self) -> int | None:
+        """Samples classified correctly: at their exit step with early exit, else at T (None without labels)."""
+        if self.exit_steps is not None:
+            return self.exit_correct
+        return None if self.correct_vs_t is None else self.correct_vs_t[-1]
 
     @property
     def accuracy_vs_t(self) -> list[float | None]:
@@ -45,7 +60,38 @@ class Evaluation:
 
     @property
     def accuracy(self) -> float | None:
+        if self.exit_steps is not None:
+            return None if self.exit_correct is None else self.exit_correct / self.samples
         return self.accuracy_vs_t[-1] if self.timesteps else None
+
+
+def _exit_policy(graph: Graph):
+    """The graph's early-exit policy (``meta["early_exit"]``, set by the pipeline for --early-exit) or None."""
+    from snncompile.sim.early_exit import ExitPolicy
+
+    d = (getattr(graph, "meta", None) or {}).get("early_exit")
+    return None if not d else ExitPolicy(d["rule"], d["metric"], float(d["max_error"]), tuple(d["thresholds"]),
+                                         d.get("calibration", ""))
+
+
+def _with_exit(ev: Evaluation, policy, outputs: torch.Tensor, trace: dict, y: np.ndarray | None) -> Evaluation:
+    """``ev`` with each sample stopped at its exit step under ``policy``: predictions at that step and, when a
+    per-step ``trace`` (layer -> (pre_steps + T, N, 2)) is there, spikes and synops counted up to it."""
+    from snncompile.sim.early_exit import counts_to_exit
+
+    steps = policy.exit_steps(outputs)
+    T, N = outputs.shape[0], outputs.shape[1]
+    pred = outputs.reshape(T, N, -1).argmax(-1).gather(0, (steps - 1).view(1, -1))[0].numpy()
+    ev.predictions, ev.exit_steps, ev.exit_policy = pred, steps.numpy(), policy.as_dict()
+    ev.exit_correct = None if y is None else int((pred == np.asarray(y)).sum())
+    if trace:
+        c = counts_to_exit(trace, steps, ev.pre_steps)
+        ev.spikes = {k: float(c[k][0]) if k in c else 0.0 for k in ev.spikes}
+        ev.synops = {k: float(c[k][1]) if k in c else 0.0 for k in ev.synops}
+        ev.exit_counts = "exit_step"
+    else:
+        ev.exit_counts = "full_window"
+    return ev
 
 
 def _correct_vs_t(outputs: torch.Tensor, y: np.ndarray | None) -> list[int] | None:
@@ -103,13 +149,15 @@ def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, tor
     """From ``snncompile.sim.simulate``'s SimResult on the float SNN graph."""
     ops = {n.name: f"IF({n.source_op}{', N=' + str(n.max_spikes) if n.max_spikes > 1 else ''})"
            for n in snn.of_type(IF)}
-    return Evaluation(
+    ev = Evaluation(
         target="sim", samples=res.num_samples, timesteps=res.timesteps,
         correct_vs_t=_correct_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
         neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in fanouts.items() if k in res.neurons},
         ops=ops, seconds=res.wall_s, predictions=res.predictions()[-1].numpy(),
         per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()},
         pre_steps=res.pre_steps)
+    policy = _exit_policy(snn)
+    return ev if policy is None else _with_exit(ev, policy, res.outputs, res.trace, y)
 
 
 def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> Evaluation:
@@ -122,7 +170,7 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
         syn[src] = syn.get(src, 0) + int(fanout(c, pop.shapes[src]).sum())
     spiking = {n.name: n for n in pop.nodes.values() if isinstance(n, (IFPop, Relay))}
     ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else "Relay") for k, n in spiking.items()}
-    return Evaluation(
+    ev = Evaluation(
         target=target, samples=res.samples, timesteps=res.timesteps,
         correct_vs_t=_correct_vs_t(res.outputs, y),
         spikes={k: res.spikes.get(k, 0.0) for k in spiking}, synops={k: res.synops.get(k, 0.0) for k in spiking},
@@ -130,4 +178,6 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
         seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),
         per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations),
         pre_steps=res.pre_steps)
+    policy = _exit_policy(pop)  # counts to each exit step need a per-step trace: popsim's, not Lava's
+    return ev if policy is None else _with_exit(ev, policy, res.outputs, getattr(res, "trace", {}), y)
 

@@ -55,6 +55,9 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n contiguous slices of the samples
     objective: str | None = None  # --optimize energy|latency|accuracy (None: energy when anything is searched)
     max_drop: float = 1.0  # --max-drop: accuracy budget of the search, points below the ANN on validation data
+    early_exit: str | None = None  # --early-exit iat|precision|both: each sample stops at its exit step
+    exit_metric: str = "entropy"  # --exit-metric
+    exit_max_error: float = 0.002  # --exit-max-error
 
 
 @dataclass
@@ -172,6 +175,10 @@ def _check_config(cfg: RunConfig) -> None:
     if isinstance(cfg.max_drop, bool) or not isinstance(cfg.max_drop, (int, float)) \
             or not (math.isfinite(cfg.max_drop) and 0 <= cfg.max_drop <= 100):
         raise DataError(f"--max-drop {cfg.max_drop!r}: expected points of accuracy, a number in [0, 100]")
+    if cfg.early_exit is not None:
+        from snncompile.sim.early_exit import check_rule
+
+        check_rule(cfg.early_exit, cfg.exit_metric, cfg.exit_max_error)
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:
@@ -228,6 +235,10 @@ def compile_model(cfg: RunConfig) -> Compiled:
         snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
     timing.update({f"convert_{k}_s": v for k, v in snn.meta.get("timing", {}).get("stages", {}).items()})
+    if cfg.early_exit is not None:
+        t0 = time.perf_counter()
+        snn.meta = {**snn.meta, "early_exit": _exit_policy(cfg, snn, ann, calib, found)}
+        timing["early_exit_calibration_s"] = time.perf_counter() - t0
     pop_float = pop_int = None
     checkpoint()
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
@@ -235,9 +246,28 @@ def compile_model(cfg: RunConfig) -> Compiled:
         pop_float = lower_populations(snn)
         pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2)
         pop_int.meta["timesteps"] = cfg.timesteps
+        if cfg.early_exit is not None:  # every target's evaluation reads the policy from its graph
+            pop_float.meta["early_exit"] = pop_int.meta["early_exit"] = snn.meta["early_exit"]
         timing["quantize_s"] = time.perf_counter() - t0
     return Compiled(ann, snn, pop_float, pop_int, snn.meta.get("method", method), energy, timing, evals,
                     None if found is None else found.as_report())
+
+
+def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, found) -> dict:
+    """--early-exit: the policy calibrated on the calibration samples against the ANN's predictions (the
+    search's, for the candidate it chose, is the same one)."""
+    from snncompile.sim.early_exit import calibrate_policy
+
+    if found is not None and found.chosen.policy is not None:
+        d = found.chosen.policy
+    else:
+        d = calibrate_policy(snn, ann, calib.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
+                             max_error=cfg.exit_max_error, batch_size=cfg.batch_size,
+                             device=cfg.device).as_dict()
+    d = {**d, "calibration": f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions"}
+    log.info("early exit %s (%s, max error %g): thresholds %s", d["rule"], d["metric"], d["max_error"],
+             ", ".join(f"{v:.3f}" for v in d["thresholds"]))
+    return d
 
 
 def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: dict, backend):
@@ -250,7 +280,9 @@ def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: di
                    method=cfg.method, timesteps=cfg.timesteps, options=cfg.method_options, seed=cfg.seed,
                    adapt=lambda m, o: method_for_target(cfg.target, backend.supports, m, o),
                    batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress,
-                   validation=f"{len(val)} samples {val.source} (calibration: {calib.source})")
+                   validation=f"{len(val)} samples {val.source} (calibration: {calib.source})",
+                   early_exit=None if cfg.early_exit is None else {
+                       "rule": cfg.early_exit, "metric": cfg.exit_metric, "max_error": cfg.exit_max_error})
     c = found.chosen
     ratio = found.ann_energy / c.energy if c.energy else float("inf")
     log.info("search (%s, --max-drop %g): %s T=%d, validation accuracy %.2f %% (ANN %.2f %%), %.3e J/sample "
@@ -277,7 +309,7 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     res = simulate(c.snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)
     float_ev = from_float_sim(c.snn, res, evals.y, fanout(c.snn))
     timing["simulate_s"] = time.perf_counter() - t1
-    log.info("SNN accuracy (float simulator, T=%d): %s", cfg.timesteps, _fmt(float_ev.accuracy))
+    log.info("SNN accuracy (float simulator, T=%d): %s%s", cfg.timesteps, _fmt(float_ev.accuracy), _exit_note(float_ev))
     backend = get_backend(cfg.target)
     out = RunResult(report={}, ann=c.ann, snn=c.snn, pop_float=c.pop_float, pop_int=c.pop_int,
                     scatter=_scatter(c.ann, c.snn, evals.x[:32], cfg.timesteps), backend=backend)
@@ -296,6 +328,12 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     return out
 
 
+def _exit_note(ev: Evaluation) -> str:
+    if ev.exit_steps is None:
+        return ""
+    return f" at the early-exit steps (mean {float(np.mean(ev.exit_steps)):.2f} steps)"
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
@@ -306,10 +344,12 @@ def _integer_and_backend(cfg: RunConfig, backend, out: RunResult, evals: Dataset
 
     t1 = time.perf_counter()
     checkpoint()
-    ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress)
+    ires = simulate_populations(out.pop_int, evals.x, cfg.timesteps, batch_size=cfg.batch_size, progress=cfg.progress,
+                                trace=cfg.early_exit is not None)  # early exit counts to each sample's exit step
     int_ev = from_population_sim(out.pop_int, ires, evals.y, "fixed-point simulator")
     timing["simulate_int_s"] = time.perf_counter() - t1
-    log.info("SNN accuracy (fixed-point simulator, T=%d): %s", cfg.timesteps, _fmt(int_ev.accuracy))
+    log.info("SNN accuracy (fixed-point simulator, T=%d): %s%s", cfg.timesteps, _fmt(int_ev.accuracy),
+             _exit_note(int_ev))
     _warn_saturations(int_ev, out.pop_int)
     _warn_input_clipping(out.pop_int, evals.x)
     extra = {"quantization": out.pop_int.meta["quantization"]}

@@ -54,6 +54,14 @@ def totals(ev: Evaluation) -> dict:
                        for k, n in ev.neurons.items()]}
 
 
+def exit_totals(ev: Evaluation) -> dict:
+    """The additive part of an early-exit evaluation: how many samples exited at each step t = 1..T and how
+    many of them were right, with the policy and what the counts cover (``exit_step`` or ``full_window``)."""
+    hist = np.bincount(np.asarray(ev.exit_steps, dtype=np.int64) - 1, minlength=ev.timesteps)[: ev.timesteps]
+    return {"policy": dict(ev.exit_policy or {}), "counts": ev.exit_counts or "exit_step",
+            "histogram": [int(v) for v in hist], "correct": ev.exit_correct}
+
+
 def build_report(*, model: str, target: str, method: str, seed: int, ann_correct: int | None, main: Evaluation,
                  float_ev: Evaluation | None, int_ev: Evaluation | None, ann_macs: int, energy_constants: dict,
                  conversion: list[dict], timing: dict, extra: dict | None = None, shard: str | None = None,
@@ -61,9 +69,10 @@ def build_report(*, model: str, target: str, method: str, seed: int, ann_correct
     """Assemble the report dict (schema_version 1): additive ``totals`` plus the fields derived from them."""
     tot = {"samples": main.samples, "timesteps": main.timesteps, "pre_steps": int(getattr(main, "pre_steps", 0)),
            "ann_correct": ann_correct, "main": totals(main),
-           "float_correct": float_ev.correct_vs_t[-1] if float_ev and float_ev.correct_vs_t else None,
-           "int_correct": int_ev.correct_vs_t[-1] if int_ev and int_ev.correct_vs_t else None,
-           "float": float_ev is not None, "int": int_ev is not None}
+           "float_correct": float_ev.correct if float_ev else None,
+           "int_correct": int_ev.correct if int_ev else None,
+           "float": float_ev is not None, "int": int_ev is not None,
+           **({"early_exit": exit_totals(main)} if main.exit_steps is not None else {})}
     skeleton = {
         "schema_version": SCHEMA_VERSION, "model": model, "target": target, "method": method,
         "timesteps": main.timesteps, "seed": seed, "ann_macs_per_sample": float(ann_macs),
@@ -78,7 +87,13 @@ def derive(r: dict) -> dict:
     """Recompute every averaged field of report ``r`` from ``r["totals"]`` (used by runs and merges alike)."""
     tot, n = r["totals"], r["totals"]["samples"]
     main, T = tot["main"], r["timesteps"]
-    steps = T + int(tot.get("pre_steps", 0))  # SRP's pre-steps run (and spike) before the T counted ones
+    pre = int(tot.get("pre_steps", 0))
+    steps = T + pre  # SRP's pre-steps run (and spike) before the T counted ones
+    ee = tot.get("early_exit")
+    if ee is not None:  # each sample stops at its exit step: counts (and neuron updates) over pre + mean steps
+        mean_exit = sum((t + 1) * k for t, k in enumerate(ee["histogram"])) / n
+        if ee["counts"] == "exit_step":
+            steps = pre + mean_exit
 
     def frac(c):
         return None if c is None else c / n
@@ -92,9 +107,16 @@ def derive(r: dict) -> dict:
     updates = sum(L["neurons"] for L in main["layers"]) * steps
     acc_t = [None] * T if main["correct_vs_t"] is None else [c / n for c in main["correct_vs_t"]]
     out = {k: v for k, v in r.items() if k != "energy_constants"}
+    if ee is not None:
+        out["early_exit"] = {**ee["policy"], "counts": ee["counts"], "mean_steps": mean_exit,
+                             "histogram": list(ee["histogram"]), "accuracy_full_t": acc_t[-1],
+                             "note": _EXIT_NOTES[ee["counts"]]}
+        acc_t_snn = None if ee["correct"] is None else ee["correct"] / n
+    else:
+        acc_t_snn = acc_t[-1]
     out.update({
         "samples": n, "latency_steps": steps, "accuracy_vs_t": acc_t, "layers": layers, "spikes_per_sample": spikes, "synops_per_sample": synops,
-        "accuracy": {"ann": frac(tot["ann_correct"]), "snn": acc_t[-1],
+        "accuracy": {"ann": frac(tot["ann_correct"]), "snn": acc_t_snn,
                      "snn_float": frac(tot["float_correct"]), "snn_quantized": frac(tot["int_correct"])},
         "energy": estimate(r.get("energy_constants") or r["energy"]["constants"] | {"model": r["energy"]["model"]},
                            ann_macs=r["ann_macs_per_sample"], synops=synops, spikes=spikes, neuron_updates=updates,
@@ -103,6 +125,15 @@ def derive(r: dict) -> dict:
     if "lava" in r and "exact_samples" in r["lava"]:
         out["lava"] = {**r["lava"], "spike_exact_fraction": r["lava"]["exact_samples"] / n}
     return out
+
+
+_EXIT_NOTES = {
+    "exit_step": ("each sample stopped at its exit step: its prediction is the readout there, its spikes, synops "
+                  "and neuron updates are counted to that step (latency_steps = pre-steps + mean_steps)"),
+    "full_window": ("the target ran every sample for the full window (samples run back to back with a fixed "
+                    "period): the predictions are read at the exit steps of the recorded readout, but spikes, "
+                    "synops, energy and latency_steps are those of all T steps"),
+}
 
 
 def merge(reports: list[dict]) -> dict:
@@ -134,7 +165,9 @@ def merge(reports: list[dict]) -> dict:
     if "lava" in merged:
         merged["lava"] = {**merged["lava"], "exact_samples": sum(r["lava"]["exact_samples"] for r in ordered),
                           "seconds": sum(r["lava"]["seconds"] for r in ordered),
-                          "outputs_equal": all(r["lava"]["outputs_equal"] for r in ordered)}
+                          "outputs_equal": all(r["lava"]["outputs_equal"] for r in ordered),
+                          **({"exit_steps_equal": all(r["lava"].get("exit_steps_equal", False) for r in ordered)}
+                             if "exit_steps_equal" in merged["lava"] else {})}
     return derive(merged)
 
 
@@ -151,6 +184,15 @@ def _sum_totals(parts: list[dict]) -> dict:
                         **({"saturations": sum(p["main"]["layers"][i]["saturations"] for p in parts)}
                            if "saturations" in L else {})}
                        for i, L in enumerate(first["main"]["layers"])]}
+    if "early_exit" in first:
+        from snncompile.errors import DataError
+
+        if any(p.get("early_exit", {}).get("policy") != first["early_exit"]["policy"] for p in parts):
+            raise DataError("report --merge: the shards differ in their early-exit policy")
+        ee = first["early_exit"]
+        first = {**first, "early_exit": {**ee, "histogram": [sum(h) for h in zip(*(p["early_exit"]["histogram"]
+                                                                                   for p in parts))],
+                                         "correct": add([p["early_exit"]["correct"] for p in parts])}}
     return {**first, "samples": sum(p["samples"] for p in parts), "main": main,
             "ann_correct": add([p["ann_correct"] for p in parts]),
             "float_correct": add([p["float_correct"] for p in parts]),
@@ -201,6 +243,7 @@ def render_markdown(r: dict) -> str:
              "", "| accuracy | value |", "|---|---|", f"| ANN | {_pct(acc['ann'])} |",
              f"| SNN ({md(r['target'])}) | {_pct(acc['snn'])} |", f"| SNN float simulator | {_pct(acc.get('snn_float'))} |",
              f"| SNN quantized (fixed point) | {_pct(acc.get('snn_quantized'))} |", "",
+             *_exit_markdown(r),
              "| layer | op | neurons | synapses | spikes/sample | synops/sample | firing rate |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for L in r["layers"]:
@@ -219,12 +262,38 @@ def render_markdown(r: dict) -> str:
                      f"{md(c.get('notes', ''), 300)} |")
     if "lava" in r and "spike_exact_fraction" in r["lava"]:
         lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the fixed-point simulator on "
-                  f"{100 * float(r['lava']['spike_exact_fraction']):.1f} % of samples.")]
+                  f"{100 * float(r['lava']['spike_exact_fraction']):.1f} % of samples"
+                  + _lava_exit(r["lava"]) + ".")]
     if isinstance(r.get("search"), dict):
         lines += _search_markdown(r["search"])
     timing = ", ".join(f"{md(k, 60)} {v:.2f} s" for k, v in r["timing"].items() if isinstance(v, (int, float)))
     lines += ["", f"Timing: {timing}.", ""]
     return "\n".join(lines)
+
+
+def _lava_exit(lava: dict) -> str:
+    if "exit_steps_equal" not in lava:
+        return ""
+    return (f"; early-exit steps {'equal to' if lava['exit_steps_equal'] else 'NOT equal to'} the fixed-point "
+            f"simulator's on every sample")
+
+
+def _exit_markdown(r: dict) -> list[str]:
+    """The early-exit paragraph of report.md: rule, mean steps, accuracy against the full T, the histogram."""
+    from snncompile.safeio import md
+
+    e = r.get("early_exit")
+    if not isinstance(e, dict):
+        return []
+    hist = e["histogram"]
+    shown = [(t + 1, k) for t, k in enumerate(hist) if k]
+    return [f"Early exit `{md(e['rule'])}` (metric {md(e['metric'])}, max error {e['max_error']:g}; thresholds "
+            f"calibrated on {md(e.get('calibration', ''), 200)}): mean {e['mean_steps']:.2f} of {len(hist)} steps, "
+            f"accuracy {_pct(r['accuracy']['snn'])} (all {len(hist)} steps: {_pct(e['accuracy_full_t'])}); "
+            f"{md(e['note'], 300)}.", "",
+            "| exit step | " + " | ".join(str(t) for t, _ in shown) + " |",
+            "|---|" + "---:|" * len(shown),
+            "| samples | " + " | ".join(str(k) for _, k in shown) + " |", ""]
 
 
 def _search_markdown(s: dict) -> list[str]:
@@ -242,10 +311,18 @@ def _search_markdown(s: dict) -> list[str]:
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."), "",
              "| method | T | validation accuracy | drop (points, +- se) | spikes/sample | synops/sample | "
              "energy J/sample | ANN/SNN | in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    ee = s.get("early_exit")
+    if isinstance(ee, dict):  # the candidates were scored with early exit: their mean exit step
+        lines[-3] += (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
+                      f"calibration samples; accuracy, counts and energy at each sample's exit step).")
+        lines[-2] = lines[-2].replace("| T |", "| T | mean steps |", 1)
+        lines[-1] = lines[-1].replace("|---:|", "|---:|---:|", 1)
     for k in s["candidates"]:
         mark = " **(chosen)**" if (k["method"], k["timesteps"]) == (c["method"], c["timesteps"]) else ""
         ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
-        lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} | {_pct(k['accuracy'])} | "
+        mean = f" {k['mean_steps']:.2f} |" if isinstance(ee, dict) and "mean_steps" in k else (
+            " n/a |" if isinstance(ee, dict) else "")
+        lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} |{mean} {_pct(k['accuracy'])} | "
                      f"{k['drop_points']:.2f} +- {k['drop_se_points']:.2f} | {k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
                      f"{ratio} | {'yes' if k['within_budget'] else 'no'} | {k['seconds']:.2f} |")
     if s.get("skipped"):

@@ -36,6 +36,13 @@ that a method's energy per sample grows with T (more steps, more spikes). ``exha
 converts every candidate. Each candidate's conversion starts from
 the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the
 deployed SNN is the one ``--method M -T N`` builds.
+
+Early exit (``early_exit={"rule", "metric", "max_error"}``, the CLI's ``--early-exit``): every
+candidate is also simulated on the calibration samples, its exit thresholds are calibrated there
+against the ANN's predictions (:func:`snncompile.sim.early_exit.policy_from_run`, as the deployed
+run does), and it is scored on the validation samples with each sample stopped at its exit step:
+accuracy at the exit step, spikes and synops to it, neuron updates over pre-steps + the mean exit
+step; ``latency`` ranks by that mean (and prunes nothing, since a larger T may exit sooner on average).
 """
 
 from __future__ import annotations
@@ -85,13 +92,21 @@ class Candidate:
     within_budget: bool = False
     convert_seconds: float = 0.0  # the conversion's part of ``seconds``
     snn: Graph | None = field(default=None, repr=False, compare=False)
+    mean_steps: float | None = None  # with early exit: mean exit step (1..T) on the validation samples
+    policy: dict | None = field(default=None, repr=False, compare=False)  # its calibrated exit policy
+
+    @property
+    def latency(self) -> float:
+        """Steps per sample: pre-steps + T, or pre-steps + the mean exit step with early exit."""
+        return self.steps if self.mean_steps is None else self.steps - self.timesteps + self.mean_steps
 
     def as_dict(self) -> dict:
         return {"method": self.method, "timesteps": self.timesteps, "accuracy": self.accuracy,
                 "spikes_per_sample": self.spikes, "synops_per_sample": self.synops,
                 "joules_per_sample": self.energy, "steps": self.steps, "seconds": round(self.seconds, 4),
                 "drop_points": 100 * self.drop, "drop_se_points": 100 * self.drop_se,
-                "within_budget": self.within_budget}
+                "within_budget": self.within_budget,
+                **({} if self.mean_steps is None else {"mean_steps": self.mean_steps})}
 
 
 @dataclass
@@ -110,6 +125,7 @@ class SearchResult:
     candidates: list[Candidate]
     seconds: float
     skipped: list[dict] = field(default_factory=list)  # {"method", "timesteps", "reason"}: not converted
+    early_exit: dict | None = None  # {"rule", "metric", "max_error"} the candidates were scored with
 
     @property
     def in_budget(self) -> bool:
@@ -122,7 +138,8 @@ class SearchResult:
                 "ann_accuracy": self.ann_accuracy, "ann_joules_per_sample": self.ann_energy,
                 "fixed": dict(self.fixed), "in_budget": self.in_budget,
                 "chosen": self.chosen.as_dict(), "candidates": [c.as_dict() for c in self.candidates],
-                "skipped": [dict(k) for k in self.skipped], "seconds": round(self.seconds, 4)}
+                "skipped": [dict(k) for k in self.skipped], "seconds": round(self.seconds, 4),
+                "early_exit": None if self.early_exit is None else dict(self.early_exit)}
 
 
 def _check(objective: str, max_drop: float, methods: Sequence[str], grid: Sequence[int]) -> None:
@@ -143,7 +160,8 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
            method: str | None = None, timesteps: int | None = None, methods: Sequence[str] = SEARCH_METHODS,
            grid: Sequence[int] = TIMESTEPS, adapt: Callable[[str, dict], tuple[str, dict]] | None = None,
            options: dict | None = None, seed: int = 0, batch_size: int = 256, device: str = "cpu",
-           progress: bool = True, validation: str = "validation samples", exhaustive: bool = False) -> SearchResult:
+           progress: bool = True, validation: str = "validation samples", exhaustive: bool = False,
+           early_exit: dict | None = None) -> SearchResult:
     """Convert and score every candidate; return them all and the chosen one (see module doc).
 
     ``method``/``timesteps`` fix that dimension (None: search ``methods``/``grid``). ``adapt(m, opts)``
@@ -151,7 +169,8 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     method_for_target`) or raises CompileError when it cannot carry ``m``: such a searched method is
     left out, a fixed one raises. ``options`` go to a fixed ``method`` only. ``val_y`` None: the
     accuracy is agreement with the ANN's predictions. The chosen candidate's ``snn`` is the SNN to deploy
-    (the others' are released as soon as they cannot be chosen).
+    (the others' are released as soon as they cannot be chosen). ``early_exit``: score with early exit
+    (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy.
     """
     from snncompile.convert.activations import shared_ann_pass
     from snncompile.evaluate import ann_macs
@@ -164,8 +183,14 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     if not plans:
         raise DataError(f"no conversion method can be searched: {', '.join(methods)} are all refused by the target")
     val_x = np.asarray(val_x, dtype=np.float32)
-    ann_pred = np.concatenate([ann.run(val_x[i:i + batch_size]).reshape(len(val_x[i:i + batch_size]), -1)
-                               .argmax(-1).numpy() for i in range(0, len(val_x), batch_size)])
+    ann_pred = _ann_predictions(ann, val_x, batch_size)
+    exits = None
+    if early_exit is not None:
+        from snncompile.sim.early_exit import check_rule
+
+        check_rule(early_exit["rule"], early_exit["metric"], early_exit["max_error"])
+        calib_x = np.asarray(calib_x, dtype=np.float32)
+        exits = (dict(early_exit), _ann_predictions(ann, calib_x, batch_size))
     if val_y is None:
         ref, reference, ann_acc = ann_pred, "ann", 1.0
     else:
@@ -184,7 +209,8 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     last: dict[str, Candidate] = {}  # each method's candidate at its largest T so far
     with shared_ann_pass():
         for m, opts, T in jobs:
-            why = None if exhaustive else _prune(objective, m, T, last.get(m), candidates)
+            why = None if exhaustive or (exits and objective == "latency") else \
+                _prune(objective, m, T, last.get(m), candidates)
             if why is not None:
                 skipped.append({"method": m, "timesteps": T, "reason": why})
                 bar.update(1)
@@ -192,7 +218,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
             bar.set_postfix_str(f"{m} T={T}")
             reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
             for c in _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, m, opts, T, reads, seed, batch_size,
-                            device):
+                            device, exits):
                 c.within_budget = c.drop + c.drop_se <= max_drop / 100.0 + 1e-9
                 candidates.append(c)
                 last[m] = c
@@ -211,7 +237,13 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     candidates.sort(key=lambda c: (order[c.method], c.timesteps))
     return SearchResult(objective, float(max_drop), ann_acc, ann_energy, reference, validation, len(val_x),
                         {"method": method, "timesteps": None if timesteps is None else int(timesteps)},
-                        chosen, candidates, time.perf_counter() - t_start, skipped)
+                        chosen, candidates, time.perf_counter() - t_start, skipped,
+                        None if exits is None else exits[0])
+
+
+def _ann_predictions(ann: Graph, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([ann.run(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), -1).argmax(-1).numpy()
+                           for i in range(0, len(x), batch_size)])
 
 
 def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
@@ -232,8 +264,9 @@ def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
 
 
 def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, reads, seed, batch_size,
-           device) -> list[Candidate]:
-    """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run."""
+           device, exits=None) -> list[Candidate]:
+    """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run.
+    ``exits`` = (early-exit options, the ANN's predictions on ``calib_x``): score with early exit."""
     from snncompile.convert import convert
     from snncompile.evaluate import input_macs
     from snncompile.sim import simulate
@@ -244,21 +277,45 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
     t1 = time.perf_counter()
     res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
+    cal = None if exits is None else simulate(snn, calib_x, T, batch_size=batch_size, device=device)
     share, conv_share = (time.perf_counter() - t0) / len(reads), (t1 - t0) / len(reads)
     neurons = sum(res.neurons.values())
     out = []
     for t in reads:
         r = res if t == T else res.truncated(t)
-        ok = r.predictions()[-1].numpy() == ref
+        if cal is None:
+            pred, mean_steps, policy = r.predictions()[-1].numpy(), None, None
+            spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
+        else:
+            pred, mean_steps, policy, spikes, synops = _with_exit(r, cal if t == T else cal.truncated(t), exits)
+        ok = pred == ref
         acc = float(ok.mean())
         drop, se = _paired_drop(ann_ok, ok)
-        spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
-        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * (r.pre_steps + t),
+        run_steps = r.pre_steps + (t if mean_steps is None else mean_steps)
+        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * run_steps,
                      input_macs=float(input_macs(ann)))  # the analog input's layers: MACs once per sample
         g = snn if t == T else _at(snn, t)
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
-                             drop=drop, drop_se=se, convert_seconds=conv_share, snn=g))
+                             drop=drop, drop_se=se, convert_seconds=conv_share, snn=g, mean_steps=mean_steps,
+                             policy=policy))
     return out
+
+
+def _with_exit(r, cal, exits) -> tuple[np.ndarray, float, dict, float, float]:
+    """A validation run ``r`` scored with early exit: the policy calibrated on the calibration run ``cal``
+    against the ANN; (predictions at the exit steps, mean exit step, policy, spikes and synops per sample
+    counted to the exit steps)."""
+    from snncompile.sim.early_exit import counts_to_exit, policy_from_run
+
+    opts, cal_ref = exits
+    policy = policy_from_run(cal, cal_ref, opts["rule"], metric=opts["metric"], max_error=opts["max_error"],
+                             calibration=f"{cal.num_samples} calibration samples")
+    steps = policy.exit_steps(r.outputs)
+    pred = r.predictions().gather(0, (steps - 1).view(1, -1))[0].numpy()
+    c = counts_to_exit(r.trace, steps, r.pre_steps)
+    n = r.num_samples
+    return (pred, float(steps.double().mean()), policy.as_dict(), sum(float(v[0]) for v in c.values()) / n,
+            sum(float(v[1]) for v in c.values()) / n)
 
 
 def _paired_drop(ann_ok: np.ndarray, snn_ok: np.ndarray) -> tuple[float, float]:
@@ -280,7 +337,7 @@ def _prune(objective: str, method: str, T: int, prev: Candidate | None, done: li
     if not ok or objective == "accuracy":
         return None
     if objective == "latency":
-        best = min(ok, key=lambda c: c.steps)
+        best = min(ok, key=lambda c: c.latency)
         return f"{best.method} T={best.timesteps} meets the budget in {best.steps} steps" if best.steps < T else None
     best = min(ok, key=lambda c: c.energy)
     if prev is not None and prev.energy >= best.energy and prev is not best:
@@ -312,11 +369,11 @@ def _choose(cands: list[Candidate], objective: str, methods: list[str]) -> Candi
     order = {m: i for i, m in enumerate(methods)}
 
     def accuracy_key(c):
-        return (-c.accuracy, c.energy, c.steps, order[c.method], c.timesteps)
+        return (-c.accuracy, c.energy, c.latency, order[c.method], c.timesteps)
 
     pool = [c for c in cands if c.within_budget]
     if objective == "accuracy" or not pool:
         return min(cands, key=accuracy_key)
     if objective == "energy":
-        return min(pool, key=lambda c: (c.energy, -c.accuracy, c.steps, order[c.method], c.timesteps))
-    return min(pool, key=lambda c: (c.steps, -c.accuracy, c.energy, order[c.method], c.timesteps))
+        return min(pool, key=lambda c: (c.energy, -c.accuracy, c.latency, order[c.method], c.timesteps))
+    return min(pool, key=lambda c: (c.latency, -c.accuracy, c.energy, order[c.method], c.timesteps))

@@ -54,6 +54,10 @@ class LavaBackend(Backend):
                  self.name, "fixed-point" if self.fixed else "float population", 100 * exact, ev.samples, res.seconds)
         if exact < 1.0:
             log.warning("%s differs from the simulator on %d samples", self.name, round((1 - exact) * ev.samples))
+        # --early-exit: Lava ran every sample for the full window; the rule read its recorded readout
+        exits = {} if ev.exit_steps is None else {
+            "exit_steps_equal": bool(np.array_equal(reference.exit_steps, ev.exit_steps))}
         return ev, {"lava": {"exact_samples": round(exact * ev.samples), "seconds": res.seconds,
                              "select_tag": "fixed_pt" if self.fixed else "floating_pt",
-                             "outputs_equal": bool(np.array_equal(reference.predictions, ev.predictions))}}
+                             "outputs_equal": bool(np.array_equal(reference.predictions, ev.predictions)),
+                             **exits}}

@@ -196,7 +196,8 @@ def run(args) -> int:
         warnings.warn(f"--samples {args.samples}: {clean(data.source)} holds only {len(data)} samples; evaluating "
                       f"{len(data)}", stacklevel=2)
     data = data.take(0, args.samples) if args.samples else data
-    check_against(data, g.shapes[g.input.name], int(np.prod(g.shapes[g.outputs[0].name])))
+    check_against(data, g.input.data_shape, int(np.prod(g.shapes[g.outputs[0].name])))
+    data = data.in_layout(g.input)  # a folded input Transpose: the model's samples reordered once
     T = args.timesteps or int(manifest["timesteps"])
     res = get_backend(args.target).run(g, data.x, T, progress=not args.quiet)
     ev = from_population_sim(g, res, data.y, args.target)

@@ -38,15 +38,17 @@ class Samples:
     """
 
     def __init__(self, files: tuple[tuple[str, int], ...], shape: tuple[int, ...], start: int = 0,
-                 stop: int | None = None):
+                 stop: int | None = None, layout=None):
         self.files = files  # (path, samples in that file), in order
         self.sample_shape = shape
         self.starts = np.cumsum([0, *(n for _, n in files)])  # first global index of each file
         self.start, self.stop = start, int(self.starts[-1]) if stop is None else stop
+        self.layout = layout  # an Input with a source layout: samples are returned in its network layout
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (self.stop - self.start, *self.sample_shape)
+        inner = self.sample_shape if self.layout is None else tuple(self.layout.shape)
+        return (self.stop - self.start, *inner)
 
     @property
     def dtype(self) -> np.dtype:
@@ -61,7 +63,7 @@ class Samples:
 
     def window(self, start: int, stop: int | None) -> Samples:
         r = range(self.start, self.stop)[start:stop]
-        return Samples(self.files, self.sample_shape, r.start, r.stop)
+        return Samples(self.files, self.sample_shape, r.start, r.stop, self.layout)
 
     def __getitem__(self, key):
         if isinstance(key, slice) and key.step in (None, 1):
@@ -83,7 +85,8 @@ class Samples:
                 raise DataError(f"{path}: 'x' contains {int((~np.isfinite(x)).sum())} NaN/Inf values among "
                                 f"samples {max(a, lo) - lo}..{min(b, int(self.starts[i + 1])) - lo - 1} of this file")
             parts.append(x)
-        return np.concatenate(parts)
+        x = np.concatenate(parts)
+        return x if self.layout is None else self.layout.to_network(x)
 
 
 def _file_x(path: str) -> np.ndarray:
@@ -117,6 +120,19 @@ class Dataset:
         y = None if self.y is None else self.y[start:stop]
         x = self.x.window(start, stop) if isinstance(self.x, Samples) else self.x[start:stop]
         return Dataset(x, y, f"{self.source}[{start}:{'' if stop is None else stop}]", self.label_span)
+
+    def in_layout(self, inp) -> Dataset:
+        """The samples in the network's layout when ``inp`` (the graph's Input) declares a source layout
+        (``Input.to_network``): in memory, reordered once here; read from disk, reordered as read."""
+        if not inp.source_perm:
+            return self
+        if isinstance(self.x, Samples):
+            if self.x.layout is not None:
+                raise ValueError("samples already reordered to the network layout")
+            x = Samples(self.x.files, self.x.sample_shape, self.x.start, self.x.stop, inp)
+        else:
+            x = inp.to_network(self.x)
+        return Dataset(x, self.y, self.source, self.label_span)
 
 
 def memory_limit() -> int:

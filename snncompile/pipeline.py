@@ -212,11 +212,16 @@ def compile_model(cfg: RunConfig) -> Compiled:
         VALIDATION_SAMPLES if _searching(cfg) else 0))
     data = load_npz(cfg.data, limit=need)
     k = int(np.prod(ann.shapes[ann.outputs[0].name]))
-    check_against(data, ann.shapes[ann.input.name], k)
+    check_against(data, ann.input.data_shape, k)  # the model's layout (before a folded input Transpose)
     evals, calib, val = _split(cfg, data)
-    check_against(calib, ann.shapes[ann.input.name], k)
+    check_against(calib, ann.input.data_shape, k)
     if val is not None:
-        check_against(val, ann.shapes[ann.input.name], k)
+        check_against(val, ann.input.data_shape, k)
+    if ann.input.source_perm:
+        log.info("input: the model's samples %s are read as %s (its input Transpose, axes %s, folded into the "
+                 "input: the samples are reordered once as they are loaded)", ann.input.source_shape,
+                 ann.input.shape, ann.input.source_perm)
+        evals, calib, val = (None if d is None else d.in_layout(ann.input) for d in (evals, calib, val))
     if not backend.integer:  # integer targets say so when their input encoding clips (_warn_input_clipping)
         _warn_input_range(calib, evals)
     # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only

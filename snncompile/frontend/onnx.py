@@ -38,7 +38,9 @@ Flatten, Reshape      Flatten (1-D result) or Reshape; must keep the batch axis 
 Squeeze, Unsqueeze    Reshape; the batch axis stays first
 Transpose             a Reshape when no data moves (size-1 axes); else a view (``Act.index``):
                       folded into a following Gemm/MatMul's columns, passed through elementwise
-                      ops, cancelled by an inverse Transpose, otherwise a Permute node
+                      ops, cancelled by an inverse Transpose; on the network input, the Input's
+                      source layout (``Input.source_perm``: the data is reordered as it enters);
+                      otherwise a Permute node
 Softmax, LogSoftmax,  Softmax/LogSoftmax/Sigmoid, only on the network output (they keep the
 Sigmoid               argmax; conversion drops them); feeding anything else is refused
 DequantizeLinear      of a constant: folded exactly, ``(w - zp) * s`` (per tensor or per axis);
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import math
 import os
 import warnings
@@ -78,7 +81,7 @@ from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_quant import CONST_FOLDS, QUANT_OPS
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
 from snncompile.frontend.quant_chains import recognize_qcfs
-from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Shape
+from snncompile.ir import PROBABILITY_OUTPUTS, BatchNorm, Graph, Input, Output, Permute, Shape
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
@@ -168,7 +171,66 @@ def load_onnx(model: str | os.PathLike | bytes | onnx.ModelProto, *, name: str |
         outs.append(Output(_fresh(o.name, taken), (b.materialize(v).name,)))
     _check_finite(b, src)
     stem = os.path.splitext(os.path.basename(src))[0] if not src.startswith("<") else ""
-    return recognize_qcfs(Graph(_needed([*b.nodes.values(), *outs]), name or g.name or stem or "graph"))
+    nodes = _fold_input_layout(_needed([*b.nodes.values(), *outs]))
+    return recognize_qcfs(Graph(nodes, name or g.name or stem or "graph"))
+
+
+def _fold_input_layout(nodes: list) -> list:
+    """Move a data-moving Transpose on the network input into the Input as its source layout.
+
+    When the input's only path is a Permute (a materialized Transpose, e.g. tf2onnx's NHWC -> NCHW
+    before the first Conv), possibly behind per-tensor affine maps (BatchNorms with one scale and
+    one shift, e.g. Keras' Rescaling, which do not care about the layout), and the Permute is an axis
+    permutation of the input (then any reshape), the Input takes the permuted shape and declares the
+    permutation (``Input.source_shape``/``source_perm``): the data is reordered once as it enters
+    instead of by a Permute node every pass, which would also make the first layer a dense connection
+    when lowered. Anything else is left as it is.
+    """
+    users: dict[str, list] = {}
+    for n in nodes:
+        for i in n.inputs:
+            users.setdefault(i, []).append(n)
+    inp = next(n for n in nodes if isinstance(n, Input))
+    chain, cur = [], inp
+    while True:
+        nxt = users.get(cur.name, [])
+        if len(nxt) != 1:
+            return nodes
+        cur = nxt[0]
+        if isinstance(cur, Permute):
+            break
+        if not (isinstance(cur, BatchNorm) and np.ptp(cur.scale) == 0 and np.ptp(cur.shift) == 0):
+            return nodes
+        chain.append(cur)
+    perm = _axis_perm(cur.index, inp.shape)
+    if perm is None:
+        return nodes
+    shape = tuple(int(d) for d in cur.index.shape)
+    new = {inp.name: dataclasses.replace(inp, shape=shape, source_shape=tuple(inp.shape), source_perm=perm)}
+    for bn in chain:  # a per-tensor affine map is the same whatever the layout; its vectors follow axis 0
+        new[bn.name] = dataclasses.replace(bn, scale=np.full(shape[0], bn.scale[0], bn.scale.dtype),
+                                           shift=np.full(shape[0], bn.shift[0], bn.shift.dtype))
+    last = chain[-1].name if chain else inp.name
+    out = []
+    for n in nodes:
+        if n is cur:
+            continue
+        n = new.get(n.name, n)
+        if cur.name in n.inputs:
+            n = dataclasses.replace(n, inputs=tuple(last if i == cur.name else i for i in n.inputs))
+        out.append(n)
+    return out
+
+
+def _axis_perm(index: np.ndarray, shape: Shape) -> tuple[int, ...] | None:
+    """The axis permutation p with ``index == arange.reshape(shape).transpose(p)`` (then reshaped), or None."""
+    if len(shape) > 6:
+        return None
+    flat = np.arange(math.prod(shape)).reshape(shape)
+    for p in itertools.permutations(range(len(shape))):
+        if p != tuple(range(len(shape))) and np.array_equal(flat.transpose(p).reshape(-1), index.reshape(-1)):
+            return p
+    return None
 
 
 def _needed(nodes: list) -> list:

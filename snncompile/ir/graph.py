@@ -134,8 +134,12 @@ class Graph:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         want = self.shapes[self.input.name]
         if tuple(x.shape[1:]) != want:
+            hint = ""
+            if self.input.source_perm and tuple(x.shape[1:]) == self.input.data_shape:
+                hint = (f" (the model's layout; its input Transpose was folded into the input: pass "
+                        f"graph.input.to_network(x))")
             raise ShapeError(f"{self.input.name} (Input): expected shape (B, {', '.join(map(str, want))}), "
-                             f"got {tuple(x.shape)}")
+                             f"got {tuple(x.shape)}{hint}")
         acts: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for n in self.nodes.values():

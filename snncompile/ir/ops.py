@@ -30,7 +30,7 @@ class Input(Node):
     With a *source layout* (``source_shape`` and ``source_perm`` non-empty) the model's data has
     per-sample shape ``source_shape`` and the network reads it reordered once, as it enters:
 
-    .. math:: x_{net} = \mathrm{reshape}(\mathrm{transpose}(x_{src}, \mathrm{source\_perm}), \mathrm{shape})
+    .. math:: x_{net} = \\mathrm{reshape}(\\mathrm{transpose}(x_{src}, p), \\mathrm{shape}), \\quad p = \\mathrm{source\\_perm}
 
     (e.g. a TensorFlow export's NHWC image, ``source_perm = (2, 0, 1)``, read as the NCHW tensor its
     first Conv takes: the frontend folds the input Transpose here instead of keeping a Permute node).

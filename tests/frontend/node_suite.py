@@ -98,7 +98,7 @@ def run_case(case) -> Outcome:
     inputs, outputs = (list(map(_numpy, v)) for v in case.data_sets[0])
     try:
         g = load_onnx(_as_single_input(model, raw))
-        got = g.run(np.asarray(inputs[0]) if inputs else np.zeros(0, np.float32))
+        got = g.run(g.input.to_network(np.asarray(inputs[0])) if inputs else np.zeros(0, np.float32))
     except CompileError as e:
         return Outcome(case.name, op, opset, "refused", str(e), _category(model, inputs, outputs, str(e)))
     except Exception as e:  # noqa: BLE001 - any other exception is a bug, reported as a wrong result

@@ -59,13 +59,14 @@ def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def assert_matches_ort(
     model: onnx.ModelProto, shape: tuple[int, ...], batches: tuple[int, ...] = (2,), seed: int = 0
 ):
-    """``load_onnx(model).run(x)`` equals onnxruntime within RTOL/ATOL for random x of each batch size."""
+    """``load_onnx(model).run(x)`` equals onnxruntime within RTOL/ATOL for random x of each batch size (x in
+    the network's layout: ``Input.to_network`` reorders the model's data where an input Transpose was folded)."""
     g = load_onnx(model)
     rng = np.random.default_rng(seed)
     for b in batches:
         x = rng.standard_normal((b, *shape)).astype(np.float32)
         want = ort_run(model, x)
-        got = g.run(x).numpy()
+        got = g.run(g.input.to_network(x)).numpy()  # the model's data; a folded input Transpose reorders it
         assert got.shape == want.shape, f"shape {got.shape} != onnxruntime {want.shape}"
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
     return g

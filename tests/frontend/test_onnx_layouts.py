@@ -1,5 +1,9 @@
 """Channels-last (Keras/tf2onnx) layouts: Transposes that move data are folded, not computed.
 
+The network input's own Transpose (NHWC data into the first Conv) moves into the Input as its source
+layout: the data is reordered once as it enters (``Input.to_network``), so the first layer stays a
+convolution.
+
 The graphs reproduce tf2onnx's pattern for a Keras model: an NHWC input transposed to NCHW for each
 Conv and back (``perm=[0, 2, 3, 1]``) after it, the bias added in NHWC, pooling between a Transpose
 pair, and the Flatten of the NHWC tensor feeding a MatMul. Checked against onnxruntime (rtol 1e-4).
@@ -10,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx_helpers import assert_matches_ort, make_model, node
 
+from snncompile.errors import DataError, ShapeError
 from snncompile.frontend.onnx import load_onnx
 from snncompile.ir import Conv2d, Linear, Permute
 
@@ -66,13 +72,66 @@ def keras_mlp() -> tuple[onnx.ModelProto, tuple[int, ...]]:
 def test_tf2onnx_cnn_pattern_matches_onnxruntime(c_in):
     model, shape = keras_cnn(c_in)
     g = assert_matches_ort(model, shape, batches=(1, 4))
-    perms = g.of_type(Permute)
-    # only the network input itself is reordered (C=3); inside, every Transpose pair cancels and the
-    # NHWC flatten folds into the Dense weights
-    assert len(perms) == (0 if c_in == 1 else 1)
-    assert all(p.inputs == (g.input.name,) for p in perms)
+    # no Permute anywhere: inside, every Transpose pair cancels and the NHWC flatten folds into the Dense
+    # weights; the network input's own NHWC -> NCHW Transpose (a reorder when C = 3) moves into the Input
+    assert not g.of_type(Permute)
+    assert g.input.source_perm == ((2, 0, 1) if c_in == 3 else ())
+    assert g.input.shape == ((3, 8, 8) if c_in == 3 else shape) and g.input.data_shape == shape
     assert len(g.of_type(Conv2d)) == 2 and len(g.of_type(Linear)) == 1
     assert "BatchNorm" not in {n.op for n in g.nodes.values()}  # the NHWC bias folded into the Conv
+
+
+def test_input_layout_reorders_the_models_data_once():
+    """``Input.to_network`` is the input Transpose itself (numpy and torch); the graph refuses NHWC data
+    with a message naming the fix."""
+    model, shape = keras_cnn(3)
+    g = load_onnx(model)
+    x = _RNG.standard_normal((2, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(g.input.to_network(x), x.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(g.input.to_network(torch.from_numpy(x)).numpy(), x.transpose(0, 3, 1, 2))
+    with pytest.raises(ShapeError, match=r"graph.input.to_network"):
+        g.run(x)
+    with pytest.raises(DataError, match=r"expected data of shape \(N, 8, 8, 3\)"):
+        g.input.to_network(x.transpose(0, 3, 1, 2))
+
+
+def test_input_layout_behind_rescaling():
+    """Keras' Rescaling (x * s + o, per tensor) before the input Transpose: still folded into the Input."""
+    model, shape = keras_cnn(3)
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node]
+    nodes[0].input[0] = "xr"
+    pre = [node("Mul", ["x", "s"], ["xs"]), node("Add", ["xs", "o"], ["xr"])]
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    model2 = make_model(pre + nodes, shape, 13, s=np.float32(1 / 255), o=np.float32(-0.5), **inits)
+    g = assert_matches_ort(model2, shape, batches=(3,))
+    assert not g.of_type(Permute) and g.input.source_perm == (2, 0, 1)
+
+
+def test_input_layout_first_layer_lowers_as_convolution():
+    """With the input Transpose folded, the first Conv is a convolution connection from the input, not a
+    dense matrix (as it was behind a Permute), and the population graph keeps the input's layout."""
+    from snncompile.convert import convert
+    from snncompile.ir.populations import ConvConn, DenseConn
+    from snncompile.lower import lower_populations
+
+    model, shape = keras_cnn(3)
+    g = load_onnx(model)
+    x = g.input.to_network(np.abs(_RNG.standard_normal((16, *shape))).astype(np.float32))
+    pop = lower_populations(convert(g, x, method="max", timesteps=4, progress=False))
+    src = pop.input.name
+    first = [n for n in pop.nodes.values() if n.inputs and n.inputs[0] == f"{src}.src"]
+    assert first and all(isinstance(n, ConvConn) for n in first)
+    assert not pop.of_type(DenseConn) or all(n.inputs[0] != f"{src}.src" for n in pop.of_type(DenseConn))
+    assert pop.input.source_perm == (2, 0, 1)
+
+
+def test_input_transpose_to_unlike_layout_matches_onnxruntime():
+    """Any axis permutation of the input (here H and W swapped, then a Reshape) folds the same way."""
+    nodes = [node("Transpose", ["x"], ["t"], perm=[0, 3, 2, 1]), node("Reshape", ["t", "s"], ["r"]),
+             node("Conv", ["r", "K"], ["y"])]
+    g = assert_matches_ort(make_model(nodes, (5, 4, 2), 13, s=np.array([0, 2, 4, 5]), K=w(3, 2, 3, 3)),
+                           (5, 4, 2))
+    assert g.input.source_perm == (2, 1, 0) and g.input.shape == (2, 4, 5)
 
 
 def test_nhwc_flatten_folds_into_dense_rows():
@@ -94,10 +153,21 @@ def test_mlp_pattern_matches_onnxruntime():
 
 
 def test_transpose_into_conv_is_a_permute():
-    """A real reorder feeding a Conv cannot fold: it stays one Permute node (exact rewiring)."""
-    nodes = [node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]), node("Conv", ["t", "K"], ["y"])]
-    g = assert_matches_ort(make_model(nodes, (2, 5, 4), 13, K=w(3, 2, 3, 3)), (2, 5, 4))
-    assert len(g.of_type(Permute)) == 1
+    """A real reorder inside the network feeding a Conv cannot fold: it stays one Permute node (exact
+    rewiring); the input keeps its layout."""
+    nodes = [node("Conv", ["x", "K0"], ["c"]), node("Relu", ["c"], ["r"]),
+             node("Transpose", ["r"], ["t"], perm=[0, 1, 3, 2]), node("Conv", ["t", "K"], ["y"])]
+    g = assert_matches_ort(make_model(nodes, (2, 7, 6), 13, K0=w(2, 2, 1, 1), K=w(3, 2, 3, 3)), (2, 7, 6))
+    assert len(g.of_type(Permute)) == 1 and not g.input.source_perm
+
+
+def test_input_used_twice_keeps_its_layout():
+    """The input read both through a Transpose and directly: the reorder stays a Permute."""
+    nodes = [node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]), node("Add", ["t", "t2"], ["y"]),
+             node("Transpose", ["x"], ["t2"], perm=[0, 1, 3, 2])]
+    nodes = [nodes[0], nodes[2], nodes[1]]
+    g = assert_matches_ort(make_model(nodes, (2, 4, 4), 13), (2, 4, 4))
+    assert not g.input.source_perm
 
 
 def test_views_of_two_branches_add():

@@ -1,0 +1,105 @@
+"""`--early-exit` end to end: the report's early_exit section, counts and energy against the full
+run, Lava against the fixed-point simulator, shards, compare, the search, bad options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from snncompile.report import schema
+from tests.cli.test_cli import CALIB, DATA, MODEL, snncompile
+
+ARGS = ("--data", DATA, "--calib", CALIB, "--samples", 60, "-T", 8, "--method", "calib-light",
+        "--calib-samples", 128, "-q")
+
+
+def _run(out: Path, *extra) -> dict:
+    p = snncompile(MODEL, *ARGS, "--out", out, *extra)
+    assert p.returncode == 0, p.stderr
+    r = json.loads((out / "report.json").read_text())
+    jsonschema.validate(r, schema())
+    return r
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict]:
+    base = tmp_path_factory.mktemp("early_exit")
+    return {"full": _run(base / "full", "--target", "sim-int"),
+            "exit": _run(base / "exit", "--target", "sim-int", "--early-exit", "precision", "--exit-max-error", 0.02),
+            "lava": _run(base / "lava", "--target", "lava-sim", "--early-exit", "precision",
+                         "--exit-max-error", 0.02),
+            "dirs": base}
+
+
+def test_sim_int_counts_to_the_exit_step(runs):
+    full, ex = runs["full"], runs["exit"]
+    e = ex["early_exit"]
+    assert e["rule"] == "precision" and e["metric"] == "entropy" and e["max_error"] == 0.02
+    assert e["counts"] == "exit_step" and len(e["histogram"]) == 8 and sum(e["histogram"]) == 60
+    assert e["mean_steps"] == pytest.approx(sum((t + 1) * k for t, k in enumerate(e["histogram"])) / 60)
+    assert 1 <= e["mean_steps"] < 8  # some samples stop before T
+    assert ex["latency_steps"] == pytest.approx(e["mean_steps"]) and full["latency_steps"] == 8
+    # the same network, read at each sample's exit step: fewer spikes, synops and joules, the same full-T curve
+    assert ex["accuracy_vs_t"] == full["accuracy_vs_t"] and e["accuracy_full_t"] == full["accuracy"]["snn"]
+    assert ex["spikes_per_sample"] < full["spikes_per_sample"]
+    assert ex["synops_per_sample"] < full["synops_per_sample"]
+    assert ex["energy"]["snn_joules_per_sample"] < full["energy"]["snn_joules_per_sample"]
+    for a, b in zip(ex["layers"], full["layers"]):
+        assert a["spikes_per_sample"] <= b["spikes_per_sample"]
+    assert ex["accuracy"]["snn"] == ex["accuracy"]["snn_quantized"]  # the target is the fixed-point simulator
+    md = (runs["dirs"] / "exit" / "report.md").read_text()
+    assert "Early exit `precision`" in md and "| exit step |" in md
+
+
+def test_lava_reads_the_same_exit_steps_and_counts_the_full_window(runs):
+    lava, ex = runs["lava"], runs["exit"]
+    assert lava["lava"]["exit_steps_equal"] is True and lava["lava"]["spike_exact_fraction"] == 1.0
+    assert lava["early_exit"]["counts"] == "full_window" and "full window" in lava["early_exit"]["note"]
+    assert lava["early_exit"]["histogram"] == ex["early_exit"]["histogram"]
+    assert lava["accuracy"]["snn"] == ex["accuracy"]["snn"]
+    assert lava["latency_steps"] == 8  # Lava ran every sample for all T steps
+    assert lava["spikes_per_sample"] > ex["spikes_per_sample"]
+    assert "early-exit steps equal to" in (runs["dirs"] / "lava" / "report.md").read_text()
+
+
+def test_compare_and_merge_with_early_exit(runs, tmp_path):
+    d = runs["dirs"]
+    p = snncompile("compare", d / "full", d / "exit", "--max-accuracy-drop", 100)
+    assert p.returncode == 0, p.stdout + p.stderr  # fewer spikes, synops: no regression
+    for i in range(2):
+        _run(tmp_path / f"s{i}", "--target", "sim-int", "--early-exit", "precision", "--exit-max-error", 0.02,
+             "--shard", f"{i}/2")
+    p = snncompile("report", "--merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "m", "-q")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "m" / "report.json").read_text())
+    for k in ("mean_steps", "histogram", "thresholds"):
+        assert m["early_exit"][k] == runs["exit"]["early_exit"][k]
+    assert m["accuracy"] == runs["exit"]["accuracy"] and m["energy"] == runs["exit"]["energy"]
+
+
+def test_search_scores_candidates_with_early_exit(tmp_path):
+    p = snncompile(MODEL, "--data", DATA, "--calib", CALIB, "--samples", 40, "--method", "calib-light",
+                   "--calib-samples", 128, "--optimize", "latency", "--early-exit", "both", "--target", "sim",
+                   "--out", tmp_path / "s", "-q")
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "s" / "report.json").read_text())
+    jsonschema.validate(r, schema())
+    s = r["search"]
+    assert s["early_exit"]["rule"] == "both"
+    assert all(1 <= c["mean_steps"] <= c["timesteps"] for c in s["candidates"])
+    pool = [c for c in s["candidates"] if c["within_budget"]] or s["candidates"]
+    assert s["chosen"]["mean_steps"] == min(c["mean_steps"] for c in pool)  # latency = the mean exit step
+    assert r["early_exit"]["thresholds"] and r["timesteps"] == s["chosen"]["timesteps"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--exit-metric", "confidence"), "--early-exit RULE"),
+    (("--early-exit", "fast"), "invalid choice"),
+    (("--early-exit", "precision", "--exit-max-error", 2), "--exit-max-error"),
+])
+def test_bad_early_exit_options_are_one_line_errors(tmp_path, extra, message):
+    p = snncompile(MODEL, *ARGS, "--out", tmp_path / "o", *extra)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr

@@ -35,7 +35,6 @@ class Supports:
     srp: bool = True  # SRP's suppression mask and pre-steps
     soft_reset: bool = True  # reset by subtracting the threshold (else reset to a value)
     initial_potential: bool = True  # membranes starting at v0 != 0
-    delays: bool = True  # one step of delay per connection is modelled
 
 
 class Backend(ABC):

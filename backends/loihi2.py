@@ -9,8 +9,10 @@ checks for that NeuroCore compiler module itself. The backend then returns the e
 ``write`` stores it as ``loihi2_resources.json`` and :meth:`Loihi2Backend.check` raises one
 BackendError after the output directory is complete.
 
-Resource model, per population (every population except the input lives on neuro cores; the
-synapses of a connection are stored with its destination neurons):
+Resource model, per population of the graph Lava deploys (the compiled graph after the Lava
+backend's timing pass, :func:`snncompile.backends.lava.timing.pipeline`: its delay relays take
+cores too; every population except the input lives on neuro cores; the synapses of a connection
+are stored with its destination neurons):
 
     neurons   = prod(shape)
     synapses  = non-zero weights of every incoming connection, materialized (a conv synapse exists
@@ -37,10 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from snncompile.backends import Backend
+from snncompile.backends.lava.timing import Relay, pipeline
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["CONSTANTS", "NC_COMPILER", "Constant", "Loihi2Backend", "estimate_resources", "lava_loihi_missing"]
 
@@ -125,8 +128,10 @@ def _population(g: Graph, pop) -> dict:
 
 
 def estimate_resources(g: Graph) -> dict:
-    """Loihi 2 resource estimate of a population graph (see module docstring); plain JSON types."""
+    """Loihi 2 resource estimate of a population graph as Lava deploys it (relays included, see the
+    module docstring); plain JSON types."""
     c = {k: v.value for k, v in CONSTANTS.items()}
+    g = pipeline(g)
     pops = [_population(g, n) for n in g.nodes.values() if isinstance(n, (IFPop, Readout, Relay))]
     src = next(n for n in g.nodes.values() if isinstance(n, Source))
     neurons, synapses = sum(p["neurons"] for p in pops), sum(p["synapses"] for p in pops)
@@ -184,7 +189,7 @@ class Loihi2Backend(Backend):
                     "on the host CPU, only connections with NeuroCore models go to the chip")
         res = run_lava(graph, evals.x, cfg.timesteps, fixed=True, progress=cfg.progress,
                        run_cfg=Loihi2HwCfg(select_tag="fixed_pt"))
-        ev = from_population_sim(graph, res, evals.y, self.name)
+        ev = from_population_sim(pipeline(graph), res, evals.y, self.name)  # what ran, relays included
         exact = spike_exact_fraction(reference, ev)
         log.info("loihi2: per-layer spike counts equal to the fixed-point simulator on %.1f %% of %d samples",
                  100 * exact, ev.samples)

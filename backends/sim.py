@@ -29,6 +29,6 @@ class SimIntBackend(Backend):
         return reference, {}
 
     def run(self, graph, x, timesteps: int, *, progress: bool = False):
-        from snncompile.sim.populations import simulate_populations
+        from snncompile.sim.popsim import simulate_populations
 
         return simulate_populations(graph, x, timesteps, progress=progress)

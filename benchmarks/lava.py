@@ -31,8 +31,9 @@ from snncompile.convert import DEFAULT_METHOD, convert
 from snncompile.evaluate import from_population_sim
 from snncompile.ir import Graph, Input
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout
-from snncompile.quantize import lower_populations, quantize
-from snncompile.sim.populations import simulate_populations
+from snncompile.lower import lower_populations
+from snncompile.quantize import quantize
+from snncompile.sim.popsim import simulate_populations
 
 
 def skeleton(g: Graph) -> Graph:
@@ -50,7 +51,6 @@ def skeleton(g: Graph) -> Graph:
             n = dataclasses.replace(n, bias=0 * one)
         nodes.append(n)
     s = Graph(nodes, g.name + "-skeleton")
-    s.meta["depth"] = g.meta["depth"]
     return s
 
 

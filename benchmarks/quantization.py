@@ -20,8 +20,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 
 import snncompile
 from snncompile.convert import DEFAULT_METHOD, convert
-from snncompile.quantize import lower_populations, quantize
-from snncompile.sim.populations import simulate_populations
+from snncompile.lower import lower_populations
+from snncompile.quantize import quantize
+from snncompile.sim.popsim import simulate_populations
 
 
 def _best_of(k: int, run):

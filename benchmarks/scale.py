@@ -66,8 +66,9 @@ def child(args) -> dict:
     torch.set_num_threads(2)
     import snncompile
     from snncompile.convert import convert
-    from snncompile.quantize import lower_populations, quantize
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.lower import lower_populations
+    from snncompile.quantize import quantize
+    from snncompile.sim.popsim import simulate_populations
 
     d = Path(args.dir)
     T = args.T

@@ -3,12 +3,20 @@
 Serialization is derived from each node's dataclass fields: arrays go to the npz, every other
 field to the manifest. ``load_artifact`` rebuilds the same Graph, so a deployment can be re-run
 (``snncompile run DIR``) without the ONNX file.
+
+Older artifacts, written when the population graph still carried Lava's timing, hold ``Relay``
+nodes (each fed by an identity connection) and ``meta.depth``. They still load: the depths are
+dropped, and every relay chain is removed with its identity connections, the connection that read
+the relay reading the relay's origin instead. That is the same network (a relay forwards its
+payload unchanged; only Lava needs it, and the Lava backend adds it again), logged at INFO. A
+``Relay`` whose connection is not the identity is refused with a one-line ModelFileError.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +26,8 @@ from snncompile.ir import Graph, Node
 from snncompile.safeio import clean, read_json
 
 __all__ = ["FORMAT", "load_artifact", "save_artifact"]
+
+log = logging.getLogger("snncompile")
 
 FORMAT = "snncompile-artifact/1"
 
@@ -58,7 +68,7 @@ def save_artifact(g: Graph, directory: Path, *, extra: dict | None = None) -> No
                 attrs[f.name] = _jsonable(v)
         nodes.append({"type": type(n).__name__, "name": n.name, "inputs": list(n.inputs), "attrs": attrs,
                       "arrays": arr_fields})
-    meta = {k: v for k, v in g.meta.items() if k in ("depth", "quantization", "float32_exact", "timesteps", "stage")}
+    meta = {k: v for k, v in g.meta.items() if k in ("quantization", "float32_exact", "timesteps", "stage")}
     manifest = {"format": FORMAT, "graph": g.name, "nodes": nodes, "meta": meta, **(extra or {})}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, default=float))
     np.savez_compressed(directory / "params.npz", **arrays)
@@ -196,12 +206,15 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
         raise _fail(d, f"timesteps = {str(T)[:20]!r}, expected an integer in [1, {MAX_T}]")
     params = _read_params(d)
     types = _node_types()
-    nodes = []
+    nodes, relays = [], {}
     for i, spec in enumerate(specs):
         if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("type"), str)
                 and isinstance(spec.get("inputs"), list) and all(isinstance(k, str) for k in spec["inputs"])
                 and isinstance(spec.get("attrs", {}), dict) and isinstance(spec.get("arrays", []), list)):
             raise _fail(d, f"node #{i} is malformed (needs name, type, inputs, attrs, arrays)")
+        if spec["type"] == "Relay" and len(spec["inputs"]) == 1:  # an older artifact's Lava relay (docstring)
+            relays[spec["name"]] = spec["inputs"][0]
+            continue
         cls = types.get(spec["type"])
         if cls is None:
             raise ModelFileError(f"{clean(d)}: node {clean(spec['name'], 80)} has unknown type {clean(spec['type'], 40)}")
@@ -237,6 +250,8 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
         if getattr(node, "fixed", False):
             _check_fixed(d, node)
         nodes.append(node)
+    if relays:
+        nodes = _without_relays(d, nodes, relays)
     name = manifest.get("graph", "graph")
     try:
         g = Graph(nodes, name if isinstance(name, str) else "graph")
@@ -245,11 +260,7 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
     for n in g.nodes.values():
         _check_broadcast(d, n, g.shapes[n.name])
     meta = manifest.get("meta", {})
-    meta = meta if isinstance(meta, dict) else {}
-    depth = meta.get("depth", {})
-    if not (isinstance(depth, dict) and all(k in g.nodes and isinstance(v, int) and not isinstance(v, bool)
-                                            and 0 <= v <= MAX_NODES for k, v in depth.items())):
-        raise _fail(d, "meta.depth must map node names to integers in [0, number of nodes]")
+    meta = {k: v for k, v in meta.items() if k != "depth"} if isinstance(meta, dict) else {}  # depth: older
     stage = meta.get("stage", g.stage)
     if stage not in ("ann", "snn", "populations", "integer"):
         raise _fail(d, f"meta.stage = {str(stage)[:30]!r}, expected ann, snn, populations or integer")
@@ -258,6 +269,32 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
         raise _fail(d, f"meta.stage says {stage!r} but the nodes are {'fixed-point' if fixed else 'float'}")
     g.meta.update(meta)
     return g, manifest
+
+
+def _without_relays(d: Path, nodes: list[Node], relays: dict[str, str]) -> list[Node]:
+    """An older artifact's nodes without its Lava relays (relay name -> its connection's name), each
+    connection that read a relay reading the relay's origin (see the module docstring)."""
+    from snncompile.ir.populations import CONNECTIONS, identity_gain
+
+    by_name = {n.name: n for n in nodes}
+    for r, c in relays.items():
+        conn = by_name.get(c)
+        if not isinstance(conn, CONNECTIONS) or identity_gain(conn) != 1.0:
+            raise _fail(d, f"node {r} (Relay): its input {c} is not an identity connection")
+
+    def origin(name: str) -> str:
+        seen = set()
+        while name in relays and name not in seen:
+            seen.add(name)
+            name = by_name[relays[name]].inputs[0]
+        return name
+
+    dropped = set(relays.values())
+    out = [dataclasses.replace(n, inputs=tuple(origin(i) for i in n.inputs)) if any(i in relays for i in n.inputs)
+           else n for n in nodes if n.name not in dropped]
+    log.info("%s: an older artifact with %d Lava delay relays; loaded without them (the same synchronous "
+             "network; the Lava backend adds its relays itself)", clean(d), len(relays))
+    return out
 
 
 def _tuple(v):

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from snncompile.ir import IF, Graph
-from snncompile.ir.populations import CONNECTIONS, IFPop, Relay
+from snncompile.ir import IF, Graph, Input, Output
+from snncompile.ir.populations import CONNECTIONS, IFPop, Readout, Source
 
 __all__ = ["Evaluation", "ann_correct", "ann_macs", "from_float_sim", "from_population_sim", "input_macs"]
 
@@ -161,15 +161,19 @@ def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, tor
 
 
 def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> Evaluation:
-    """From ``snncompile.sim.populations``' result (or the Lava runner's, same fields)."""
-    from snncompile.sim.populations import fanout
+    """From ``snncompile.sim.popsim``'s result (or the Lava runner's, same fields, on the graph it ran).
+
+    Layers are the populations that emit spikes: IF populations, and any population a backend's own
+    pass added (Lava's delay relays, op ``Relay``); not the Source nor the Readout."""
+    from snncompile.sim.popsim import fanout
 
     syn: dict[str, int] = {}
     for c in pop.of_type(*CONNECTIONS):
         src = c.inputs[0]
         syn[src] = syn.get(src, 0) + int(fanout(c, pop.shapes[src]).sum())
-    spiking = {n.name: n for n in pop.nodes.values() if isinstance(n, (IFPop, Relay))}
-    ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else "Relay") for k, n in spiking.items()}
+    spiking = {n.name: n for n in pop.nodes.values()
+               if not isinstance(n, (Input, Output, Source, Readout, *CONNECTIONS))}
+    ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else n.op) for k, n in spiking.items()}
     ev = Evaluation(
         target=target, samples=res.samples, timesteps=res.timesteps,
         correct_vs_t=_correct_vs_t(res.outputs, y),

@@ -12,9 +12,12 @@ source's threshold is folded into ``L_S``) and a per-neuron bias ``b_P`` (the re
 with every source silent). Each ``L_S`` becomes a ``ConvConn`` when the path from S is a chain of
 convolutions, non-overlapping pools, per-channel scalings, Adds and Concats (the composed kernel
 is read off by probing the region with unit impulses, then verified on random inputs), and a
-``DenseConn`` (the materialized matrix) otherwise. Finally ``Relay`` populations are inserted on
-connections that skip depth levels, so every connection spans exactly one level (Lava delays each
-connection by one step). MaxPool must have been removed by conversion.
+``DenseConn`` (the materialized matrix) otherwise. MaxPool must have been removed by conversion.
+
+The population graph is synchronous: every population reads what its sources emit in the same
+step, whatever their distance from the input. A target whose connections delay (Lava: one step per
+connection) adds its own timing (``snncompile.backends.lava.timing``); nothing here models it.
+This module lowers, it does not quantize (``snncompile.quantize`` turns its float graph into integers).
 
 SRP (Hao et al. 2023): the conversion's simulator hints ``meta["pre_steps"]`` (tau) and
 ``meta["srp_nodes"]`` become node fields here: ``IFPop.srp_steps = tau`` on those populations and
@@ -32,7 +35,7 @@ import torch
 from snncompile.errors import CompileError, ConversionError
 from snncompile.ir import IF, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Output
 from snncompile.ir.neurons import per_channel
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["DENSE_LIMIT", "lower_populations"]
 
@@ -51,7 +54,6 @@ def lower_populations(snn: Graph) -> Graph:
     src = snn.input
     nodes: list[Node] = [src, Source(f"{src.name}.src", (src.name,))]
     pop_name = {src.name: f"{src.name}.src"}
-    depth = {f"{src.name}.src": 0}
     out = snn.outputs[0]
     for p in [n for n in snn.nodes.values() if isinstance(n, IF)] + [out]:
         root = p.inputs[0]
@@ -64,19 +66,15 @@ def lower_populations(snn: Graph) -> Graph:
                         max_spikes=p.max_spikes, srp_steps=pre if p.name in srp else 0)
         else:
             pop = Readout(name, (), bias=bias, pre_steps=pre)
-        d = 1 + max(depth[pop_name[s]] for s, _ in conns)
         ins = []
         for s, conn in conns:
-            s_pop = _relayed(snn, nodes, depth, pop_name[s], d - 1, s)
-            c = dataclasses.replace(conn, name=f"{s_pop}->{name}", inputs=(s_pop,))
+            c = dataclasses.replace(conn, name=f"{pop_name[s]}->{name}", inputs=(pop_name[s],))
             nodes.append(c)
             ins.append(c.name)
         pop_name[p.name] = name
-        depth[name] = d
         nodes.append(dataclasses.replace(pop, inputs=tuple(ins)))
     nodes.append(Output(out.name, (pop_name[out.name],)))
     g = Graph(nodes, snn.name)
-    g.meta["depth"] = depth
     g.meta["stage"] = "populations"
     return g
 
@@ -273,18 +271,3 @@ def _basis(start: int, stop: int, size: int) -> torch.Tensor:
     basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
     return basis
 
-
-def _relayed(snn: Graph, nodes: list[Node], depth: dict[str, int], pop: str, want: int, leaf: str) -> str:
-    """Insert Relay populations after ``pop`` until a population at depth ``want`` carries its payload."""
-    shape = snn.shapes[leaf]
-    while depth[pop] < want:
-        name = f"{leaf}.relay{depth[pop] + 1}"
-        if name not in depth:
-            if len(shape) == 3:
-                ident = ConvConn(f"{pop}->{name}", (pop,), weight=np.ones((shape[0], 1, 1, 1)), groups=shape[0])
-            else:
-                ident = DenseConn(f"{pop}->{name}", (pop,), weight=np.eye(math.prod(shape)), out_shape=tuple(shape))
-            nodes += [ident, Relay(name, (ident.name,))]
-            depth[name] = depth[pop] + 1
-        pop = name
-    return pop

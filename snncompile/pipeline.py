@@ -195,7 +195,8 @@ def compile_model(cfg: RunConfig) -> Compiled:
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
     from snncompile.convert.for_target import method_for_target
-    from snncompile.quantize import lower_populations, quantize
+    from snncompile.lower import lower_populations
+    from snncompile.quantize import quantize
     from snncompile.quantize.profile import LOIHI2
 
     _check_config(cfg)
@@ -345,7 +346,7 @@ def _fmt(v: float | None) -> str:
 
 def _integer_and_backend(cfg: RunConfig, backend, out: RunResult, evals: Dataset, timing: dict):
     """The fixed-point simulation (every population target's reference), then the target's own run."""
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.sim.popsim import simulate_populations
 
     t1 = time.perf_counter()
     checkpoint()

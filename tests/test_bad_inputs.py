@@ -405,7 +405,7 @@ GOOD_CASES = [
 _ZYGOTE = r"""
 import json, os, signal, sys, traceback
 import snncompile.cli, snncompile.commands, snncompile.pipeline, snncompile.frontend.onnx, snncompile.convert
-import snncompile.quantize, snncompile.sim, snncompile.report, snncompile.artifact, snncompile.sim.populations
+import snncompile.quantize, snncompile.sim, snncompile.report, snncompile.artifact, snncompile.sim.popsim
 import importlib, pkgutil
 # Every snncompile module now, before any fork: a case run as another user (Case.uid) cannot import
 # what it cannot read, e.g. from a checkout in a private (0700) directory.

@@ -24,9 +24,10 @@ from snncompile.convert.thresholds import DEAD_THETA
 from snncompile.ir import IF
 from snncompile.ir.populations import Source
 from snncompile.pipeline import RunConfig, run
-from snncompile.quantize import lower_populations, quantize
+from snncompile.lower import lower_populations
+from snncompile.quantize import quantize
 from snncompile.quantize.numbers import QuantizationWarning
-from snncompile.sim.populations import simulate_populations
+from snncompile.sim.popsim import simulate_populations
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RNG = np.random.default_rng(0)

@@ -280,8 +280,9 @@ def mutant(data, models: tuple[str, ...]) -> tuple[bytes, list[str]]:
 # ---- what a case runs --------------------------------------------------------------------------------
 def exercise(model: bytes, *, integer: bool = True) -> str:
     """Import, convert, simulate (with ``integer`` also lower, quantize, run fixed point); 'ok' or raises."""
-    from snncompile.quantize import lower_populations, quantize
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.lower import lower_populations
+    from snncompile.quantize import quantize
+    from snncompile.sim.popsim import simulate_populations
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

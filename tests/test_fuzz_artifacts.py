@@ -114,7 +114,7 @@ def _mutate_params(p: dict, data) -> str:
 @given(st.data())
 def test_mutated_artifacts_run_or_fail_cleanly(base, tmp_path_factory, data):
     from snncompile.artifact import load_artifact
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.sim.popsim import simulate_populations
 
     d = Path(tmp_path_factory.mktemp("art")) / "compiled"
     shutil.copytree(base / "compiled", d)

@@ -352,7 +352,8 @@ _TAMPERED = [
     ("weight-wrong-shape", _params(_arr(_first_weight, lambda a: a.reshape(-1)[: a.size // 2])), ("weight",)),
     ("array-missing", _params(lambda p: p.pop(_first_weight(p))), ("missing from params.npz",)),
     ("params-missing", lambda a: (a / "params.npz").unlink(), ("params.npz",)),
-    ("depth-garbage", _manifest(lambda m: m["meta"].update(depth={"nowhere": -1})), ("meta.depth",)),
+    ("relay-not-identity", _manifest(lambda m: _node(m, "IFPop").update(type="Relay", attrs={}, arrays=[])),
+     ("(Relay)", "not an identity connection")),
 ]
 
 # fmt: off

@@ -4,8 +4,10 @@ Layout: our per-sample tensors are (C, H, W); Lava's Conv works on (X, Y, C) = (
 3-D population is created with shape (W, H, C) and every array is transposed with ``to_lava``.
 Dense connections act on flattened ports (C order of the Lava shape), so their weight matrices are
 permuted accordingly. Lava's Conv computes a true convolution, so kernels are flipped. Each
-connection is one Lava Dense/Conv process: one step of delay, which the population depths (the
-``offset`` of each neuron process) account for. Node types without a rule here raise BackendError.
+connection is one Lava Dense/Conv process: one step of delay; the graph must come through
+:func:`snncompile.backends.lava.timing.pipeline` (relays on skip connections), and each
+population's depth (:func:`~snncompile.backends.lava.timing.depths`) is its process's ``offset``.
+Node types without a rule here raise BackendError.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
 from snncompile.ir.arrays import expand
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 from snncompile.backends.lava.compat import apply
+from snncompile.backends.lava.timing import Relay, depths
 
 __all__ = ["LavaNetwork", "build_network", "lava_shape", "to_lava"]
 
@@ -53,8 +56,9 @@ class LavaNetwork:
 
 
 def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwork:
-    """Create and connect the Lava processes for ``g`` fed with samples ``x`` for T counted steps each
-    (plus the readout's ``pre_steps``: every window is ``pre_steps + T`` steps long)."""
+    """Create and connect the Lava processes for ``g`` (a pipelined graph: every connection spans one
+    depth level) fed with samples ``x`` for T counted steps each (plus the readout's ``pre_steps``:
+    every window is ``pre_steps + T`` steps long)."""
     apply()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
@@ -62,12 +66,10 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
     from lava.proc.io.source import RingBuffer as SourceBuffer
     from snncompile.backends.lava.procs import IFSoft, Passthrough
 
-    depth = g.meta.get("depth")
-    if depth is None:
-        raise BackendError(f"{g.name}: population depths missing; lower the graph with lower_populations first")
     readout = next((n for n in g.nodes.values() if isinstance(n, Readout)), None)
     if readout is None:
         raise BackendError(f"{g.name}: no readout population")
+    depth = depths(g)
     n, D = x.shape[0], depth[readout.name]
     T = readout.pre_steps + T  # from here on, the window length
     steps = n * T + D

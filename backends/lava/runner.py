@@ -4,6 +4,13 @@ Compiles once and streams all samples back to back (each neuron process resets i
 steps, offset by its depth), in chunks so progress can be shown per sample. The runtime is always
 stopped, also on errors and Ctrl-C (``snncompile.backends.lava.compat.stop`` avoids Lava's hang when a
 process model raised).
+
+The graph is first passed through :func:`snncompile.backends.lava.timing.pipeline` (delay relays on
+skip connections). The result counts what ran on Lava, relays included: a relay's spikes are the
+messages it sends (its payload sum, as for the population it relays, or one per non-zero value when
+it relays the graded input, as for the Source), and its synops are those messages times its fan-out.
+Relays are Lava-internal: the simulators have none, and only the populations of the original graph
+are compared spike for spike.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from tqdm.auto import tqdm
 from snncompile.errors import BackendError
 from snncompile.interrupts import checkpoint
 from snncompile.ir import Graph
-from snncompile.ir.populations import CONNECTIONS, IFPop, Relay, Source
+from snncompile.ir.populations import CONNECTIONS, IFPop, Source
 from snncompile.backends.lava.compat import apply, child_tracebacks, stop
-from snncompile.sim.populations import PopulationResult, fanout
+from snncompile.backends.lava.timing import Relay, origin, pipeline
+from snncompile.sim.popsim import PopulationResult, fanout
 
 __all__ = ["run_lava"]
 
@@ -38,6 +46,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
     from snncompile.backends.lava.lower import build_network, to_lava
 
     fixed = g.stage == "integer" if fixed is None else fixed
+    g = pipeline(g)  # Lava's one-step delay per connection (the result counts its relays)
     install(fixed)  # before Lava forks its process models (see fastconv.py)
     x = np.asarray(x, np.float64)
     n = x.shape[0]
@@ -78,12 +87,16 @@ def _result(g, x, T, net, raw, windows, totals, seconds, to_lava) -> PopulationR
     counts = {k: _from_lava(totals[k], g.shapes[k]) for k in spiking}
     src = next(k for k, v in g.nodes.items() if isinstance(v, Source))
     counts[src] = _source_counts(g.nodes[src], x, P)
+    for k in spiking:
+        if origin(g, k) == src:  # a relay of the graded input: one message per non-zero value, as the Source
+            counts[k] = counts[src]
+            windows[k] = _source_counts(g.nodes[src], x, P, per_sample=True)
     synops = {k: 0.0 for k in counts}
     for c in g.of_type(*CONNECTIONS):
         s = c.inputs[0]
         synops[s] += float((torch.as_tensor(counts[s], dtype=torch.float64) * fanout(c, g.shapes[s])).sum())
     return PopulationResult(
-        outputs=outputs, spikes={k: float(counts[k].sum()) for k in spiking if isinstance(g.nodes[k], IFPop)},
+        outputs=outputs, spikes={k: float(counts[k].sum()) for k in spiking},
         synops=synops, saturations={}, neurons={k: int(np.prod(g.shapes[k])) for k in [*spiking, src]},
         layer_spike_counts={k: np.asarray(windows[k], np.float64)[:n] for k in spiking},
         samples=n, timesteps=T, seconds=seconds, pre_steps=pre)
@@ -94,6 +107,8 @@ def _from_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return a.transpose(2, 1, 0) if len(shape) == 3 else a.reshape(shape)
 
 
-def _source_counts(src: Source, x: np.ndarray, T: int) -> np.ndarray:
+def _source_counts(src: Source, x: np.ndarray, T: int, per_sample: bool = False) -> np.ndarray:
+    """Messages per input neuron over all samples (per sample with ``per_sample``): non-zero values x T."""
     vals = src.forward(torch.as_tensor(x, dtype=torch.float64)).numpy()
-    return (vals != 0).sum(0).astype(np.float64) * T
+    nz = (vals != 0).reshape(len(vals), -1).sum(1) if per_sample else (vals != 0).sum(0)
+    return nz.astype(np.float64) * T

@@ -1,15 +1,16 @@
 """Population-level IR: what a neuromorphic core runs.
 
-A population graph has one node per neuron population (``Source``, ``IFPop``, ``Readout``,
-``Relay``) and one node per projection between populations (``DenseConn``, ``ConvConn``, each
-with exactly one source population). A population sums every connection that feeds it.
+A population graph has one node per neuron population (``Source``, ``IFPop``, ``Readout``) and
+one node per projection between populations (``DenseConn``, ``ConvConn``, each with exactly one
+source population). A population sums every connection that feeds it.
 Populations emit *payloads* (spike counts n, or input values), never ``n*theta``: the thresholds of
 the float SNN are folded into the outgoing weights.
 
-Every connection adds one time step of delay on the chip (Lava's Dense/Conv send the sum of the
-previous step). The lowering inserts ``Relay`` populations so that every connection goes from
-depth d-1 to depth d; then the chip's run is the synchronous simulation shifted by d steps per
-population, and a synchronous simulator (``snncompile.sim.popsim``) reproduces it exactly.
+The graph is synchronous: in every step each population reads what its sources emit in the same
+step (``snncompile.sim.popsim`` runs it so). A chip whose connections delay models that in its
+backend: Lava delays each connection by one step, and its backend's pass
+(``snncompile.backends.lava.timing``) adds delay relays so that Lava's run is this one shifted by
+each population's depth.
 
 The same node types serve the float graph (``fixed=False``: real weights and thresholds) and the
 integer graph produced by quantization (``fixed=True``: integer mantissas and exponents, Loihi
@@ -32,8 +33,8 @@ from snncompile.ir.node import Node, Shape, cached, param
 from snncompile.ir.ops import add_all
 from snncompile.ir.pooling import tiled_sum
 
-__all__ = ["CONNECTIONS", "POPULATIONS", "SRP_EPS", "ConvConn", "DenseConn", "IFPop", "Readout", "Relay",
-           "Source"]
+__all__ = ["CONNECTIONS", "POPULATIONS", "SRP_EPS", "ConvConn", "DenseConn", "IFPop", "Readout", "Source",
+           "identity_gain"]
 
 SRP_EPS = 1e-3  # SRP keeps a neuron whose residual potential exceeds SRP_EPS * theta (Hao et al. 2023)
 
@@ -48,25 +49,40 @@ def _scaled(node: Node, like: torch.Tensor, factor: float) -> torch.Tensor:
     return cached(node, "scaled", (like.dtype, like.device, factor), lambda: param(node, "weight", like) * factor)
 
 
-def _identity_gain(node: Node) -> float | None:
-    """c when the connection's matrix is c times the identity (a relay's 1x1 pass-through), else None
-    (cached): such a connection is ``s * c`` (exact for the integer payloads and power-of-two c)."""
-    return cached(node, "identity_gain", None, lambda: _find_identity_gain(node))
+def identity_gain(conn: Node) -> float | None:
+    """c when connection ``conn`` is c times the identity on its source's payload, else None (cached).
+
+    The one identity test of the population graph: a square matrix ``c * I`` (``DenseConn``; its
+    ``out_shape`` may still reshape), or a 1x1 convolution with stride 1 and no padding whose
+    kernel is ``c * I`` (``groups = 1``) or ``c`` in every channel (depthwise, ``groups = C``).
+    Fixed point: ``c = mantissa * 2**weight_exp``."""
+    return cached(conn, "identity_gain", None, lambda: _find_identity_gain(conn))
 
 
 def _find_identity_gain(node: Node) -> float | None:
     w = np.asarray(node.weight)
-    if w.ndim == 4 and w.shape[2:] == (1, 1):
-        ok = node.stride == (1, 1) and node.padding == (0, 0) and node.dilation == (1, 1) and node.groups == 1
-        w = w[:, :, 0, 0] if ok else None
-    if w is not None and w.ndim == 2 and w.shape[0] == w.shape[1] and w.size:
-        c = float(w[0, 0])
-        if np.array_equal(w, c * np.eye(w.shape[0])) and c != 0:
-            if not node.fixed:
-                return c
-            if node.weight_exp >= 0:  # a negative exponent floors the sum: keep the general path
-                return c * float(2**node.weight_exp)
-    return None
+    if w.ndim == 4:
+        if w.shape[2:] != (1, 1) or node.stride != (1, 1) or node.padding != (0, 0) or node.dilation != (1, 1):
+            return None
+        if node.groups == w.shape[0] and w.shape[1] == 1 and node.groups > 1:  # depthwise: one weight per channel
+            w = np.diag(w[:, 0, 0, 0])
+        elif node.groups == 1:
+            w = w[:, :, 0, 0]
+        else:
+            return None
+    if w.ndim != 2 or w.shape[0] != w.shape[1] or not w.size:
+        return None
+    c = float(w[0, 0])
+    if c == 0 or not np.array_equal(w, c * np.eye(w.shape[0])):
+        return None
+    return c * float(2**node.weight_exp) if node.fixed else c
+
+
+def _gain(conn: Node) -> float | None:
+    """:func:`identity_gain` where ``s * gain`` is the connection's exact result: always in float; in
+    fixed point when the gain is an integer (a fractional one would be floored after the sum)."""
+    gain = identity_gain(conn)
+    return gain if gain is not None and (not conn.fixed or gain.is_integer()) else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +126,7 @@ class DenseConn(Node):
         return tuple(self.out_shape)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        gain = _identity_gain(self) if tuple(self.out_shape) == tuple(s.shape[1:]) else None
+        gain = _gain(self) if tuple(self.out_shape) == tuple(s.shape[1:]) else None
         if gain is not None:
             return s * gain
         left = self.fixed and self.weight_exp > 0  # a left shift of the sum = the same shift of every weight
@@ -148,7 +164,7 @@ class ConvConn(Node):
         return (o, h, w)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        gain = _identity_gain(self)
+        gain = _gain(self)
         if gain is not None:
             return s * gain
         w = _scaled(self, s, float(2**self.weight_exp) if self.fixed else 1.0)
@@ -283,18 +299,5 @@ class Readout(_Population):
         return a + (b * float(2**self.bias_exp) if self.fixed else b)
 
 
-@dataclass(frozen=True, eq=False)
-class Relay(_Population):
-    """Delay relay: forwards its input payload one step later on the chip, ``s = a`` (a graded spike).
-
-    Inserted so that every connection spans exactly one depth level (see module docstring).
-    """
-
-    op = "Relay"
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return self.total(xs)
-
-
-POPULATIONS = (Source, IFPop, Readout, Relay)
+POPULATIONS = (Source, IFPop, Readout)
 CONNECTIONS = (DenseConn, ConvConn)

@@ -1,6 +1,8 @@
-"""SNN IR -> integer population IR for a hardware profile (Loihi 2 by default)."""
+"""Float population graph -> integer population graph for a hardware profile (Loihi 2 by default).
 
-from snncompile.quantize.lower import lower_populations
+The population graph it quantizes comes from :func:`snncompile.lower.lower_populations`.
+"""
+
 from snncompile.quantize.numbers import QuantizationWarning, quantize_bias, quantize_weights
 from snncompile.quantize.profile import LOIHI2, PROFILES, HardwareProfile
 from snncompile.quantize.quantize import quantize
@@ -10,7 +12,6 @@ __all__ = [
            "PROFILES",
            "HardwareProfile",
            "QuantizationWarning",
-           "lower_populations",
            "quantize",
            "quantize_bias",
            "quantize_weights",

@@ -29,7 +29,7 @@ import numpy as np
 
 from snncompile.errors import DataError
 from snncompile.ir import Graph
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 from snncompile.quantize.numbers import quantize_bias, quantize_weights
 from snncompile.quantize.profile import LOIHI2, HardwareProfile
 
@@ -52,7 +52,7 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
             unit[n.name] = s_in
             new[n.name] = dataclasses.replace(n, scale=s_in, bits=profile.input_bits, signed=signed, fixed=True)
             layers.append({"name": n.name, "kind": "input", "scale": s_in, "bits": profile.input_bits})
-        elif isinstance(n, (IFPop, Readout, Relay)):
+        elif isinstance(n, (IFPop, Readout)):
             unit[n.name] = 1.0
             conns = [pop.nodes[c] for c in n.inputs]
             sigma[n.name] = _sigma(n, conns, unit, profile)
@@ -78,8 +78,6 @@ def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
 def _sigma(n, conns, unit, profile: HardwareProfile):
     if isinstance(n, IFPop):
         return _vth(n, profile) * 2.0**profile.vth_shift / np.asarray(n.theta, np.float64)
-    if isinstance(n, Relay):
-        return 1.0
     wmax = max(float(np.abs(c.weight).max()) / unit[c.inputs[0]] for c in conns) or 1.0
     return 2.0 ** math.floor(math.log2(2 ** (profile.weight_bits + 4) / wmax))
 
@@ -119,8 +117,6 @@ def _real(c, target, sig, src_unit: float, pop: Graph, act_shift: int) -> np.nda
     """The real-valued integer-domain weights of connection c into target (see module docstring)."""
     shift = 2.0**act_shift if isinstance(target, IFPop) else 1.0
     w = np.asarray(c.weight, np.float64)
-    if isinstance(target, Relay):
-        return w  # identity: payload passes unchanged
     if isinstance(c, ConvConn):
         return w * _channel_view(sig, 4) / (shift * src_unit) if np.ndim(sig) else w * sig / (shift * src_unit)
     else:
@@ -134,18 +130,12 @@ def _quantize_conn(c, target, sig, src_unit: float, pop: Graph, profile: Hardwar
     real = _real(c, target, sig, src_unit, pop, act_shift)
     q = quantize_weights(real, profile, name=c.name, allow_negative_exp=isinstance(c, DenseConn))
     src = pop.nodes[c.inputs[0]]
-    max_payload = (2**profile.input_bits - 1) if isinstance(src, Source) else _max_payload(src, pop)
+    max_payload = int(src.max_spikes) if isinstance(src, IFPop) else 2**profile.input_bits - 1  # else: the Source
     bound = _accum_bound(q, c) * max_payload
     info = {"name": c.name, "kind": "dense" if isinstance(c, DenseConn) else "conv", "weight_exp": q.exp,
             "weight_bits": q.bits, "clipped": q.clipped, "zeroed": q.zeroed, "rel_error": q.rel_error,
             "synapses": int((q.mant != 0).sum()), "accum_bits": math.ceil(math.log2(bound + 1))}
     return dataclasses.replace(c, weight=q.mant.astype(np.float64), weight_exp=q.exp, fixed=True), info
-
-
-def _max_payload(src, pop: Graph) -> int:
-    while isinstance(src, Relay):
-        src = pop.nodes[pop.nodes[src.inputs[0]].inputs[0]]
-    return getattr(src, "max_spikes", 1) if isinstance(src, IFPop) else 2**8 - 1
 
 
 def _accum_bound(q, c) -> float:
@@ -155,8 +145,6 @@ def _accum_bound(q, c) -> float:
 
 
 def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
-    if isinstance(n, Relay):
-        return n, {"name": n.name, "kind": "relay"}
     shape_nd = np.ndim(n.bias)
     scale = _channel_view(sig, shape_nd) if np.ndim(sig) else sig
     qb = quantize_bias(np.asarray(n.bias, np.float64) * scale, profile, name=n.name)

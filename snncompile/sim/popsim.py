@@ -1,11 +1,12 @@
 """Simulator of population graphs, float and fixed point: the numeric oracle of the chip.
 
-``simulate_populations(g, x, timesteps)`` runs a population graph (``snncompile.quantize.lower``
-/ ``snncompile.quantize.quantize``) on a batch, synchronously: every population reads the
-payloads its sources emitted in the same step. A sample runs the readout's ``pre_steps`` (SRP's
-tau: not counted in the outputs, counted in spikes and synops), then ``timesteps`` counted steps.
-Because the lowering equalizes depths, this equals the chip's (Lava's) run shifted by ``depth``
-steps per population, spike for spike. In fixed-point mode every value is an integer carried in a
+``simulate_populations(g, x, timesteps)`` runs a population graph (``snncompile.lower`` /
+``snncompile.quantize``) on a batch, synchronously: every population reads the payloads its
+sources emitted in the same step, as the population graph means. A sample runs the readout's
+``pre_steps`` (SRP's tau: not counted in the outputs, counted in spikes and synops), then
+``timesteps`` counted steps. A target whose connections delay adds its own timing: the Lava
+backend's pass (``snncompile.backends.lava.timing``) makes Lava's run equal this one shifted by
+each population's depth, spike for spike. In fixed-point mode every value is an integer carried in a
 float tensor (float64, or float32 when the quantizer proved every sum stays below 2**24, which
 float32 represents exactly) and the arithmetic is the Loihi arithmetic stated in
 :mod:`snncompile.ir.populations`.
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from snncompile.errors import DataError
 from snncompile.ir import Graph, Input, Output
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay, Source
+from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["PopulationResult", "fanout", "simulate_populations"]
 
@@ -44,7 +45,7 @@ class PopulationResult:
     timesteps: int = 0  # counted steps T
     seconds: float = 0.0
     pre_steps: int = 0  # uncounted steps run before them (SRP): latency is pre_steps + T per sample
-    # with trace=True: population (IFPop, Relay) -> (pre_steps + T, B, 2) per step and sample (spikes, synops)
+    # with trace=True: spiking population -> (pre_steps + T, B, 2) per step and sample (spikes, synops)
     trace: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def predictions(self, t: int | None = None) -> np.ndarray:
@@ -93,7 +94,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
                         f"got {tuple(x.shape)}")
     dt = _dtype(g, dtype)
     readout = next(n for n in g.nodes.values() if isinstance(n, Readout))
-    pops = [n for n in g.nodes.values() if isinstance(n, (IFPop, Relay, Source))]
+    pops = [n for n in g.nodes.values() if isinstance(n, (IFPop, Source))]
     counts = {p.name: torch.zeros(g.shapes[p.name], dtype=torch.float64) for p in pops}
     per_sample = {p.name: [] for p in pops if isinstance(p, IFPop)}
     sat = {p.name: 0 for p in pops if isinstance(p, IFPop)}
@@ -125,7 +126,7 @@ def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
     """Per spiking population, its (neurons, 2) counter ``[1, f]`` (f = synapses each neuron drives)."""
     out = {}
     for p in pops:
-        if isinstance(p, (IFPop, Relay)):
+        if not isinstance(p, Source):  # the spiking populations
             f = torch.zeros(int(np.prod(g.shapes[p.name])), dtype=torch.float64)
             for c in g.of_type(DenseConn, ConvConn):
                 if c.inputs[0] == p.name:
@@ -162,7 +163,7 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=N
                     mask[n.name] = n.suppress(v[n.name])
                 s[n.name], v[n.name], k = n.step(a, v[n.name], mask.get(n.name))
                 sat[n.name] += k
-            else:  # connections, Relay, Readout
+            else:  # connections, Readout
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
             if n.name in counts:
                 total[n.name] = s[n.name].clone() if n.name not in total else total[n.name].add_(s[n.name])

@@ -10,11 +10,13 @@ import pytest
 from snncompile.backends.lava import lower as lava_lower
 from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
+from snncompile.backends.lava.timing import Relay, origin, pipeline
 
 from snncompile.errors import BackendError
 from snncompile.evaluate import from_population_sim
-from snncompile.quantize import lower_populations, quantize
-from snncompile.sim.populations import simulate_populations
+from snncompile.lower import lower_populations
+from snncompile.quantize import quantize
+from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn
 
 
@@ -29,13 +31,24 @@ def _graphs(build, n=4, seed=0):
 
 @pytest.mark.parametrize("build", [build_mlp_snn, build_residual_snn])
 def test_fixed_point_lava_equals_simulator_spike_for_spike(build):
+    """The synchronous fixed-point simulator and Lava (through the timing pass) agree on every
+    population of the compiled graph; Lava's run also counts its relays, exactly what they carry."""
     _, q, x = _graphs(build)
     ref = simulate_populations(q, x, 7, dtype="float64")
     got = run_lava(q, x, 7)
-    a, b = from_population_sim(q, ref, None, "sim-int"), from_population_sim(q, got, None, "lava-sim")
+    ran = pipeline(q)
+    a, b = from_population_sim(q, ref, None, "sim-int"), from_population_sim(ran, got, None, "lava-sim")
     assert spike_exact_fraction(a, b) == 1.0
     assert np.array_equal(ref.outputs.numpy(), got.outputs.numpy())  # every step of every sample
-    assert ref.spikes == got.spikes and ref.synops == got.synops
+    assert {k: got.spikes[k] for k in ref.spikes} == ref.spikes
+    relays = ran.of_type(Relay)
+    assert [r.name for r in relays] == ([] if build is build_mlp_snn else ["r2.relay3"])
+    for r in relays:  # a relay sends what its origin sent, one step later
+        assert got.spikes[r.name] == ref.spikes[origin(ran, r.name)]
+        assert np.array_equal(got.layer_spike_counts[r.name], ref.layer_spike_counts[origin(ran, r.name)])
+    # synops: the same synapses driven, plus one identity synapse per relayed message
+    assert sum(got.synops.values()) == sum(ref.synops.values()) + sum(got.spikes[r.name] for r in relays)
+    assert set(b.ops.values()) - set(a.ops.values()) == ({"Relay"} if relays else set())
 
 
 def test_float_lava_matches_float_simulator():
@@ -73,6 +86,5 @@ def test_unknown_node_type_is_refused():
     from snncompile.ir.ops import ReLU
 
     g = Graph([Input("x", (), shape=(3,)), ReLU("r", ("x",)), Output("y", ("r",))])
-    g.meta["depth"] = {}
     with pytest.raises(BackendError, match="no readout population"):
         lava_lower.build_network(g, np.zeros((1, 3)), 2, fixed=True)

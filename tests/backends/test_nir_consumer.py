@@ -21,7 +21,7 @@ from snncompile.convert.for_target import method_for_target
 from snncompile.ir.populations import IFPop
 from snncompile.pipeline import RunConfig, run
 from snncompile.report import derive
-from snncompile.sim.populations import simulate_populations
+from snncompile.sim.popsim import simulate_populations
 from tests.backends.test_exports import _graphs, build_conv_chain
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn
 

@@ -25,9 +25,10 @@ from snncompile.errors import BackendError
 from snncompile.evaluate import from_population_sim
 from snncompile.ir import IF, Graph
 from snncompile.ir.populations import IFPop, Readout
-from snncompile.quantize import lower_populations, quantize
+from snncompile.lower import lower_populations
+from snncompile.quantize import quantize
 from snncompile.sim import simulate
-from snncompile.sim.populations import simulate_populations
+from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn
 
 TAU, T = 3, 5

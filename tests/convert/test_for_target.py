@@ -19,7 +19,7 @@ from snncompile.convert import DEFAULT_METHOD, convert
 from snncompile.convert.for_target import method_for_target
 from snncompile.errors import CompileError, ConversionError
 from snncompile.ir.neurons import IF
-from snncompile.quantize import lower_populations
+from snncompile.lower import lower_populations
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -53,8 +53,9 @@ def test_compiles_and_runs_on_lava_spike_exact(name):
     from snncompile.backends.lava.runner import run_lava
 
     from snncompile.evaluate import from_population_sim
-    from snncompile.quantize import lower_populations, quantize
-    from snncompile.sim.populations import simulate_populations
+    from snncompile.lower import lower_populations
+    from snncompile.quantize import quantize
+    from snncompile.sim.popsim import simulate_populations
 
     x, _ = _data(3)
     calib = np.load(EXAMPLES / "data" / "mnist_calib.npz")["x"][:64]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout
-from snncompile.quantize import LOIHI2, QuantizationWarning, lower_populations, quantize, quantize_weights
-from snncompile.sim.populations import simulate_populations
+from snncompile.lower import lower_populations
+from snncompile.quantize import LOIHI2, QuantizationWarning, quantize, quantize_weights
+from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn
 
 

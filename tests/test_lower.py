@@ -1,13 +1,14 @@
-"""lower_populations: the population graph computes exactly what the SNN graph computes."""
+"""lower_populations (snncompile.lower): the population graph computes exactly what the SNN graph
+computes, synchronously (no delay relays, no depths: those are the Lava backend's, tests/backends/test_lava_timing.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Relay
-from snncompile.quantize.lower import lower_populations
-from snncompile.sim.populations import simulate_populations
+from snncompile.ir.populations import CONNECTIONS, POPULATIONS, ConvConn, DenseConn, Readout
+from snncompile.lower import lower_populations
+from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn, reference_snn
 
 
@@ -32,15 +33,14 @@ def test_lowering_chooses_conv_for_conv_chains_and_dense_otherwise():
     assert all(isinstance(pop.nodes[i], DenseConn) for i in pop.nodes["fc.readout"].inputs)
 
 
-def test_relays_equalize_depth():
+def test_lowering_is_synchronous_no_relays_no_depth():
+    """The residual skip r2 -> r4 spans two levels; the core graph connects r2 to r4 directly."""
     pop = lower_populations(build_residual_snn())
-    depth = pop.meta["depth"]
-    relays = [n for n in pop.nodes.values() if isinstance(n, Relay)]
-    assert [r.name for r in relays] == ["r2.relay3"]  # the residual skip spans two levels
-    for n in pop.nodes.values():
-        if isinstance(n, (IFPop, Readout, Relay)):
-            for c in n.inputs:
-                assert depth[pop.nodes[c].inputs[0]] == depth[n.name] - 1, n.name
+    assert "depth" not in pop.meta and pop.stage == "populations"
+    assert all(isinstance(n, (*POPULATIONS, *CONNECTIONS)) or n.op in ("Input", "Output") for n in pop.nodes.values())
+    assert not [n for n in pop.nodes.values() if n.op == "Relay"]
+    assert sorted(pop.nodes["r4"].inputs) == ["r2->r4", "r3->r4"]
+    assert pop.nodes["r2->r4"].inputs == ("r2",)
 
 
 def test_mlp_lowering_is_dense_and_exact():

@@ -37,9 +37,8 @@ import torch
 
 from snncompile.ir import Graph
 from snncompile.ir.arrays import per_channel
-from snncompile.ir.neurons import IF
+from snncompile.ir.neurons import IF, if_step
 from snncompile.ir.ops import Input, Output
-from snncompile.sim.engine import if_step
 
 __all__ = ["CACHE_BYTES", "LayerwiseSim", "fork_outputs", "fits_in_memory"]
 
@@ -70,8 +69,8 @@ class _Params:
         return cls(per_channel(node.theta, like), bias, per_channel(node.v0, like), int(node.max_spikes))
 
     def fire(self, x: torch.Tensor, v: torch.Tensor, with_bias: bool) -> torch.Tensor:
-        """In-place IF update of ``v``; returns the spike counts n (float): the simulator's engine.if_step."""
-        return if_step(v, x, self.theta, self.bias if with_bias else None, self.n)
+        """In-place IF update of ``v``; returns the spike counts n (float): the IR's if_step, as the simulator."""
+        return if_step(v, x, self.theta, self.bias if with_bias else None, self.n)[0]
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """A static input with the bias summed once (the simulator's static-drive case)."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from snncompile.ir.linear import conv_out_size
 from snncompile.ir.arrays import per_channel
+from snncompile.ir.neurons import if_step
 from snncompile.ir.node import Node, Shape, cached, param
 from snncompile.ir.ops import add_all
 from snncompile.ir.pooling import tiled_sum
@@ -206,11 +207,15 @@ class IFPop(_Population):
     """Soft-reset integrate-and-fire population, one update per step (sum ``a`` of its inputs).
 
     float:  ``v += a + bias;  n = clamp(floor(v/theta), 0, N);  v -= n*theta``
-    fixed (Loihi-style, integers): ``v = clip(v + (a << shift) + (bias << bias_exp), -(2**23-1), 2**23-1)``,
-    ``theta_eff = theta << vth_shift``, ``n = clamp(floor(v/theta_eff), 0, N)``, ``v -= n*theta_eff``.
+    fixed (Loihi-style, integers): ``v = clip(v + (a << shift) + (bias << bias_exp), -v_max, v_max)``,
+    ``theta_eff = theta << vth_shift``, ``n = clamp(floor(v/theta_eff), 0, N)``, ``v -= n*theta_eff``
+    (``<<`` by a negative exponent floors, as Lava's arithmetic right shift).
     N = 1 gives ``n = [v >= theta_eff]``. Output: the payload n. ``v`` starts at ``v0`` every sample.
+    Both are :func:`snncompile.ir.neurons.if_step`, the one IF update.
     ``theta`` is per channel (C,) or scalar; ``bias`` and ``v0`` per neuron (the full shape) or
-    broadcastable. ``shift``/``vth_shift`` are the profile's shifts (6 and 6 on Loihi 2).
+    broadcastable. ``shift``, ``vth_shift`` and ``v_max`` are the hardware profile's
+    (:mod:`snncompile.quantize.profile`: ``act_shift``, ``vth_shift``, ``v_max``), written by
+    quantization (``shift`` lowered where a convolution needs it); the defaults are Loihi 2's.
 
     Residual membrane potential suppression, SRP (Hao et al. 2023, arXiv 2302.02091), when
     ``srp_steps = tau >= 1``: before step ``tau`` of a sample (0-based, i.e. after ``tau`` steps) the
@@ -255,25 +260,22 @@ class IFPop(_Population):
         """(effective per-step bias, effective threshold) as tensors broadcasting against ``a`` (cached)."""
         def make() -> tuple[torch.Tensor, torch.Tensor]:
             b, th = per_channel(np.asarray(self.bias, np.float64), a), per_channel(np.asarray(self.theta, np.float64), a)
-            if self.fixed:
-                b, th = b * float(2**self.bias_exp), th * float(2**self.vth_shift)
+            if self.fixed:  # bias_mant << bias_exp (flooring when negative, as Lava) and vth << vth_shift
+                b, th = _shift(b, self.bias_exp), th * float(2**self.vth_shift)
             return b, th
 
         return cached(self, "constants", (a.dtype, a.device, a.dim()), make)
 
     def step(self, a: torch.Tensor, v: torch.Tensor,
              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One step for a batch; updates ``v`` in place. Returns (n, v, saturation events in this step);
-        with an SRP ``mask`` the emitted payload is ``mask * n`` (``v`` subtracts ``n * theta``
-        either way)."""
+        """One step for a batch (:func:`snncompile.ir.neurons.if_step` with this population's constants);
+        updates ``v`` in place. Returns (n, v, saturation events in this step); with an SRP ``mask`` the
+        emitted payload is ``mask * n`` (``v`` subtracts ``n * theta`` either way)."""
         bias, theta = self._constants(a)
-        v.add_(a, alpha=float(2**self.shift) if self.fixed else 1.0).add_(bias)
-        saturated = 0
-        if self.fixed and max(-float(v.min()), float(v.max())) > self.v_max:
-            saturated = int((v.abs() > self.v_max).sum())
-            v.clamp_(-self.v_max, self.v_max)
-        n = (v >= theta).to(v.dtype) if self.max_spikes == 1 else torch.floor(v / theta).clamp_(0, self.max_spikes)
-        v.addcmul_(n, theta, value=-1.0)
+        if self.fixed:
+            n, saturated = if_step(v, a, theta, bias, self.max_spikes, gain=float(2**self.shift), v_max=self.v_max)
+        else:
+            n, saturated = if_step(v, a, theta, bias, self.max_spikes)
         return (n if mask is None else n.mul_(mask)), v, saturated
 
 

@@ -1,7 +1,8 @@
 """The time loop of the simulator: one batch, ``pre_steps + T`` steps.
 
 Per step, in topological order, every dynamic node is evaluated on the current step's tensors;
-an IF layer updates its membrane in place (Deng & Gu 2021, eq. soft reset; burst for N > 1):
+an IF layer updates its membrane in place with :func:`snncompile.ir.neurons.if_step` (Deng & Gu 2021,
+eq. soft reset; burst for N > 1):
 
 .. math::
     v \\leftarrow v + x[t] + b, \\quad n = \\mathrm{clamp}(\\lfloor v/\\theta \\rfloor, 0, N)
@@ -29,10 +30,11 @@ from dataclasses import dataclass
 
 import torch
 
+from snncompile.ir.neurons import if_step
 from snncompile.ir.populations import SRP_EPS
 from snncompile.sim.program import NeuronLayer, Program
 
-__all__ = ["SRP_EPS", "BatchTrace", "if_step", "run_batch"]
+__all__ = ["SRP_EPS", "BatchTrace", "run_batch"]
 
 
 @dataclass
@@ -45,26 +47,11 @@ class BatchTrace:
     recorded: dict[str, torch.Tensor]  # node -> (B, *shape): mean output over the T counted steps
 
 
-def if_step(v: torch.Tensor, x: torch.Tensor, theta: torch.Tensor, bias: torch.Tensor | None,
-            max_spikes: int) -> torch.Tensor:
-    """The float IF update, in place on ``v``: ``v += x + bias; n = clamp(floor(v/theta), 0, N); v -= n theta``
-    (N = 1: ``n = [v >= theta]``). Returns n. The simulator and the conversion's layer replay both use it."""
-    v.add_(x)
-    if bias is not None:
-        v.add_(bias)
-    if max_spikes == 1:
-        n = (v >= theta).to(v.dtype)
-    else:
-        n = torch.div(v, theta).floor_().clamp_(0, max_spikes)
-    v.addcmul_(n, theta, value=-1.0)
-    return n
-
-
 def _fire(layer: NeuronLayer, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
           count_out: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
     """One in-place IF update; writes (spikes, synops) per sample into ``count_out`` (2, B).
     ``with_bias=False``: ``x`` already includes the bias (a static input, summed once per batch)."""
-    n = if_step(v, x, layer.theta, layer.bias if with_bias else None, layer.max_spikes)
+    n, _ = if_step(v, x, layer.theta, layer.bias if with_bias else None, layer.max_spikes)
     if mask is not None:
         n.mul_(mask)
     torch.mm(layer.counter, n.view(n.shape[0], -1).T, out=count_out)  # (2, K) @ (K, B): fast for skinny outputs

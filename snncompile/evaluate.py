@@ -145,14 +145,14 @@ def input_macs(graph: Graph) -> int:
     return total
 
 
-def from_float_sim(snn: Graph, res, y: np.ndarray | None, fanouts: dict[str, torch.Tensor]) -> Evaluation:
+def from_float_sim(snn: Graph, res, y: np.ndarray | None, paths: dict[str, torch.Tensor]) -> Evaluation:
     """From ``snncompile.sim.simulate``'s SimResult on the float SNN graph."""
     ops = {n.name: f"IF({n.source_op}{', N=' + str(n.max_spikes) if n.max_spikes > 1 else ''})"
            for n in snn.of_type(IF)}
     ev = Evaluation(
         target="sim", samples=res.num_samples, timesteps=res.timesteps,
         correct_vs_t=_correct_vs_t(res.outputs, y), spikes=dict(res.spikes), synops=dict(res.synops),
-        neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in fanouts.items() if k in res.neurons},
+        neurons=dict(res.neurons), synapses={k: int(v.sum()) for k, v in paths.items() if k in res.neurons},
         ops=ops, seconds=res.wall_s, predictions=res.predictions()[-1].numpy(),
         per_sample_spikes={k: v[:, :, 0].double().sum(0).numpy() for k, v in res.trace.items()},
         pre_steps=res.pre_steps)
@@ -165,12 +165,12 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
 
     Layers are the populations that emit spikes: IF populations, and any population a backend's own
     pass added (Lava's delay relays, op ``Relay``); not the Source nor the Readout."""
-    from snncompile.sim.popsim import fanout
+    from snncompile.sim.popsim import synapses_per_neuron
 
     syn: dict[str, int] = {}
     for c in pop.of_type(*CONNECTIONS):
         src = c.inputs[0]
-        syn[src] = syn.get(src, 0) + int(fanout(c, pop.shapes[src]).sum())
+        syn[src] = syn.get(src, 0) + int(synapses_per_neuron(c, pop.shapes[src]).sum())
     spiking = {n.name: n for n in pop.nodes.values()
                if not isinstance(n, (Input, Output, Source, Readout, *CONNECTIONS))}
     ops = {k: (f"IF(N={n.max_spikes})" if isinstance(n, IFPop) else n.op) for k, n in spiking.items()}

@@ -305,7 +305,7 @@ def run(cfg: RunConfig) -> RunResult:
 
 def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     """Run the compiled network on ``evals`` on the float simulator and the target; build the report."""
-    from snncompile.sim import fanout, simulate
+    from snncompile.sim import simulate, synaptic_paths
 
     timing = dict(c.timing)
     checkpoint()
@@ -313,7 +313,7 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
     log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     t1 = time.perf_counter()
     res = simulate(c.snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)
-    float_ev = from_float_sim(c.snn, res, evals.y, fanout(c.snn))
+    float_ev = from_float_sim(c.snn, res, evals.y, synaptic_paths(c.snn))
     timing["simulate_s"] = time.perf_counter() - t1
     log.info("SNN accuracy (float simulator, T=%d): %s%s", cfg.timesteps, _fmt(float_ev.accuracy), _exit_note(float_ev))
     backend = get_backend(cfg.target)

@@ -35,7 +35,7 @@ def test_fanout_matches_snncompile(harness):
     """The harness's per-neuron fan-out of mnist_cnn equals snncompile's (same convention)."""
     from snncompile import load_onnx
     from snncompile.convert import convert
-    from snncompile.sim import fanout
+    from snncompile.sim import synaptic_paths
 
     H, P = harness
     ours = H.site_fanouts(P.load_model("mnist_cnn"))
@@ -43,7 +43,7 @@ def test_fanout_matches_snncompile(harness):
     snn = convert(
         load_onnx(ROOT / "examples" / "mnist_cnn.onnx"), x, method="max", timesteps=4, progress=False
     )
-    theirs = fanout(snn)
+    theirs = synaptic_paths(snn)
     assert len(ours) == len(theirs) == 3
     for (_, a), (_, b) in zip(ours.items(), theirs.items()):  # both in execution order
         assert torch.equal(a, b.reshape(a.shape))

@@ -28,7 +28,7 @@ from snncompile.ir import Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Source
 from snncompile.backends.lava.compat import apply, child_tracebacks, stop
 from snncompile.backends.lava.timing import Relay, origin, pipeline
-from snncompile.sim.popsim import PopulationResult, fanout
+from snncompile.sim.popsim import PopulationResult, synapses_per_neuron
 
 __all__ = ["run_lava"]
 
@@ -94,7 +94,7 @@ def _result(g, x, T, net, raw, windows, totals, seconds, to_lava) -> PopulationR
     synops = {k: 0.0 for k in counts}
     for c in g.of_type(*CONNECTIONS):
         s = c.inputs[0]
-        synops[s] += float((torch.as_tensor(counts[s], dtype=torch.float64) * fanout(c, g.shapes[s])).sum())
+        synops[s] += float((torch.as_tensor(counts[s], dtype=torch.float64) * synapses_per_neuron(c, g.shapes[s])).sum())
     return PopulationResult(
         outputs=outputs, spikes={k: float(counts[k].sum()) for k in spiking},
         synops=synops, saturations={}, neurons={k: int(np.prod(g.shapes[k])) for k in [*spiking, src]},

@@ -1,9 +1,9 @@
 """Time-stepped SNN simulator (torch): ``simulate(snn, x, T) -> SimResult``."""
 
 from snncompile.sim.early_exit import EarlyExit, early_exit
-from snncompile.sim.fanout import fanout
+from snncompile.sim.fanout import synaptic_paths
 from snncompile.sim.rates import mean_rates
 from snncompile.sim.result import SimResult
 from snncompile.sim.simulate import simulate
 
-__all__ = ["EarlyExit", "SimResult", "early_exit", "fanout", "mean_rates", "simulate"]
+__all__ = ["EarlyExit", "SimResult", "early_exit", "mean_rates", "simulate", "synaptic_paths"]

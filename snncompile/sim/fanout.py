@@ -30,7 +30,7 @@ from snncompile.ir import AvgPool2d, BatchNorm, Conv2d, GlobalAvgPool, Graph, Li
 from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Output
 
-__all__ = ["fanout", "structural"]
+__all__ = ["structural", "synaptic_paths"]
 
 
 def _nonzero(arr: np.ndarray) -> np.ndarray:
@@ -80,7 +80,7 @@ def _region(graph: Graph, source: str) -> list[str]:
     return [n for n in graph.nodes if n in seen]
 
 
-def _fanout_of(graph: Graph, source: str) -> torch.Tensor:
+def _paths_of(graph: Graph, source: str) -> torch.Tensor:
     region = _region(graph, source)
     s = torch.ones((1, *graph.shapes[source]), requires_grad=True)
     vals: dict[str, torch.Tensor] = {source: s}
@@ -98,11 +98,13 @@ def _fanout_of(graph: Graph, source: str) -> torch.Tensor:
     return torch.zeros(graph.shapes[source]) if grad is None else grad[0].detach()
 
 
-def fanout(graph: Graph, sources: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Fan-out per neuron (per-sample shape, float32) of each spike source.
+def synaptic_paths(graph: Graph, sources: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Fan-out per neuron (per-sample shape, float32) of each spike source: the synaptic paths it drives
+    through its downstream linear region (module doc). Not one connection's synapses, which the
+    population simulator counts (:func:`snncompile.sim.popsim.synapses_per_neuron`).
 
     ``sources`` defaults to every IF node; pass the Input's name too for spike-coded input.
     """
     names = sources if sources is not None else [n.name for n in graph.of_type(IF)]
     with torch.enable_grad():
-        return {name: _fanout_of(graph, name) for name in names}
+        return {name: _paths_of(graph, name) for name in names}

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from snncompile.errors import DataError
 from snncompile.ir import Graph, Input, Output
+from snncompile.ir.node import cached
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
-__all__ = ["PopulationResult", "fanout", "simulate_populations"]
+__all__ = ["PopulationResult", "simulate_populations", "synapses_per_neuron"]
 
 
 @dataclass
@@ -55,20 +56,21 @@ class PopulationResult:
         return (self.outputs.argmax(-1).numpy() == np.asarray(y)[None, :]).mean(axis=1)
 
 
-def fanout(conn: DenseConn | ConvConn, in_shape: tuple[int, ...]) -> torch.Tensor:
-    """Synapses each source neuron drives through ``conn`` (non-zero weights), shaped like the source."""
-    cache = conn.__dict__.setdefault("_fanout", {})
-    if in_shape not in cache:
-        w = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float64)
-        if isinstance(conn, DenseConn):
-            cache[in_shape] = w.sum(0).reshape(in_shape)
-        else:
-            out = conn.infer_shape(in_shape)
-            ones = torch.ones((1, *out), dtype=torch.float64)
-            fo = F.conv_transpose2d(ones, w, None, conn.stride, conn.padding, 0, conn.groups, conn.dilation)[0]
-            pad_h, pad_w = in_shape[1] - fo.shape[1], in_shape[2] - fo.shape[2]
-            cache[in_shape] = F.pad(fo, (0, pad_w, 0, pad_h))
-    return cache[in_shape]
+def synapses_per_neuron(conn: DenseConn | ConvConn, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Synapses each source neuron drives through the one connection ``conn`` (non-zero weights),
+    shaped like the source (cached per node). Not an SNN's path count, :func:`snncompile.sim.synaptic_paths`."""
+    return cached(conn, "synapses_per_neuron", tuple(in_shape), lambda: _count_synapses(conn, tuple(in_shape)))
+
+
+def _count_synapses(conn: DenseConn | ConvConn, in_shape: tuple[int, ...]) -> torch.Tensor:
+    w = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float64)
+    if isinstance(conn, DenseConn):
+        return w.sum(0).reshape(in_shape)
+    out = conn.infer_shape(in_shape)
+    ones = torch.ones((1, *out), dtype=torch.float64)
+    fo = F.conv_transpose2d(ones, w, None, conn.stride, conn.padding, 0, conn.groups, conn.dilation)[0]
+    pad_h, pad_w = in_shape[1] - fo.shape[1], in_shape[2] - fo.shape[2]
+    return F.pad(fo, (0, pad_w, 0, pad_h))
 
 
 def _dtype(g: Graph, dtype: str) -> torch.dtype:
@@ -111,7 +113,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     synops = {p.name: 0.0 for p in pops}
     for c in g.of_type(DenseConn, ConvConn):
         src = c.inputs[0]
-        synops[src] += float((counts[src] * fanout(c, g.shapes[src])).sum())
+        synops[src] += float((counts[src] * synapses_per_neuron(c, g.shapes[src])).sum())
     return PopulationResult(
         outputs=torch.cat(outs, dim=1).float(),
         spikes={k: float(v.sum()) for k, v in counts.items() if k in per_sample},
@@ -130,7 +132,7 @@ def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
             f = torch.zeros(int(np.prod(g.shapes[p.name])), dtype=torch.float64)
             for c in g.of_type(DenseConn, ConvConn):
                 if c.inputs[0] == p.name:
-                    f += fanout(c, g.shapes[p.name]).reshape(-1)
+                    f += synapses_per_neuron(c, g.shapes[p.name]).reshape(-1)
             out[p.name] = torch.stack([torch.ones_like(f), f], 1)
     return out
 

@@ -24,7 +24,7 @@ from snncompile.ir import Conv2d, Graph, Linear
 from snncompile.ir.arrays import per_channel
 from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Input, Output, ReLU
-from snncompile.sim.fanout import fanout
+from snncompile.sim.fanout import synaptic_paths
 
 __all__ = ["NeuronLayer", "Op", "Program", "compile_program"]
 
@@ -94,7 +94,7 @@ def compile_program(graph: Graph, device: torch.device | str, *, analog: bool,
                          f"{', '.join(o.name for o in outs)}")
     device = torch.device(device)
     sources = [n.name for n in graph.of_type(IF)] + ([] if analog else [graph.input.name])
-    fans = fanout(graph, sources)
+    fans = synaptic_paths(graph, sources)
     prog = Program(graph, device, graph.input.name, outs[0].name)
     static = {graph.input.name} if analog else set()
     for node in graph.nodes.values():

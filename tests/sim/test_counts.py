@@ -6,7 +6,7 @@ import torch
 
 from snncompile.errors import DataError, GraphError
 from snncompile.ir import IF, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, ReLU
-from snncompile.sim import fanout, simulate
+from snncompile.sim import simulate, synaptic_paths
 
 F32 = np.float32
 
@@ -27,7 +27,7 @@ def test_synops_linear_hand_computation():
     # neuron 0 gets 1.0 per step (fires every step), neuron 1 gets 0.5 (every 2nd step)
     res = simulate(linear_net(), np.array([[1.0, 0.5, 7.0]], F32), 4)
     assert res.spikes == {"if": 6.0}  # 4 + 2
-    assert fanout(linear_net())["if"].tolist() == [4.0, 3.0]  # non-zero outgoing weights
+    assert synaptic_paths(linear_net())["if"].tolist() == [4.0, 3.0]  # non-zero outgoing weights
     assert res.synops == {"if": 4 * 4 + 2 * 3.0}
     assert res.input_macs == 6  # dense fc1 MACs, once per sample (analog input)
     assert res.neurons == {"if": 2}
@@ -55,7 +55,7 @@ def test_synops_through_pool_counts_paths():
     g = Graph([Input("x", (), shape=(1, 4, 4)), scalar_if("if", "x"), AvgPool2d("p", ("if",)),
                Conv2d("c", ("p",), np.ones((3, 1, 1, 1), F32), np.zeros(3, F32)), Flatten("f", ("c",)),
                Output("out", ("f",))])
-    assert fanout(g)["if"].unique().tolist() == [3.0]
+    assert synaptic_paths(g)["if"].unique().tolist() == [3.0]
     res = simulate(g, np.full((1, 1, 4, 4), 2.0, F32), 2)  # 16 neurons x 2 steps
     assert res.synops["if"] == 16 * 2 * 3
 

@@ -14,7 +14,7 @@ from snncompile.convert import convert
 from snncompile.data import load_npz
 from snncompile.errors import DataError
 from snncompile.evaluate import from_float_sim
-from snncompile.sim import fanout, simulate
+from snncompile.sim import simulate, synaptic_paths
 from snncompile.sim.early_exit import (ExitPolicy, check_rule, counts_to_exit, exit_scores, exit_steps,
                                        policy_from_run)
 from snncompile.sim.result import SimResult
@@ -116,11 +116,11 @@ def mlp_run():
 
 def test_float_evaluation_stops_each_sample_at_its_exit_step(mlp_run):
     snn, res, y = mlp_run
-    full = from_float_sim(snn, res, y, fanout(snn))
+    full = from_float_sim(snn, res, y, synaptic_paths(snn))
     policy = ExitPolicy("precision", "entropy", 0.01, tuple([0.995] * 8))
     snn.meta = {**snn.meta, "early_exit": policy.as_dict()}
     try:
-        ev = from_float_sim(snn, res, y, fanout(snn))
+        ev = from_float_sim(snn, res, y, synaptic_paths(snn))
     finally:
         snn.meta = {k: v for k, v in snn.meta.items() if k != "early_exit"}
     steps = ev.exit_steps
@@ -141,10 +141,10 @@ def test_float_evaluation_stops_each_sample_at_its_exit_step(mlp_run):
 
 def test_thresholds_nobody_passes_give_the_full_run(mlp_run):
     snn, res, y = mlp_run
-    full = from_float_sim(snn, res, y, fanout(snn))
+    full = from_float_sim(snn, res, y, synaptic_paths(snn))
     snn.meta = {**snn.meta, "early_exit": ExitPolicy("iat", "entropy", 0.0, (1.0,)).as_dict()}
     try:
-        ev = from_float_sim(snn, res, y, fanout(snn))
+        ev = from_float_sim(snn, res, y, synaptic_paths(snn))
     finally:
         snn.meta = {k: v for k, v in snn.meta.items() if k != "early_exit"}
     assert (ev.exit_steps == 8).all() and ev.accuracy == full.accuracy

@@ -34,8 +34,9 @@ test-fast: $(STAMP)
 
 bench: bench-accuracy bench-quant bench-lava
 
+# every method converted for each T (the fair protocol), energy per point; about 30-60 minutes on 2 cores
 bench-accuracy: $(STAMP)
-	$(BIN)/python benchmarks/accuracy.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/accuracy.py
 
 # only the "Simulator speed" section of docs/benchmarks.md (a few minutes)
 bench-simspeed: $(STAMP)
@@ -43,6 +44,11 @@ bench-simspeed: $(STAMP)
 
 bench-quant: $(STAMP)
 	$(BIN)/python benchmarks/quantization.py
+
+# the default compile (energy search) of each example: chosen point, ANN/SNN energy, frontier plots in
+# docs/img/ (the "Energy search" section; roughly 30-60 minutes on 2 shared cores)
+bench-frontiers: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/frontiers.py
 
 # the seed papers' mechanisms on the examples (the "Mechanism checks" section, about 2 minutes idle)
 bench-mechanisms: $(STAMP)

@@ -94,6 +94,7 @@ def build_keras(name: str, torch_model: nn.Module):
         "mnist_mlp": lambda: _mlp(t),
         "mnist_cnn": lambda: _cnn(t, "relu"),
         "mnist_functional": lambda: _cnn(t, "relu"),
+        "mnist_qcfs": lambda: _cnn(t, "relu"),  # its QCFS activations as ReLU (protocol.load_model)
         "mnist_relu6": lambda: _cnn(t, "relu6"),
         "mnist_concat": lambda: _concat(t),
         "mnist_resnet": lambda: _resnet(t),

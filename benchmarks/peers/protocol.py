@@ -5,7 +5,7 @@ for ``load_model``). Knobs come from the environment so that ``make bench-peers`
 can shrink a run without code changes:
 
 ========================  ==========================================================
-``PEERS_MODELS``          comma list of example models (default: all six)
+``PEERS_MODELS``          comma list of example models (default: all seven)
 ``PEERS_SAMPLES``         test samples, the first N of mnist_test.npz (default 500)
 ``PEERS_CALIB``           calibration samples, the first N of mnist_calib.npz (500)
 ``PEERS_T``               comma list of T values (default 1,2,4,8,16,32,64)
@@ -49,7 +49,7 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-MODELS = ("mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional")
+MODELS = ("mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_functional", "mnist_qcfs")
 BATCH = 100  # samples per batch, for every tool, in accuracy and timing runs
 THREADS = int(os.environ.get("PEERS_THREADS", "2"))  # torch.set_num_threads / TF intra-op threads
 
@@ -82,15 +82,26 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def load_model(name: str):
-    """The example torch module with its trained weights, in eval mode."""
+    """The example torch module with its trained weights, in eval mode.
+
+    ``mnist_qcfs`` (trained with QCFS activations, L = 4): the peers convert ``nn.ReLU`` modules only
+    and know no quantized activation, so they get its weights with every QCFS module an ``nn.ReLU``
+    (what a user of theirs would convert; its ANN accuracy is in their result files). snncompile
+    reads the ONNX export with the QCFS activations.
+    """
     import torch
+    from torch import nn
 
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
-    from models import build_model
+    from models import QCFS, build_model
 
     model = build_model(name)
     model.load_state_dict(torch.load(EXAMPLES / f"{name}.pt", map_location="cpu"))
+    for parent in list(model.modules()):
+        for child, mod in list(parent.named_children()):
+            if isinstance(mod, QCFS):
+                setattr(parent, child, nn.ReLU())
     return model.eval()
 
 

@@ -8,6 +8,12 @@
    ``srp`` is left out: it runs tau extra steps before the T that are counted).
 3. snncompile's float simulator's us per sample-step at most the fastest peer mode's, partial
    modes included (timing-only passes: wall time with 2 threads, and CPU time with 1 thread).
+4. Synops at equal accuracy (issue 19): the best fully spiking peer accuracy A (any mode, any T);
+   on each side the fewest synops per sample of any (mode, T) within 0.5 pt of A or above; the
+   target is at most half the peer's (snncompile's float-simulator methods, binary or burst, without
+   ``srp``, whose pre-steps come before the counted T).
+5. The QCFS-trained CNN at T = 4 (issue 18): snncompile's default and best method against the best
+   binary peer mode.
 """
 
 from __future__ import annotations
@@ -183,5 +189,94 @@ def _timing(data: dict) -> list[str]:
     return lines + [""]
 
 
+def _snncompile_float(docs: dict) -> list[dict]:
+    """snncompile's float-simulator modes that ran (binary or burst), without ``srp`` (pre-steps)."""
+    modes = docs.get("snncompile", {}).get("modes", [])
+    return [m for m in modes if m["status"] == "ok" and "sim-int" not in m["mode"] and m["mode"] != "srp"]
+
+
+def _fewest(modes, key: str, acc: float | None):
+    """(value of ``key``, T, mode) with the least ``key`` per sample among the (mode, T) reaching ``acc``."""
+    reach = [
+        (v, T, m["mode"])
+        for m in modes
+        for T, a, v in zip(m["T"], m["accuracy"], m.get(key) or [None] * len(m["T"]))
+        if a is not None and v is not None and acc is not None and a >= acc
+    ]
+    return min(reach) if reach else (None, None, None)
+
+
+def _synops(data: dict) -> list[str]:
+    lines = [
+        "### 4. Synops at equal accuracy (within 0.5 pt of the best fully spiking peer's accuracy)",
+        "",
+        "A = the highest accuracy of any fully spiking peer mode at any T. On each side the fewest synops per "
+        "sample of any (mode, T) reaching A - 0.5 pt (snncompile: its float-simulator methods, binary or burst, "
+        "not srp). Target: snncompile at most half the peer's synops (ratio peer / snncompile >= 2).",
+        "",
+        "| model | best peer accuracy A (mode, T) | peer synops at A - 0.5 (mode, T) | snncompile synops at A - 0.5 "
+        "(method, T) | peer / snncompile | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for model, docs in data.items():
+        peers = [m | {"mode": n} for n, m in _peer_modes(docs)]
+        best = [(a, n, T) for m in peers for T, a in zip(m["T"], m["accuracy"] or []) if a is not None
+                for n in (m["mode"],)]
+        if not best:
+            lines.append(f"| {model} | – | – | – | – | n/a |")
+            continue
+        A, name, T_a = max(best)
+        p, T_p, m_p = _fewest(peers, "synops_per_sample", A - 0.005)
+        s_, T_s, m_s = _fewest(_snncompile_float(docs), "synops_per_sample", A - 0.005)
+        ratio = None if p is None or not s_ else p / s_
+        ok = None if p is None else (s_ is not None and s_ <= p / 2)
+        cell = (lambda v, m, T: "–" if v is None else f"{_n(v)} ({m}, T={T})")
+        lines.append(
+            f"| {model} | {_pct(A)} ({name}, T={T_a}) | {cell(p, m_p, T_p)} | {cell(s_, m_s, T_s)} | "
+            f"{'–' if ratio is None else f'{ratio:.1f}x'} | {_mark(ok)} |"
+        )
+    return lines + [""]
+
+
+def _n(v: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def _qcfs(data: dict, model: str = "mnist_qcfs", T: int = 4) -> list[str]:
+    docs = data.get(model)
+    if docs is None:
+        return []
+    snn = docs.get("snncompile", {})
+    dflt = _default(docs)
+    mine = _snncompile_float(docs)
+    top = max(mine, key=lambda m: _val(m, "accuracy", T) or -1, default=None)
+    b, name, m_b = _best(docs, T, binary=True)
+    peer_ann = next((d.get("ann_accuracy") for t, d in docs.items() if t != "snncompile"), None)
+    lines = [
+        f"### 5. QCFS-trained CNN ({model}, L = 4) at T = {T}",
+        "",
+        f"snncompile reads its QCFS activations (theta = lambda, v0 = theta/2) from the ONNX export; the peers "
+        f"convert nn.ReLU modules only and get the same weights with ReLU activations (that ANN: "
+        f"{_pct(peer_ann)} %; the QCFS ANN: {_pct(snn.get('ann_accuracy'))} %).",
+        "",
+        "| snncompile default (acc) | snncompile best method (acc) | best binary peer mode (acc) | spikes/sample: "
+        "snncompile default / that peer |",
+        "|---|---|---|---|",
+        f"| {snn.get('default_method', '–')} ({_pct(_val(dflt, 'accuracy', T))}) | "
+        f"{'–' if top is None else top['mode']} ({_pct(_val(top, 'accuracy', T))}) | {name or '–'} ({_pct(b)}) | "
+        f"{_fmt_n(_val(dflt, 'spikes_per_sample', T))} / {_fmt_n(_val(m_b, 'spikes_per_sample', T))} |",
+        "",
+    ]
+    return lines
+
+
+def _fmt_n(v) -> str:
+    return "–" if v is None else _n(v)
+
+
 def section(data: dict, key_t) -> list[str]:
-    return ["## Targets", ""] + _accuracy(data, key_t) + _binary(data) + _timing(data)
+    return (["## Targets", ""] + _accuracy(data, key_t) + _binary(data) + _timing(data) + _synops(data)
+            + _qcfs(data))

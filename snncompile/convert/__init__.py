@@ -15,6 +15,7 @@ in docs/methods.md):
 ``calib-wc+pc``           ours: calib-advanced with ``wc=True`` on a small budget (300 iterations)
 ``srp``                   deng + residual membrane potential suppression, tau pre-steps (2302.02091)
 ``adafire``               burst neurons, SSC, bias correction, IAT thresholds (burst-ann2snn)
+``adafire+ch``            adafire with per-channel thresholds (``per_channel=True``, as the authors)
 ========================  ===================================================================
 
 The returned graph has every ReLU replaced by an IF node of the same name and carries in
@@ -86,6 +87,7 @@ METHODS = {
     "calib-wc+pc": _partial(snn_calibration, pipeline="advanced", wc=True, wc_samples=128, wc_iters=300, wc_lr=1e-4),
     "srp": residual_potential,
     "adafire": adafire,
+    "adafire+ch": _partial(adafire, per_channel=True),
 }
 DEFAULT_METHOD = "adafire"  # closest to the ANN at T <= 8 on the CNN examples (docs/benchmarks.md)
 

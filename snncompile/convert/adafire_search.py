@@ -7,7 +7,7 @@ symmetric KL divergence between the SNN's and the ANN's output distributions,
 .. math:: S_l(s) = \\tfrac12\\big(\\mathrm{KL}(p_{ANN} \\| p_{SNN}) + \\mathrm{KL}(p_{SNN} \\| p_{ANN})\\big),
           \\quad p = \\mathrm{softmax}(\\text{readout at } T),
 
-together with the spikes the whole network emitted (its cost). Settings are then chosen per
+together with the spikes the whole network emitted and those of layer l itself (its costs). Settings are then chosen per
 layer assuming additive effects: minimize sum_l profit_l(s_l) subject to sum_l cost_l(s_l) <= C
 by a Pareto-frontier dynamic program over the layers (the authors' search, repo
 bic-L/burst-ann2snn; exact for additive costs).
@@ -21,7 +21,7 @@ values as one whole-network simulation per (layer, setting).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,7 +37,8 @@ class Sensitivity:
     """S_l(s) and the network's spikes per sample for every layer and setting."""
 
     kl: dict[str, list[float]]  # layer -> one value per setting
-    spikes: dict[str, list[float]]
+    spikes: dict[str, list[float]]  # the whole network's spikes per sample
+    own: dict[str, list[float]] = field(default_factory=dict)  # layer l's own spikes per sample (l at s)
 
 
 def _kl_per_sample(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
@@ -74,6 +75,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
     count = spikes
     kl = {layer: [[] for _ in settings] for layer in layers}
     spikes = {layer: [[] for _ in settings] for layer in layers}
+    own = {layer: [[] for _ in settings] for layer in layers}
     j_base = list(settings).index(base)
     for s in range(0, len(x), chunk):
         xc, rc = x[s:s + chunk].to(device), ref[s:s + chunk]
@@ -83,6 +85,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
         for layer in layers:
             kl[layer][j_base].append(base_kl)
             spikes[layer][j_base].append(base_total)
+            own[layer][j_base].append(base_spikes[layer].cpu())
             if not others:
                 continue
             outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains, count=count)
@@ -90,27 +93,32 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
             for j, k in enumerate(i for i, v in enumerate(settings) if v != base):
                 kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))
                 spikes[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
-    return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers},
-                       {n: [float(torch.cat(v).sum()) / len(x) for v in spikes[n]] for n in layers})
+                own[layer][k].append(sp[layer][j].cpu())
+    per_sample = lambda table: {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}  # noqa: E731
+    return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(spikes),
+                       per_sample(own))
 
 
 def _sensitivity_full(build, layers, settings, x, ann_logits, timesteps, *, base, batch_size, device) -> Sensitivity:
     """One whole-network simulation per (layer, setting); ``base`` once."""
     kl: dict[str, list[float]] = {}
     spikes: dict[str, list[float]] = {}
-    memo: dict[str, tuple[float, float]] = {}
+    own: dict[str, list[float]] = {}
+    memo: dict[str, tuple[float, float, dict]] = {}
     for layer in layers:
-        kl[layer], spikes[layer] = [], []
+        kl[layer], spikes[layer], own[layer] = [], [], []
         for s in settings:
             if s != base or "base" not in memo:
                 res = simulate(build(layer, s), x, timesteps, batch_size=batch_size, device=device)
                 out = res.outputs[-1].reshape(res.num_samples, -1)
-                value = (symmetric_kl(out, ann_logits.reshape(out.shape)), res.total_spikes_per_sample())
+                value = (symmetric_kl(out, ann_logits.reshape(out.shape)), res.total_spikes_per_sample(),
+                         res.spikes_per_sample())
                 memo.update({"base": value} if s == base else {})
-            k, n = memo["base"] if s == base else value
+            k, n, per_layer = memo["base"] if s == base else value
             kl[layer].append(k)
             spikes[layer].append(n)
-    return Sensitivity(kl, spikes)
+            own[layer].append(per_layer[layer])
+    return Sensitivity(kl, spikes, own)
 
 
 def pareto_select(costs: Sequence[Sequence[float]], profits: Sequence[Sequence[float]],

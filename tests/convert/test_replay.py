@@ -65,6 +65,7 @@ def test_forked_sensitivity_equals_whole_network_runs(which, cnn, data):
     slow = _sensitivity_full(*args, base=4, batch_size=32, device="cpu")
     assert fast.kl == slow.kl
     assert fast.spikes == slow.spikes
+    assert fast.own == slow.own and fast.own[names[0]][0] > 0
 
 
 @pytest.mark.parametrize("method", ["calib-light+pc", pytest.param("calib-advanced", marks=pytest.mark.slow)])

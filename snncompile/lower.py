@@ -34,7 +34,7 @@ import torch
 
 from snncompile.errors import CompileError, ConversionError
 from snncompile.ir import IF, Add, AvgPool2d, BatchNorm, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Output
-from snncompile.ir.neurons import per_channel
+from snncompile.ir.arrays import expand, per_channel
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
 __all__ = ["DENSE_LIMIT", "lower_populations"]
@@ -62,7 +62,7 @@ def lower_populations(snn: Graph) -> Graph:
         bias = _region_bias(snn, root)
         if isinstance(p, IF):
             pop = IFPop(name, (), theta=np.asarray(p.theta, np.float64),
-                        bias=bias + _expand(p.bias, snn.shapes[root]), v0=np.asarray(p.v0, np.float64),
+                        bias=bias + expand(p.bias, snn.shapes[root]), v0=np.asarray(p.v0, np.float64),
                         max_spikes=p.max_spikes, srp_steps=pre if p.name in srp else 0)
         else:
             pop = Readout(name, (), bias=bias, pre_steps=pre)
@@ -77,14 +77,6 @@ def lower_populations(snn: Graph) -> Graph:
     g = Graph(nodes, snn.name)
     g.meta["stage"] = "populations"
     return g
-
-
-def _expand(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-channel or scalar array -> full per-neuron array of ``shape``."""
-    a = np.asarray(arr, np.float64)
-    if a.ndim == 1 and len(shape) > 1:
-        a = a.reshape(-1, *([1] * (len(shape) - 1)))
-    return np.broadcast_to(a, shape).copy()
 
 
 # ---- regions -----------------------------------------------------------------------------------

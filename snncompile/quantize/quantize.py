@@ -29,6 +29,7 @@ import numpy as np
 
 from snncompile.errors import DataError
 from snncompile.ir import Graph
+from snncompile.ir.arrays import channel_view, expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 from snncompile.quantize.numbers import quantize_bias, quantize_weights
 from snncompile.quantize.profile import LOIHI2, HardwareProfile
@@ -70,11 +71,6 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
     return g
 
 
-def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
-    a = np.asarray(arr, np.float64)
-    return a.reshape(-1, *([1] * (ndim - 1))) if a.ndim == 1 else a
-
-
 def _sigma(n, conns, unit, profile: HardwareProfile):
     if isinstance(n, IFPop):
         return _vth(n, profile) * 2.0**profile.vth_shift / np.asarray(n.theta, np.float64)
@@ -95,7 +91,7 @@ def _vth(n: IFPop, profile: HardwareProfile) -> int:
     theta = np.abs(np.asarray(n.theta, np.float64))
     bias = np.abs(np.asarray(n.bias, np.float64))
     if bias.size and np.any(bias > 0):
-        per_theta = bias / _channel_view(theta, bias.ndim) if theta.ndim and bias.ndim else bias / theta
+        per_theta = bias / channel_view(theta, bias.ndim) if theta.ndim and bias.ndim else bias / theta
         fit = profile.bias_mant_max * 2.0**profile.bias_exp_max / (float(per_theta.max()) * 2.0**profile.vth_shift)
         limits.append(fit)
     vth = min(limits)
@@ -118,10 +114,10 @@ def _real(c, target, sig, src_unit: float, pop: Graph, act_shift: int) -> np.nda
     shift = 2.0**act_shift if isinstance(target, IFPop) else 1.0
     w = np.asarray(c.weight, np.float64)
     if isinstance(c, ConvConn):
-        return w * _channel_view(sig, 4) / (shift * src_unit) if np.ndim(sig) else w * sig / (shift * src_unit)
+        return w * channel_view(np.asarray(sig, np.float64), 4) / (shift * src_unit) if np.ndim(sig) else w * sig / (shift * src_unit)
     else:
         out_shape = pop.shapes[c.name]
-        per_row = np.broadcast_to(_channel_view(sig, len(out_shape)), out_shape).reshape(-1, 1)
+        per_row = expand(sig, out_shape).reshape(-1, 1)
         real = w * per_row / (shift * src_unit)
     return real
 
@@ -146,7 +142,7 @@ def _accum_bound(q, c) -> float:
 
 def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
     shape_nd = np.ndim(n.bias)
-    scale = _channel_view(sig, shape_nd) if np.ndim(sig) else sig
+    scale = channel_view(np.asarray(sig, np.float64), shape_nd) if np.ndim(sig) else sig
     qb = quantize_bias(np.asarray(n.bias, np.float64) * scale, profile, name=n.name)
     info = {"name": n.name, "kind": "readout" if isinstance(n, Readout) else "if", "bias_exp": qb.exp,
             "bias_clipped": qb.clipped, "bias_rel_error": qb.rel_error}
@@ -155,9 +151,9 @@ def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
         return dataclasses.replace(n, bias=qb.mant.astype(np.float64), bias_exp=qb.exp, scale=float(sig),
                                    fixed=True), info
     vth = np.round(np.asarray(n.theta, np.float64) * sig / 2.0**profile.vth_shift)
-    v0_scale = _channel_view(sig, np.ndim(n.v0)) if np.ndim(sig) and np.ndim(n.v0) else sig
+    v0_scale = channel_view(np.asarray(sig, np.float64), np.ndim(n.v0)) if np.ndim(sig) and np.ndim(n.v0) else sig
     if np.ndim(sig) and np.ndim(n.v0) == 0:
-        v0 = np.round(float(n.v0) * _channel_view(sig, 1))
+        v0 = np.round(float(n.v0) * np.asarray(sig, np.float64))
     else:
         v0 = np.round(np.asarray(n.v0, np.float64) * v0_scale)
     v0 = np.clip(v0, -profile.v_max, profile.v_max)

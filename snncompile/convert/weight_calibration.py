@@ -15,6 +15,12 @@ with the floor passed straight through in the backward pass, and W minimizes
 rate schedule over a cached calibration subset. Weights named in ``fixed`` (e.g. the relu-tree
 selection convs) are not trained. Biases stay as they are (BC/PC handle the mean error). If the
 loss on the whole cached set did not drop, the original weights are kept.
+
+Cost (issue 21): each Adam step runs the block forward and its weight gradient on one batch; the
+loss's gradient w.r.t. z is computed directly in place (:class:`_RateLossGrad`), the optimizer step
+is torch's Adam arithmetic without its bookkeeping (:class:`_Adam`), and the block's nodes that no
+trained weight feeds (pools, reshapes) run once on the cached set. All three give bitwise the
+weights of the plain autograd + ``torch.optim.Adam`` loop (tests/convert/test_methods.py).
 """
 
 from __future__ import annotations
@@ -74,14 +80,19 @@ def _weighted(node: Conv2d | Linear, x: torch.Tensor, w: torch.Tensor) -> torch.
     return F.conv2d(x, w, b, node.stride, pad, node.dilation, node.groups)
 
 
-def _block_forward(snn: Graph, block: list[str], inputs: dict[str, torch.Tensor],
-                   weights: dict[str, torch.Tensor]) -> torch.Tensor:
+def _block_values(snn: Graph, block: list[str], inputs: dict[str, torch.Tensor],
+                  weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     vals = dict(inputs)
     for n in block:
         node = snn.nodes[n]
         args = [vals[i] for i in node.inputs]
         vals[n] = _weighted(node, args[0], weights[n]) if n in weights else node.forward(*args)
-    return vals[block[-1]]
+    return vals
+
+
+def _block_forward(snn: Graph, block: list[str], inputs: dict[str, torch.Tensor],
+                   weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    return _block_values(snn, block, inputs, weights)[block[-1]]
 
 
 def _cache(ann: Graph, snn: Graph, calib: CalibSet, name: str, sources: list[str], timesteps: int,
@@ -97,6 +108,84 @@ def _cache(ann: Graph, snn: Graph, calib: CalibSet, name: str, sources: list[str
             ins[s].append(rates.get(s, xb))
         targets.append(ann_prefix.run(xb))
     return {s: torch.cat(v) for s, v in ins.items()}, torch.cat(targets)
+
+
+class _RateLossGrad:
+    """d loss / d z of the training loss ``sum((r_hat(z) - target)**2) / n``, computed directly.
+
+    Bitwise the gradient ``loss.backward()`` gives through :func:`rate_approx` (checked by
+    tests/convert/test_methods.py): the same products and quotients in the same order (pow ->
+    (1/n)(2 g), then / T, * theta, the clamp's zeroing, / theta, * T), with two exact shortcuts -
+    the straight-through value ``u + (floor(u) - u)`` equals ``floor(u)`` for every finite u outside
+    (-1, 0) (the difference is exact: Sterbenz, or -u on [0, 1)) and inside it both are negative,
+    where the clamp gives 0 and no gradient either way;
+    and on those integers the clamp's pass-through test ``0 <= u <= NT`` is ``-1/2 < u < NT + 1/2``,
+    one fused ``hardtanh_backward``. In place in two buffers kept across the Adam steps instead of a
+    dozen fresh tensors and autograd nodes per step."""
+
+    def __init__(self, node: IF, timesteps: int, params: tuple):
+        self.theta, self.v0, self.bias = params
+        self.T, self.top = timesteps, node.max_spikes * timesteps
+        self.buf: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.buf is None or self.buf[0].shape != z.shape:
+            self.buf = (torch.empty_like(z), torch.empty_like(z))
+        u, g = self.buf
+        torch.add(z, self.bias, out=u)
+        u.mul_(self.T).add_(self.v0).div_(self.theta).floor_()           # floor((v0 + T (z + b)) / theta)
+        torch.clamp(u, 0, self.top, out=g)
+        g.mul_(self.theta).div_(self.T).sub_(target)                     # r_hat - target
+        g.mul_(2.0).mul_(torch.ones((), dtype=z.dtype) / z.shape[0])     # d(sum g^2 / n) = (1/n) (2 g)
+        g.div_(self.T).mul_(self.theta)                                  # back through / T, * theta
+        torch.ops.aten.hardtanh_backward.grad_input(g, u, -0.5, self.top + 0.5, grad_input=g)   # the clamp
+        return g.div_(self.theta).mul_(self.T)                           # ... / theta, * T
+
+
+def _fixed_part(snn: Graph, block: list[str], trainable: list[str]) -> list[str]:
+    """Block nodes whose value does not depend on a trained weight (pools, reshapes, fixed
+    convs on the sources): computed once on the cached set instead of at every Adam step."""
+    moving = set(trainable)
+    for n in block:
+        if any(i in moving for i in snn.nodes[n].inputs):
+            moving.add(n)
+    return [n for n in block if n not in moving]
+
+
+def adam_lrs(lr: float, iters: int) -> list[float]:
+    """The learning rate of each of ``iters`` Adam steps under torch's CosineAnnealingLR(T_max=iters)
+    (its recursive form, replayed on a stand-in optimizer so the floats are the scheduler's)."""
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(dummy, T_max=iters)
+    out = []
+    for _ in range(iters):
+        out.append(dummy.param_groups[0]["lr"])
+        dummy.step()
+        sched.step()
+    return out
+
+
+class _Adam:
+    """torch.optim.Adam's single-tensor step (betas 0.9, 0.999, eps 1e-8, no weight decay) with the
+    learning rate given per step: the same tensor operations in the same order (bitwise equal,
+    tests/convert/test_methods.py), without the optimizer's per-step bookkeeping."""
+
+    def __init__(self, params: list[torch.Tensor], beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.params, self.b1, self.b2, self.eps, self.step_n = params, beta1, beta2, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.denom = [torch.empty_like(p) for p in params]
+
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        self.step_n += 1
+        step = float(self.step_n)
+        bc1, bc2 = 1 - self.b1 ** step, 1 - self.b2 ** step
+        step_size, bc2_sqrt = lr / bc1, bc2 ** 0.5
+        for p, g, m, v, d in zip(self.params, grads, self.m, self.v, self.denom):
+            m.lerp_(g, 1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            denom = torch.sqrt(v, out=d).div_(bc2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-step_size)
 
 
 def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int, *,
@@ -118,24 +207,37 @@ def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timest
 
     like = torch.zeros((1, *snn.shapes[name]))
     params = _if_tensors(node, like)
+    fixed_part = _fixed_part(snn, block, trainable)
+    if fixed_part:  # the weight-independent nodes once, on the whole cached set
+        with torch.no_grad():
+            pre = _block_values(snn, fixed_part, inputs, {})
+        used = {i for n in block if n not in fixed_part for i in snn.nodes[n].inputs}
+        inputs = {k: v for k, v in pre.items() if k in used}
+        block = [n for n in block if n not in fixed_part]
 
-    def loss_on(idx: torch.Tensor) -> torch.Tensor:
-        z = _block_forward(snn, block, {s: v[idx] for s, v in inputs.items()}, weights)
-        return (rate_approx(z, node, timesteps, params) - target[idx]).pow(2).sum() / idx.numel()
+    def output(idx: torch.Tensor) -> torch.Tensor:
+        return _block_forward(snn, block, {s: v[idx] for s, v in inputs.items()}, weights)
+
+    def loss_on(idx: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((rate_approx(output(idx), node, timesteps, params) - target[idx]).pow(2).sum() / idx.numel())
 
     gen = torch.Generator().manual_seed(seed)
     everything = torch.arange(target.shape[0])
-    opt = torch.optim.Adam(list(weights.values()), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
+    trained = list(weights.values())
+    opt = _Adam(trained)
+    dloss = _RateLossGrad(node, timesteps, params)
+    before = loss_on(everything)
     with torch.enable_grad():
-        before = float(loss_on(everything).detach())
-        for _ in range(iters):
+        for lr_t in adam_lrs(lr, iters):
             idx = torch.randperm(target.shape[0], generator=gen)[:batch]
-            opt.zero_grad()
-            loss_on(idx).backward()
-            opt.step()
-            sched.step()
-        after = float(loss_on(everything).detach())
+            z = output(idx)
+            with torch.no_grad():
+                dz = dloss(z, target[idx])
+            grads = torch.autograd.grad(z, trained, dz)
+            with torch.no_grad():
+                opt.step(list(grads), lr_t)
+    after = loss_on(everything)
     if not after < before:  # the rate approximation can disagree with the data; keep the old weights
         return snn, (before, before)
     new = {n: dataclasses.replace(snn.nodes[n], weight=w.detach().numpy().astype(np.float32))

@@ -3,6 +3,8 @@
 References: the ANN activations (``graph.run``) and the SNN rates from the simulator.
 """
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -10,7 +12,7 @@ from snncompile.convert import convert
 from snncompile.convert.adafire_search import pareto_select, symmetric_kl
 from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
 from snncompile.convert.calib_set import make_calib_set
-from snncompile.convert.weight_calibration import calibrate_weights
+from snncompile.convert.weight_calibration import _block_forward, _cache, calibrate_weights, rate_approx, synaptic_block
 from snncompile.sim import mean_rates, simulate
 
 T = 8
@@ -56,6 +58,43 @@ def test_weight_calibration_reduces_rate_loss(cnn, data):
     a = cnn.run(x, record=True)[1]["r2"]
     err = {k: float((mean_rates(g, x, T, ["r2"])["r2"] - a).pow(2).sum() / len(x)) for k, g in (("old", snn), ("new", new))}
     assert err["new"] < err["old"]
+
+
+def _wc_reference(ann, snn, calib, name, timesteps, samples, iters, lr, batch=32, seed=0):
+    """Weight calibration written plainly: autograd through rate_approx and the loss, torch.optim.Adam,
+    CosineAnnealingLR - the formulation calibrate_weights' direct gradient and Adam steps replace."""
+    block, sources = synaptic_block(snn, name)
+    inputs, target = _cache(ann, snn, calib, name, sources, timesteps, samples)
+    trainable = [n for n in block if n.startswith(("c", "fc"))]
+    weights = {n: torch.tensor(np.asarray(snn.nodes[n].weight), requires_grad=True) for n in trainable}
+    node = snn.nodes[name]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(list(weights.values()), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
+    with torch.enable_grad():
+        for _ in range(iters):
+            idx = torch.randperm(target.shape[0], generator=gen)[:batch]
+            z = _block_forward(snn, block, {s: v[idx] for s, v in inputs.items()}, weights)
+            opt.zero_grad()
+            (rate_approx(z, node, timesteps) - target[idx]).pow(2).sum().div(idx.numel()).backward()
+            opt.step()
+            sched.step()
+    return {n: w.detach().numpy() for n, w in weights.items()}
+
+
+def test_weight_calibration_is_bitwise_the_autograd_adam_loop(cnn, data):
+    """The direct gradient, the in-place Adam and the pooled input computed once give bitwise the
+    weights of the plain loop (r2's block has the average pool; T = 8 and 5 not powers of two
+    relative to the batch of 24; a burst neuron, N = 2, moves the clamp's upper edge)."""
+    calib, snn = setup(cnn, data)
+    snn = snn.replace({"r3": dataclasses.replace(snn.nodes["r3"], max_spikes=2)})
+    for name, timesteps, batch in (("r2", T, 32), ("r3", T, 24), ("r2", 5, 24)):
+        new, (before, after) = calibrate_weights(cnn, snn, calib, name, timesteps, samples=96, iters=60, lr=1e-3,
+                                                 batch=batch)
+        assert after < before, name
+        ref = _wc_reference(cnn, snn, calib, name, timesteps, 96, 60, 1e-3, batch)
+        for n, w in ref.items():
+            assert np.array_equal(new.nodes[n].weight, w), (name, timesteps, n)
 
 
 def test_srp_reduces_ann_zero_snn_positive_neurons(cnn, data):

@@ -18,21 +18,26 @@ its window ``k``, starting from ``v0``: no cross-sample contamination.
 
 Update per step inside a window (``N = max_spikes``)
 ----------------------------------------------------
+This is the IR's one IF update, ``snncompile.ir.neurons.if_step``, written again in numpy because
+this module runs inside Lava without torch; tests/backends/test_if_arithmetic.py checks the two
+agree bit for bit on random integers.
+
 ``fixed_pt`` (bit-accurate style, all integer, int64 intermediates, vectorized):
 
 .. math::
 
-    v &\leftarrow \mathrm{sat}_{24}\big(v + (a_{in} \ll s_a) + (b_m \ll b_e)\big),
-        \qquad \mathrm{sat}_{24}(x) = \mathrm{clip}(x, -(2^{23}-1), 2^{23}-1) \\
-    \theta &= v_{th} \ll 6 \\
+    v &\leftarrow \mathrm{sat}\big(v + (a_{in} \ll s_a) + (b_m \ll b_e)\big),
+        \qquad \mathrm{sat}(x) = \mathrm{clip}(x, -v_{max}, v_{max}) \\
+    \theta &= v_{th} \ll s_{th} \\
     n &= \mathrm{clip}(\lfloor v / \theta \rfloor, 0, N) \qquad (N = 1:\ n = [v \ge \theta]) \\
     v &\leftarrow v - n\,\theta, \qquad s_{out} = n
 
-``b_m << b_e`` is an arithmetic right shift (floor) when ``b_e < 0``. The saturation bounds are
-those of Lava's bit-accurate LIF (``proc/lif/models.py``, ``AbstractPyLifModelFixed``): the
-membrane is a signed 24-bit register clipped to +-(2^23 - 1). As in that model the synaptic input
-is shifted left by ``s_a = act_shift`` (6 on Loihi, MSB alignment) and the bias is not, so ``v``, ``v0`` and ``b_m << b_e`` are
-in membrane units (1/64 of an input unit) and ``vth`` is in input units.
+``b_m << b_e`` is an arithmetic right shift (floor) when ``b_e < 0``. ``s_a = act_shift``,
+``s_th = vth_shift`` and ``v_max`` are the population's (Loihi 2: 6, 6 and 2^23 - 1, the bounds of
+Lava's bit-accurate LIF, ``proc/lif/models.py`` ``AbstractPyLifModelFixed``: a signed 24-bit
+register). As in that model the synaptic input is shifted left (MSB alignment) and the bias is not,
+so ``v``, ``v0`` and ``b_m << b_e`` are in membrane units (1/64 of an input unit on Loihi 2) and
+``vth`` is in input units.
 
 ``floating_pt`` (float64, no shifts, no saturation):
 ``v += a_in + b_m * 2**b_e; n = clip(floor(v / vth), 0, N); v -= n * vth; s_out = n``.
@@ -63,10 +68,11 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-__all__ = ["ACT_SHIFT", "VTH_SHIFT", "V_MAX", "V_MIN", "IFSoft", "PyIFSoftModelFixed", "PyIFSoftModelFloat"]
+__all__ = ["ACT_SHIFT", "VTH_SHIFT", "V_MAX", "IFSoft", "PyIFSoftModelFixed", "PyIFSoftModelFloat"]
 
+# Defaults only: the lowering passes every population's own act_shift, vth_shift and v_max (the hardware
+# profile's, snncompile.quantize.profile.LOIHI2, which tests/backends/test_if_arithmetic.py checks these equal).
 V_MAX = 2**23 - 1  # signed 24-bit membrane, saturating (Lava's LIF clips v the same way)
-V_MIN = -(2**23 - 1)
 ACT_SHIFT = 6  # synaptic input is MSB-aligned by 6 bits before it is added to v
 VTH_SHIFT = 6  # threshold mantissa is MSB-aligned by 6 bits
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snncompile.ir.linear import conv_out_size
 from snncompile.ir.arrays import per_channel
+from snncompile.ir.linear import conv_out_size
 from snncompile.ir.neurons import if_step
 from snncompile.ir.node import Node, Shape, cached, param
 from snncompile.ir.ops import add_all

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from snncompile.convert.calib_set import CalibSet
 from snncompile.ir import Conv2d, Graph, Linear
-from snncompile.ir.neurons import IF, per_channel
+from snncompile.ir.arrays import per_channel
+from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Input
 from snncompile.sim.rates import RateProbe, prefix_graph
 

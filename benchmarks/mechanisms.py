@@ -29,7 +29,7 @@ from snncompile.convert.bias_correction import correct_bias, correct_potential, 
 from snncompile.convert.calib_set import make_calib_set
 from snncompile.convert.thresholds import clip_quantize
 from snncompile.ir import IF
-from snncompile.ir.neurons import per_channel
+from snncompile.ir.arrays import per_channel
 from snncompile.sim import early_exit, mean_rates, simulate
 
 ROOT = Path(__file__).resolve().parents[1] / "examples"

@@ -23,7 +23,7 @@ from snncompile.convert import convert
 from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
 from snncompile.convert.calib_set import make_calib_set
 from snncompile.ir import IF
-from snncompile.ir.neurons import per_channel
+from snncompile.ir.arrays import per_channel
 from tests.convert.conftest import EXAMPLES
 
 MODEL = EXAMPLES / "mnist_cnn.onnx"

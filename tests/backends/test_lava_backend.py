@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from snncompile.backends.lava import lower as lava_lower
 from snncompile.backends.lava.backend import spike_exact_fraction
 from snncompile.backends.lava.runner import run_lava
@@ -17,7 +18,7 @@ from snncompile.evaluate import from_population_sim
 from snncompile.lower import lower_populations
 from snncompile.quantize import quantize
 from snncompile.sim.popsim import simulate_populations
-from tests.quantize.conftest import build_mlp_snn, build_residual_snn
+from tests.quantize.conftest import build_input_skip_snn, build_mlp_snn, build_residual_snn
 
 
 def _graphs(build, n=4, seed=0):
@@ -29,7 +30,7 @@ def _graphs(build, n=4, seed=0):
     return pop, q, x
 
 
-@pytest.mark.parametrize("build", [build_mlp_snn, build_residual_snn])
+@pytest.mark.parametrize("build", [build_mlp_snn, build_residual_snn, build_input_skip_snn])
 def test_fixed_point_lava_equals_simulator_spike_for_spike(build):
     """The synchronous fixed-point simulator and Lava (through the timing pass) agree on every
     population of the compiled graph; Lava's run also counts its relays, exactly what they carry."""
@@ -42,10 +43,14 @@ def test_fixed_point_lava_equals_simulator_spike_for_spike(build):
     assert np.array_equal(ref.outputs.numpy(), got.outputs.numpy())  # every step of every sample
     assert {k: got.spikes[k] for k in ref.spikes} == ref.spikes
     relays = ran.of_type(Relay)
-    assert [r.name for r in relays] == ([] if build is build_mlp_snn else ["r2.relay3"])
+    want = {build_mlp_snn: [], build_residual_snn: ["r2.relay3"], build_input_skip_snn: ["x.src.relay1", "x.src.relay2"]}
+    assert [r.name for r in relays] == want[build]
     for r in relays:  # a relay sends what its origin sent, one step later
-        assert got.spikes[r.name] == ref.spikes[origin(ran, r.name)]
-        assert np.array_equal(got.layer_spike_counts[r.name], ref.layer_spike_counts[origin(ran, r.name)])
+        if origin(ran, r.name) == "x.src":  # the graded input: one message per non-zero value per step
+            assert got.spikes[r.name] == float((q.nodes["x.src"].forward(torch.as_tensor(x)) != 0).sum() * 7)
+        else:
+            assert got.spikes[r.name] == ref.spikes[origin(ran, r.name)]
+            assert np.array_equal(got.layer_spike_counts[r.name], ref.layer_spike_counts[origin(ran, r.name)])
     # synops: the same synapses driven, plus one identity synapse per relayed message
     assert sum(got.synops.values()) == sum(ref.synops.values()) + sum(got.spikes[r.name] for r in relays)
     assert set(b.ops.values()) - set(a.ops.values()) == ({"Relay"} if relays else set())

@@ -15,12 +15,12 @@ from snncompile.backends.lava.timing import Relay, depths, origin, pipeline
 
 from snncompile.artifact import load_artifact, save_artifact
 from snncompile.errors import BackendError
-from snncompile.ir import IF, Graph, Input, Linear, Output
+from snncompile.ir import Graph
 from snncompile.ir.populations import CONNECTIONS, ConvConn, DenseConn, identity_gain
 from snncompile.lower import lower_populations
 from snncompile.quantize import quantize
 from snncompile.sim.popsim import simulate_populations
-from tests.quantize.conftest import build_mlp_snn, build_residual_snn
+from tests.quantize.conftest import build_input_skip_snn, build_mlp_snn, build_residual_snn
 
 
 def _graphs(build, n=8, seed=0):
@@ -29,26 +29,6 @@ def _graphs(build, n=8, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pop, quantize(pop, x), x
-
-
-def _input_skip_snn() -> Graph:
-    """x -> l1 -> IF r1 -> l2 -> IF r2 -> readout(r2, x): the readout reads the graded input over two levels."""
-    rng = np.random.default_rng(3)
-    th = np.ones(6, np.float32)
-    return Graph([Input("x", (), shape=(4,)),
-                  Linear("l1", ("x",), weight=rng.normal(0, 0.8, (6, 4)).astype(np.float32), bias=np.zeros(6, np.float32)),
-                  IF("r1", ("l1",), theta=th, v0=th / 2, bias=np.zeros((), np.float32)),
-                  Linear("l2", ("r1",), weight=rng.normal(0, 0.8, (6, 6)).astype(np.float32), bias=np.zeros(6, np.float32)),
-                  IF("r2", ("l2",), theta=th, v0=th / 2, bias=np.zeros((), np.float32)),
-                  Linear("a", ("r2",), weight=rng.normal(0, 0.5, (3, 6)).astype(np.float32), bias=np.zeros(3, np.float32)),
-                  Linear("b", ("x",), weight=rng.normal(0, 0.5, (3, 4)).astype(np.float32), bias=np.zeros(3, np.float32)),
-                  _add("o", ("a", "b")), Output("y", ("o",))], "input-skip")
-
-
-def _add(name, inputs):
-    from snncompile.ir import Add
-
-    return Add(name, inputs)
 
 
 def _spans_one_level(g: Graph) -> None:
@@ -95,7 +75,7 @@ def test_relays_pass_payloads_unchanged():
 
 def test_relay_of_the_graded_input_is_a_dense_integer_identity():
     """A skip from the input: relays carry the 8-bit input values unchanged (mantissa 1, exponent 0)."""
-    pop, q, x = _graphs(_input_skip_snn)
+    pop, q, x = _graphs(build_input_skip_snn)
     ran = pipeline(q)
     _spans_one_level(ran)
     assert [r.name for r in ran.of_type(Relay)] == ["x.src.relay1", "x.src.relay2"]

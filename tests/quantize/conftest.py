@@ -49,6 +49,19 @@ def build_residual_snn(seed: int = 0, burst: int = 1) -> Graph:
     return Graph(nodes, "residual")
 
 
+def build_input_skip_snn(seed: int = 3) -> Graph:
+    """x -> IF r1 -> IF r2 -> readout of (r2, x): the readout also reads the graded input, over two levels."""
+    rng = np.random.default_rng(seed)
+
+    def lin(name, src, n_out, n_in, scale):
+        return Linear(name, (src,), weight=rng.normal(0, scale, (n_out, n_in)).astype(np.float32),
+                      bias=rng.normal(0, 0.05, n_out).astype(np.float32))
+
+    return Graph([Input("x", (), shape=(4,)), lin("l1", "x", 6, 4, 0.8), _if("r1", "l1", 6, rng),
+                  lin("l2", "r1", 6, 6, 0.8), _if("r2", "l2", 6, rng), lin("a", "r2", 3, 6, 0.5),
+                  lin("b", "x", 3, 4, 0.5), Add("o", ("a", "b")), Output("y", ("o",))], "input-skip")
+
+
 def build_mlp_snn(seed: int = 0) -> Graph:
     rng = np.random.default_rng(seed)
     nodes = [Input("x", (), shape=(1, 6, 6)), Flatten("f", ("x",)),

@@ -26,7 +26,7 @@ class Graph:
 
     def __init__(self, nodes: Iterable[Node], name: str = "graph"):
         self.name = name
-        self.meta: dict = {}  # results of analyses and passes (conversion log, depths, scales)
+        self.meta: dict = {}  # results of analyses and passes (conversion log, stage, quantization)
         nodes = list(nodes)
         by_name: dict[str, Node] = {}
         for n in nodes:

@@ -31,4 +31,5 @@ class SimIntBackend(Backend):
     def run(self, graph, x, timesteps: int, *, progress: bool = False):
         from snncompile.sim.popsim import simulate_populations
 
-        return simulate_populations(graph, x, timesteps, progress=progress)
+        # with an early-exit policy (an artifact compiled with --early-exit) count to each sample's exit step
+        return simulate_populations(graph, x, timesteps, progress=progress, trace=bool(graph.meta.get("early_exit")))

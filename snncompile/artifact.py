@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snncompile.errors import CompileError, ModelFileError
+from snncompile.errors import CompileError, DataError, ModelFileError
 from snncompile.ir import Graph, Node
 from snncompile.safeio import clean, read_json
 
@@ -68,7 +68,8 @@ def save_artifact(g: Graph, directory: Path, *, extra: dict | None = None) -> No
                 attrs[f.name] = _jsonable(v)
         nodes.append({"type": type(n).__name__, "name": n.name, "inputs": list(n.inputs), "attrs": attrs,
                       "arrays": arr_fields})
-    meta = {k: v for k, v in g.meta.items() if k in ("quantization", "float32_exact", "timesteps", "stage")}
+    meta = {k: v for k, v in g.meta.items()
+            if k in ("quantization", "float32_exact", "timesteps", "stage", "early_exit")}
     manifest = {"format": FORMAT, "graph": g.name, "nodes": nodes, "meta": meta, **(extra or {})}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1, default=float))
     np.savez_compressed(directory / "params.npz", **arrays)
@@ -267,6 +268,13 @@ def load_artifact(directory: str | Path) -> tuple[Graph, dict]:
     fixed = any(getattr(n, "fixed", False) for n in g.nodes.values())
     if (stage == "integer") != fixed:
         raise _fail(d, f"meta.stage says {stage!r} but the nodes are {'fixed-point' if fixed else 'float'}")
+    if "early_exit" in meta:  # --early-exit's calibrated policy: `run` applies it
+        from snncompile.sim.early_exit import ExitPolicy
+
+        try:
+            meta["early_exit"] = ExitPolicy.from_dict(meta["early_exit"]).as_dict()
+        except DataError as e:
+            raise _fail(d, f"meta.early_exit: {e}") from None
     g.meta.update(meta)
     return g, manifest
 

@@ -201,7 +201,12 @@ def run(args) -> int:
     T = args.timesteps or int(manifest["timesteps"])
     res = get_backend(args.target).run(g, data.x, T, progress=not args.quiet)
     ev = from_population_sim(g, res, data.y, args.target)
-    print(json.dumps({"target": args.target, "timesteps": T, "samples": ev.samples, "accuracy": ev.accuracy,
-                      "spikes_per_sample": sum(res.spikes.values()) / ev.samples},  # all that ran (Lava: relays too)
-                     indent=1), file=sys.stdout)
+    info = {"target": args.target, "timesteps": T, "samples": ev.samples, "accuracy": ev.accuracy,
+            "spikes_per_sample": sum(res.spikes.values()) / ev.samples}  # all that ran (Lava: relays too)
+    if ev.exit_steps is not None:  # compiled with --early-exit: predictions at each sample's exit step
+        info.update({"early_exit": ev.exit_policy["rule"], "mean_steps": float(np.mean(ev.exit_steps)),
+                     "counts": ev.exit_counts})
+        if ev.exit_counts == "exit_step":  # counted to the exit steps (sim-int); Lava: its full window
+            info["spikes_per_sample"] = sum(ev.spikes.values()) / ev.samples
+    print(json.dumps(info, indent=1), file=sys.stdout)
     return 0

@@ -70,8 +70,7 @@ def _exit_policy(graph: Graph):
     from snncompile.sim.early_exit import ExitPolicy
 
     d = (getattr(graph, "meta", None) or {}).get("early_exit")
-    return None if not d else ExitPolicy(d["rule"], d["metric"], float(d["max_error"]), tuple(d["thresholds"]),
-                                         d.get("calibration", ""))
+    return None if not d else ExitPolicy.from_dict(d)
 
 
 def _with_exit(ev: Evaluation, policy, outputs: torch.Tensor, trace: dict, y: np.ndarray | None) -> Evaluation:

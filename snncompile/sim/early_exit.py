@@ -149,14 +149,29 @@ class ExitPolicy:
         return {"rule": self.rule, "metric": self.metric, "max_error": self.max_error,
                 "thresholds": [float(v) for v in self.thresholds], "calibration": self.calibration}
 
+    @classmethod
+    def from_dict(cls, d) -> ExitPolicy:
+        """The policy :meth:`as_dict` wrote (a graph's ``meta["early_exit"]``, an artifact's manifest),
+        checked: DataError for anything else."""
+        if not isinstance(d, dict):
+            raise DataError(f"expected an object, got {type(d).__name__}")
+        check_rule(d.get("rule"), d.get("metric"), d.get("max_error"))
+        thr = d.get("thresholds")
+        if not isinstance(thr, (list, tuple)) or not thr or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in thr):
+            raise DataError("thresholds: expected a non-empty list of finite numbers")
+        cal = d.get("calibration", "")
+        return cls(d["rule"], d["metric"], float(d["max_error"]), tuple(float(v) for v in thr),
+                   cal if isinstance(cal, str) else "")
+
 
 def check_rule(rule: str, metric: str = "entropy", max_error: float = 0.002) -> None:
     """DataError for an unknown rule or metric, or a max_error outside [0, 1]."""
-    if rule not in EXIT_RULES:
+    if not isinstance(rule, str) or rule not in EXIT_RULES:
         raise DataError(f"--early-exit {rule!r}: choose one of {', '.join(EXIT_RULES)}")
-    if metric not in EXIT_METRICS:
+    if not isinstance(metric, str) or metric not in EXIT_METRICS:
         raise DataError(f"--exit-metric {metric!r}: choose one of {', '.join(EXIT_METRICS)}")
-    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not 0 <= max_error <= 1:
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float)) or not 0 <= max_error <= 1:  # NaN too
         raise DataError(f"--exit-max-error {max_error!r}: expected a fraction in [0, 1]")
 
 

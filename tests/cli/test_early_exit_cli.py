@@ -103,3 +103,29 @@ def test_search_scores_candidates_with_early_exit(tmp_path):
 def test_bad_early_exit_options_are_one_line_errors(tmp_path, extra, message):
     p = snncompile(MODEL, *ARGS, "--out", tmp_path / "o", *extra)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_run_reapplies_the_artifacts_early_exit(runs):
+    """`snncompile run` on an artifact compiled with --early-exit: the same exit steps and accuracy."""
+    ex = runs["exit"]
+    p = snncompile("run", runs["dirs"] / "exit", "--data", DATA, "--samples", 60, "--target", "sim-int", "-q")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["early_exit"] == "precision" and out["counts"] == "exit_step"
+    assert out["mean_steps"] == pytest.approx(ex["early_exit"]["mean_steps"])
+    assert out["accuracy"] == ex["accuracy"]["snn"]
+    assert out["spikes_per_sample"] == pytest.approx(ex["spikes_per_sample"])
+
+
+@pytest.mark.parametrize("bad", [{"rule": "fast"}, {"thresholds": []}, {"thresholds": ["x"]}, {"metric": [1]},
+                                 {"max_error": -1}, "iat"])
+def test_run_refuses_a_bad_early_exit_in_the_manifest(runs, tmp_path, bad):
+    import shutil
+
+    d = tmp_path / "compiled"
+    shutil.copytree(runs["dirs"] / "exit" / "compiled", d)
+    m = json.loads((d / "manifest.json").read_text())
+    m["meta"]["early_exit"] = {**m["meta"]["early_exit"], **bad} if isinstance(bad, dict) else bad
+    (d / "manifest.json").write_text(json.dumps(m))
+    p = snncompile("run", d, "--data", DATA, "--samples", 5, "-q")
+    assert p.returncode == 2 and "meta.early_exit" in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -313,7 +313,7 @@ def _search_markdown(s: dict) -> list[str]:
              "energy J/sample | ANN/SNN | in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     ee = s.get("early_exit")
     if isinstance(ee, dict):  # the candidates were scored with early exit: their mean exit step
-        lines[-3] += (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
+        lines[-4] += (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
                       f"calibration samples; accuracy, counts and energy at each sample's exit step).")
         lines[-2] = lines[-2].replace("| T |", "| T | mean steps |", 1)
         lines[-1] = lines[-1].replace("|---:|", "|---:|---:|", 1)

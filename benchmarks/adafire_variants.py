@@ -33,6 +33,8 @@ VARIANTS = {
     "mean-N+ch": {"budget": 2.0, "per_channel": True},
     "spikes": {},  # the paper's network spike budget (default)
     "spikes+ch": {"per_channel": True},
+    "spikes-s64": {"search_samples": 64},  # the burst and SSC searches on 64 of the 128 samples
+    "spikes-s32": {"search_samples": 32},
 }
 
 

@@ -129,11 +129,12 @@ def _choose_ratios(b: _Builder, names, bursts, ratios, tolerance, x, logits, cal
 def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4, 8), budget: float | None = None,
             spike_budget: float = 0.95, spike_ref: int = 4, ssc_ratios=(1.0, 1.25, 1.5, 2.0), ssc_tolerance: float = 0.1, bias_correction: bool = True,
             samples: int = 128, iat_metric: str = "entropy", iat_rule: str = "both", iat_max_error: float = 0.002,
-            per_channel: bool = False) -> Graph:
+            per_channel: bool = False, search_samples: int | None = None) -> Graph:
     """Convert ``ann`` with AdaFire for ``timesteps`` (see module doc).
 
     ``samples``: calibration samples used by the sensitivity analyses and BC; the IAT thresholds
-    use the whole calibration set. ``per_channel``: thresholds per output channel (the authors'
+    use the whole calibration set. ``search_samples``: the first ones of those that the burst and
+    SSC searches use (default: all ``samples``; the searches' cost is proportional to it). ``per_channel``: thresholds per output channel (the authors'
     ``channel_wise=True``) from per-channel statistics, instead of one per layer.
     """
     if not candidates or min(candidates) < 1 or (budget is not None and budget < min(candidates)):
@@ -148,8 +149,9 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     n_head = min(samples, len(calib))
     rec = record_ann(ann, calib, names, per_channel=per_channel, keep=n_head)  # the only ANN pass
     b = _Builder(ann, rec.stats, timesteps)
-    x = calib.head(samples)
-    logits = rec.logits[:n_head]
+    n_search = n_head if search_samples is None else max(1, min(int(search_samples), n_head))
+    x = calib.head(n_search)
+    logits = rec.logits[:n_search]
     with stage("burst_search"):
         bursts, s_n, held = _choose_bursts(b, names, candidates, budget, spike_budget, int(spike_ref), x, logits,
                                            calib)

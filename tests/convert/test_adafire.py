@@ -121,3 +121,13 @@ def test_binary_targets_get_adafire_ch_without_bursts():
     assert method_for_target("nir", nir, "adafire+ch", {}) == ("adafire+ch", {"candidates": (1,), "budget": 1.0})
     with pytest.raises(ConversionError, match=r"^method adafire\+ch: candidates \(1, 2\) include burst neurons"):
         method_for_target("nir", nir, "adafire+ch", {"candidates": (1, 2)})
+
+
+def test_search_samples_limit_only_the_searches(cnn, data):
+    kw = {"candidates": (1, 2, 4), "ssc_ratios": (1.0, 1.5), "bias_correction": False}
+    a = convert(cnn, data, "adafire", T, progress=False, samples=96, search_samples=32, **kw)
+    b = convert(cnn, data, "adafire", T, progress=False, samples=32, **kw)  # without BC, samples feed only the searches
+    for n in LAYERS:
+        assert a.nodes[n].max_spikes == b.nodes[n].max_spikes
+        np.testing.assert_array_equal(a.nodes[n].theta, b.nodes[n].theta)
+    assert a.meta["iat"] == b.meta["iat"] and a.meta["notes"] == b.meta["notes"]

@@ -120,7 +120,7 @@ def fmt(v: float, digits: int = 2) -> str:
 
 
 def main() -> None:
-    start = time.perf_counter()
+    start, load0 = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(2)
     from benchdoc import machine, write_section
 
@@ -180,10 +180,11 @@ def main() -> None:
         f"at batch size B on N = 2B samples, 2 torch threads, after a 1-step warm-up. "
         f"Cost per sample·step = seconds / (N·T): a constant column down T means linear in T; "
         f"a smaller value at the larger B means per-batch overhead is being amortized. "
-         "`lower_populations` dominates compile time and peak RSS. The 2 cores are shared with other work: a single cell several times "
+         "`lower_populations` is the largest compile stage. The 2 cores are shared with other work: a single cell several times "
          "off its neighbours is contention, not the simulator (one run each, no repeats)."),
         "",
-        f"Machine: {machine()} (2 shared cores; timings are noisy). Total benchmark runtime: {total:.0f} s.",
+        (f"Machine: {machine()} (2 shared cores, 1-min load average {load0:.1f} at the start and "
+         f"{os.getloadavg()[0]:.1f} at the end; timings are noisy). Total benchmark runtime: {total:.0f} s."),
         "",
         "### Compile stages (seconds) and peak RSS",
         "",

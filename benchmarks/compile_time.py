@@ -131,8 +131,9 @@ def neurons_of(snn) -> int:
     return sum(int(np.prod(snn.shapes[n.name])) for n in snn.of_type(IF))
 
 
-def bench(model: str, methods, calib, T: int, repeats: int, counter: Counter | None) -> list[dict]:
-    ann = snncompile.load_onnx(ROOT / "examples" / f"{model}.onnx")
+def bench(model: str, methods, calib, T: int, repeats: int, counter: Counter | None,
+          path: Path | None = None) -> list[dict]:
+    ann = snncompile.load_onnx(path or ROOT / "examples" / f"{model}.onnx")
     rows = []
     for method in methods:
         best = None
@@ -156,13 +157,14 @@ def bench(model: str, methods, calib, T: int, repeats: int, counter: Counter | N
             if best is None or conv_cpu / sim_cpu < best["ratio"]:
                 best = {"model": model, "method": method, "convert_s": conv, "sim_s": sim, "wall_ratio": conv / sim,
                         "convert_cpu_s": conv_cpu, "sim_cpu_s": sim_cpu, "ratio": conv_cpu / sim_cpu,
-                        "timing": snn.meta.get("timing")}
+                        "timing": snn.meta.get("timing"), "T": T, "calib_n": len(calib),
+                        "load": round(os.getloadavg()[0], 2)}
         if counter:
             best["work"] = work
         rows.append(best)
         print(f"{model:17s} {method:15s} convert {best['convert_s']:6.2f} s ({best['convert_cpu_s']:6.2f} s CPU)  "
               f"simulate {best['sim_s']:5.2f} s ({best['sim_cpu_s']:5.2f} s CPU)  ratio {best['ratio']:5.2f} "
-              f"(wall {best['wall_ratio']:5.2f})", flush=True)
+              f"(wall {best['wall_ratio']:5.2f}, load {best['load']:.1f})", flush=True)
     return rows
 
 
@@ -183,32 +185,63 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["model"], r["method"]): r for r in rows}
     models = list(dict.fromkeys(r["model"] for r in rows))
+    loads = getattr(args, "loads", None)
     lines = [f"## Compile time (conversion cost), T = {T}", "",
              f"`python benchmarks/compile_time.py` ({machine()}; OMP_NUM_THREADS=1, 1 torch thread; "
-             f"{minutes:.1f} min). Per example model and method: wall seconds of `convert` at T = {T} on 256 "
+             f"{minutes:.1f} min" + (f"; 1/5/15-min load average {', '.join(f'{v:.1f}' for v in loads[0])} at the start, "
+                                     f"{', '.join(f'{v:.1f}' for v in loads[1])} at the end" if loads else "")
+             + f"). Per example model and method: wall seconds of `convert` at T = {T} on 256 "
              f"bundled calibration samples, and (bold) its cost in float simulations of those 256 samples for T "
              f"steps (`snncompile.simulate`, batch 256, the method's network without pre-steps, measured right "
              f"after in the same process), as the ratio of process CPU seconds: with one thread that is the work "
-             f"done, where the wall clock of a machine shared with other jobs is not. Best of {args.repeats}. "
+             f"done, where the wall clock of a machine shared with other jobs is not. Best of {args.repeats}; "
+             "untimed small conversions first, so the first model does not carry the process's one-time costs. "
+             "`load`: the 1-minute load average after each of the model's runs (min-max; 2 cores). "
              + ("`before`: the same ratio from " + baseline.get("_label", "an earlier run") + "." if baseline else ""),
-             "", "| model | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
-    for m in models:
-        cells = []
-        for meth in methods:
-            r = by.get((m, meth))
-            if r is None:
-                cells.append("-")
-                continue
-            cell = f"{r['convert_s']:.1f} s, **{r['ratio']:.2f}**"
-            b = baseline.get(f"{m}/{meth}")
-            if b:
-                cell += f" (before {b['ratio']:.2f})"
-            cells.append(cell)
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    worst = max(rows, key=lambda r: r["ratio"])
-    over = [f"{r['model']}/{r['method']} {r['ratio']:.2f}" for r in rows if r["ratio"] > 4]
-    lines += ["", f"Largest ratio: {worst['model']} / {worst['method']} = {worst['ratio']:.2f}. "
-              + (f"Above the target of 4: {', '.join(over)}." if over else "Every conversion is within 4 simulations.")]
+             ""]
+
+    def table(models):
+        out = ["| model | " + " | ".join(methods) + " | load |", "|---|" + "---:|" * (len(methods) + 1)]
+        for m in models:
+            cells = []
+            for meth in methods:
+                r = by.get((m, meth))
+                if r is None:
+                    cells.append("-")
+                    continue
+                cell = f"{r['convert_s']:.1f} s, **{r['ratio']:.2f}**"
+                b = baseline.get(f"{m}/{meth}")
+                if b:
+                    cell += f" (before {b['ratio']:.2f})"
+                cells.append(cell)
+            ld = [by[(m, meth)]["load"] for meth in methods if "load" in by.get((m, meth), {})]
+            cells.append(f"{min(ld):.1f}-{max(ld):.1f}" if ld else "-")
+            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        return out
+
+    def verdict(rs):
+        worst = max(rs, key=lambda r: r["ratio"])
+        over = [f"{r['model']}/{r['method']} {r['ratio']:.2f}" for r in rs if r["ratio"] > 4]
+        return (f"Largest ratio: {worst['model']} / {worst['method']} = {worst['ratio']:.2f}. "
+                + (f"Above the target of 4: {', '.join(over)}." if over else "Every conversion is within 4 simulations."))
+
+    examples = [m for m in models if m != VGG]
+    ex_rows = [r for r in rows if r["model"] != VGG]
+    if examples:
+        lines += table(examples) + ["", verdict(ex_rows)]
+    vgg = [r for r in rows if r["model"] == VGG]
+    if vgg:
+        vt, vn = vgg[0].get("T"), vgg[0].get("calib_n")
+        lines += ["", f"### The scale benchmark's VGG, T = {vt}", "",
+                  f"`--vgg`: `benchmarks/scale.py`'s model (8 conv + BatchNorm + ReLU, 4 average pools, 2 linear "
+                  f"layers, 3x64x64, 2.7 M parameters, random init), {vn} uniform [0, 1] calibration inputs "
+                  f"(as scale.py draws them), T = {vt}; the ratio is the same measure as above (convert CPU seconds "
+                  "over one float simulation of the calibration set at the same T)"
+                  + ("." if (vn, vt) == (256, T) else
+                     f", on {vn} samples at T = {vt} instead of 256 at {T} to keep the run short: a smaller set "
+                     "weighs the work whose size does not follow it (WC's fixed 300 Adam steps of 32 samples per "
+                     "layer, the threshold searches) more."), ""]
+        lines += table([VGG]) + ["", verdict(vgg)]
     prof = [r for r in rows if r.get("work") is not None and r["model"] == args.profile_model]
     if prof:
         lines += ["", f"### Profile: {args.profile_model}, T = {T}", "",
@@ -332,6 +365,38 @@ def stability(model: str, calib, T: int, samples: int = 128, resamples: int = 20
             "first64": ([cands[j] for j in burst(np.arange(64))], [ratios[j] for j in ssc(np.arange(64))])}
 
 
+VGG = "scale_vgg"
+
+
+def vgg_onnx(tmp: Path, n: int) -> tuple[Path, np.ndarray]:
+    """benchmarks/scale.py's VGG-style CNN (3x64x64, random init, seed 0) exported to ``tmp``, and ``n``
+    uniform [0, 1] calibration inputs (scale.py's calibration data)."""
+    import scale
+
+    model = scale.build_model()
+    calib = np.random.default_rng(0).uniform(0, 1, size=(n, 3, 64, 64)).astype(np.float32)
+    path = tmp / "scale_vgg.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.from_numpy(calib[:1]), path, opset_version=17, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamo=False)
+    return path, calib
+
+
+def warm_up(calib, methods) -> None:
+    """Untimed small conversions (every method, 16 samples, T = 2) and simulations of a dense and a
+    convolutional example, so the first timed model does not carry the process's one-time costs (lazy
+    initialisation of torch's kernels, autograd, the optimizers)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model in ("mnist_mlp", "mnist_cnn"):
+            ann = snncompile.load_onnx(ROOT / "examples" / f"{model}.onnx")
+            for method in methods:
+                snn = convert(ann, calib[:16], method, 2, progress=False)
+                simulate(snn, calib[:16], 2, batch_size=16)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-T", type=int, default=32)
@@ -346,22 +411,39 @@ def main() -> None:
     p.add_argument("--json", help="write the raw rows here")
     p.add_argument("--baseline", help="rows (--json) of an earlier run, shown as 'before'")
     p.add_argument("--baseline-label", default="an earlier run")
+    p.add_argument("--vgg", action="store_true", help="also the scale benchmark's VGG (benchmarks/scale.py's model)")
+    p.add_argument("--vgg-T", type=int, default=8)
+    p.add_argument("--vgg-samples", type=int, default=64)
+    p.add_argument("--add-rows", nargs="*", default=[],
+                   help="rows (--json) of other runs to include in the written section (this run's rows win)")
     args = p.parse_args()
     torch.set_num_threads(1)
     calib = np.load(ROOT / "examples" / "data" / "mnist_calib.npz")["x"][:256]
     counter = None if args.no_profile else Counter()
     t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    warm_up(calib, args.methods)
     rows = []
     for model in args.models:
         rows += bench(model, args.methods, calib, args.T, args.repeats,
                       counter if model == args.profile_model else None)
+    if args.vgg:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path, vcalib = vgg_onnx(Path(tmp), args.vgg_samples)
+            rows += bench(VGG, args.methods, vcalib, args.vgg_T, args.repeats, None, path=path)
     stab = None
     if not args.no_stability and "adafire" in args.methods and args.profile_model in args.models:
         stab = stability(args.profile_model, calib, args.T)
         print("stability", stab, flush=True)
     minutes = (time.perf_counter() - t0) / 60
+    args.loads = (load0, os.getloadavg())
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    mine = {(r["model"], r["method"]) for r in rows}
+    for f in args.add_rows:
+        rows += [r for r in json.loads(Path(f).read_text()) if (r["model"], r["method"]) not in mine]
     baseline = {}
     if args.baseline:
         baseline = {f"{r['model']}/{r['method']}": r for r in json.loads(Path(args.baseline).read_text())}

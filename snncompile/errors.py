@@ -16,7 +16,6 @@ __all__ = [
     "GraphError",
     "ModelFileError",
     "ShapeError",
-    "UnsupportedOp",
     "UnsupportedOperator",
 ]
 
@@ -39,8 +38,6 @@ class UnsupportedOperator(CompileError):
             msg += "; supported: " + ", ".join(sorted(supported))
         super().__init__(msg)
 
-
-UnsupportedOp = UnsupportedOperator
 
 
 class ShapeError(CompileError):

@@ -39,7 +39,6 @@ class UnsupportedOperator(CompileError):
         super().__init__(msg)
 
 
-
 class ShapeError(CompileError):
     """Tensor shapes that do not fit the operator (names the node and expected vs got)."""
 

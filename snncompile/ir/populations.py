@@ -298,7 +298,7 @@ class Readout(_Population):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         a = self.total(xs)
         b = per_channel(self.bias, a)
-        return a + (b * float(2**self.bias_exp) if self.fixed else b)
+        return a + (_shift(b, self.bias_exp) if self.fixed else b)  # << flooring when negative, as Lava
 
 
 POPULATIONS = (Source, IFPop, Readout)

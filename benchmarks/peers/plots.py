@@ -50,7 +50,8 @@ def _series(data: dict, model: str, key: str):
 
 def _grid(data: dict, key: str, xlabel: str, path: Path) -> None:
     models = [m for m in P.MODELS if m in data]
-    fig, axes = plt.subplots(2, 3, figsize=(17, 10), squeeze=False)
+    rows = max(1, -(-len(models) // 3))  # three per row
+    fig, axes = plt.subplots(rows, 3, figsize=(17, 5 * rows), squeeze=False)
     handles = {}
     for ax, model in zip(axes.flat, models):
         for label, color, style, width, xs, ys in _series(data, model, key):

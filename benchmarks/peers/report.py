@@ -24,10 +24,14 @@ Do not edit by hand.
 
 ## Protocol
 
-- **Models and weights**: the six example networks, each tool fed exactly the torch module of
+- **Models and weights**: the seven example networks, each tool fed exactly the torch module of
   `examples/models.py` with the weights of `examples/<name>.pt` (snncompile reads the ONNX
   export of the same module). SNN Toolbox takes Keras models: each one was rebuilt by hand in
   Keras with the same weights (BN folded; the max softmax difference to torch is in its notes).
+  `mnist_qcfs` is `mnist_cnn` trained with QCFS activations (L = 4): snncompile reads them from the
+  ONNX export (IF threshold = the trained ceiling lambda); the peers convert `nn.ReLU` modules only
+  and know no quantized activation, so they get the same weights with `nn.ReLU` activations (that
+  ANN's accuracy is below the QCFS ANN's; see target 5).
 - **Data**: calibration on the first {calib} samples of `examples/data/mnist_calib.npz`; test on
   the first {samples} samples of `examples/data/mnist_test.npz`, the same for every tool.
 - **Input**: the image as a constant analog current every step (no Poisson coding).

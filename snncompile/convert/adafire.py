@@ -88,7 +88,8 @@ def _choose_bursts(b: _Builder, names, candidates, budget, spike_budget, spike_r
     """Burst sizes N_l and the sensitivity table; the third item says which constraint held."""
     top = max(candidates)
     if len(candidates) == 1:  # nothing to choose (binary targets: candidates=(1,))
-        return dict.fromkeys(names, top), Sensitivity({n: [float("nan")] for n in names}, {}), "single candidate"
+        nan = {n: [float("nan")] for n in names}
+        return dict.fromkeys(names, top), Sensitivity(nan, {}), "single candidate"
     base = dict.fromkeys(names, top)
     build = lambda layer, n: b.build({**base, layer: n}, {})  # noqa: E731
     if budget is None:  # the paper's constraint on the spikes of the burst layers
@@ -126,16 +127,18 @@ def _choose_ratios(b: _Builder, names, bursts, ratios, tolerance, x, logits, cal
     return {n: float(ratios[j]) for n, j in zip(names, pick)}, sens
 
 
-def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4, 8), budget: float | None = None,
-            spike_budget: float = 0.95, spike_ref: int = 4, ssc_ratios=(1.0, 1.25, 1.5, 2.0), ssc_tolerance: float = 0.1, bias_correction: bool = True,
+def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4, 8),
+            budget: float | None = None, spike_budget: float = 0.95, spike_ref: int = 4,
+            ssc_ratios=(1.0, 1.25, 1.5, 2.0), ssc_tolerance: float = 0.1, bias_correction: bool = True,
             samples: int = 128, iat_metric: str = "entropy", iat_rule: str = "both", iat_max_error: float = 0.002,
             per_channel: bool = False, search_samples: int | None = None) -> Graph:
     """Convert ``ann`` with AdaFire for ``timesteps`` (see module doc).
 
     ``samples``: calibration samples used by the sensitivity analyses and BC; the IAT thresholds
     use the whole calibration set. ``search_samples``: the first ones of those that the burst and
-    SSC searches use (default: all ``samples``; the searches' cost is proportional to it). ``per_channel``: thresholds per output channel (the authors'
-    ``channel_wise=True``) from per-channel statistics, instead of one per layer.
+    SSC searches use (default: all ``samples``; the searches' cost is proportional to it).
+    ``per_channel``: thresholds per output channel (the authors' ``channel_wise=True``) from
+    per-channel statistics, instead of one per layer.
     """
     if not candidates or min(candidates) < 1 or (budget is not None and budget < min(candidates)):
         raise ConversionError(f"adafire: need candidates >= 1 and budget >= min(candidates), got "
@@ -153,8 +156,8 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     x = calib.head(n_search)
     logits = rec.logits[:n_search]
     with stage("burst_search"):
-        bursts, s_n, held = _choose_bursts(b, names, candidates, budget, spike_budget, int(spike_ref), x, logits,
-                                           calib)
+        bursts, s_n, held = _choose_bursts(b, names, candidates, budget, spike_budget, int(spike_ref), x,
+                                           logits, calib)
     with stage("ssc_search"):
         ratios, s_r = _choose_ratios(b, names, bursts, ssc_ratios, ssc_tolerance, x, logits, calib)
     snn = b.build(bursts, ratios)

@@ -7,10 +7,10 @@ symmetric KL divergence between the SNN's and the ANN's output distributions,
 .. math:: S_l(s) = \\tfrac12\\big(\\mathrm{KL}(p_{ANN} \\| p_{SNN}) + \\mathrm{KL}(p_{SNN} \\| p_{ANN})\\big),
           \\quad p = \\mathrm{softmax}(\\text{readout at } T),
 
-together with the spikes the whole network emitted and those of layer l itself (its costs). Settings are then chosen per
-layer assuming additive effects: minimize sum_l profit_l(s_l) subject to sum_l cost_l(s_l) <= C
-by a Pareto-frontier dynamic program over the layers (the authors' search, repo
-bic-L/burst-ann2snn; exact for additive costs).
+together with the spikes the whole network emitted and those of layer l itself (its costs).
+Settings are then chosen per layer assuming additive effects: minimize sum_l profit_l(s_l)
+subject to sum_l cost_l(s_l) <= C by a Pareto-frontier dynamic program over the layers (the
+authors' search, repo bic-L/burst-ann2snn; exact for additive costs).
 
 Cost: the base network once, then per layer one forked run of that layer and its descendants
 with all its other settings stacked on the batch axis, the layers upstream replayed from the
@@ -94,7 +94,8 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
                 kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))
                 spikes[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
                 own[layer][k].append(sp[layer][j].cpu())
-    per_sample = lambda table: {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}  # noqa: E731
+    def per_sample(table):
+        return {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}
     return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(spikes),
                        per_sample(own))
 

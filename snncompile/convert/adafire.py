@@ -32,7 +32,9 @@
    layer at the smallest candidate is never chosen and is not simulated.
 3. **Sensitivity spike compression (SSC).** Per layer a threshold multiplier rho_l in
    ``ssc_ratios`` (theta_l <- rho_l theta_l, fewer spikes): minimize the network's spikes
-   subject to sum_l [S_l(rho_l) - S_base] <= ``ssc_tolerance`` * S_base.
+   subject to sum_l [S_l(rho_l) - S_base] <= ``ssc_tolerance`` * S_base. (The authors'
+   ``sensitivity_anylysis_threshold`` tries rho in 1, 1.5, ..., 10, minimizes the layers' own
+   spikes under sum_l S_l(rho_l) <= 0.95 sum_l S_l(1), after a first BC: docs/methods.md.)
 4. **Bias correction** of Li et al. (per-step current, layer by layer), as the authors do.
 5. **Input-aware adaptive timesteps (IAT).** Exit thresholds lambda_t calibrated on the
    calibration set with the ANN's predictions as reference labels

@@ -46,6 +46,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -145,16 +147,20 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     if not candidates or min(candidates) < 1 or (budget is not None and budget < min(candidates)):
         raise ConversionError(f"adafire: need candidates >= 1 and budget >= min(candidates), got "
                               f"{tuple(candidates)}, budget={budget}")
-    if not (0 < spike_budget) or int(spike_ref) != spike_ref or spike_ref < 1:
+    if not (_number(spike_budget) and spike_budget > 0 and _number(spike_ref) and spike_ref >= 1
+            and int(spike_ref) == spike_ref):
         raise ConversionError(f"adafire: need spike_budget > 0 and an integer spike_ref >= 1, got "
-                              f"spike_budget={spike_budget}, spike_ref={spike_ref}")
+                              f"spike_budget={spike_budget!r}, spike_ref={spike_ref!r}")
+    if search_samples is not None and not (_number(search_samples) and search_samples >= 1
+                                           and int(search_samples) == search_samples):
+        raise ConversionError(f"adafire: search_samples must be an integer >= 1, got {search_samples!r}")
     if 1.0 not in ssc_ratios:
         raise ConversionError(f"adafire: ssc_ratios must contain 1.0, got {tuple(ssc_ratios)}")
     names = relu_names(ann)
     n_head = min(samples, len(calib))
     rec = record_ann(ann, calib, names, per_channel=per_channel, keep=n_head)  # the only ANN pass
     b = _Builder(ann, rec.stats, timesteps)
-    n_search = n_head if search_samples is None else max(1, min(int(search_samples), n_head))
+    n_search = n_head if search_samples is None else min(int(search_samples), n_head)
     x = calib.head(n_search)
     logits = rec.logits[:n_search]
     with stage("burst_search"):
@@ -175,6 +181,10 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
         lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
     iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _kl_note(v: float) -> str:

@@ -80,10 +80,17 @@ def test_single_candidate_needs_no_search(cnn, data):
     assert all(n.max_spikes == 1 for n in snn.of_type(IF))
 
 
-@pytest.mark.parametrize("opts", [{"spike_budget": 0}, {"spike_ref": 0}, {"spike_ref": 1.5}])
+@pytest.mark.parametrize("opts", [{"spike_budget": 0}, {"spike_ref": 0}, {"spike_ref": 1.5}, {"spike_budget": "x"},
+                                  {"spike_budget": float("nan")}, {"spike_ref": True}])
 def test_bad_spike_budget_is_a_conversion_error(cnn, data, opts):
-    with pytest.raises(ConversionError, match="adafire: need spike_budget > 0"):
+    with pytest.raises(ConversionError, match=r"^adafire: need spike_budget > 0 and an integer spike_ref >= 1, got"):
         convert(cnn, data, "adafire", T, progress=False, **opts)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "64"])
+def test_bad_search_samples_is_a_conversion_error(cnn, data, value):
+    with pytest.raises(ConversionError, match=r"^adafire: search_samples must be an integer >= 1, got"):
+        convert(cnn, data, "adafire", T, progress=False, search_samples=value)
 
 
 def test_per_channel_option_from_the_command_line(cnn, data):

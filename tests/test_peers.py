@@ -95,3 +95,22 @@ def test_spikingjelly_runner_tiny(tmp_path):
             0 < m["spikes_per_sample"][1] <= (256 + 128) * 4
         )  # binary: at most one spike per neuron and step
         assert m["synops_per_sample"][1] >= m["spikes_per_sample"][1]
+
+
+def test_qcfs_model_reaches_the_peers_with_relu(harness):
+    """mnist_qcfs goes to the peers with nn.ReLU in place of each QCFS module, same weights: its ANN is
+    the QCFS network with unquantized, unclipped activations."""
+    H, P = harness
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from models import QCFS, build_model
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    peer = P.load_model("mnist_qcfs")
+    assert not any(isinstance(m, QCFS) for m in peer.modules())
+    assert sum(isinstance(m, torch.nn.ReLU) for m in peer.modules()) == 3
+    ref = build_model("mnist_qcfs")
+    ref.load_state_dict(torch.load(ROOT / "examples" / "mnist_qcfs.pt", map_location="cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(peer.state_dict().values(),
+                                                 (v for k, v in ref.state_dict().items() if "lam" not in k)))
+    assert len(H.site_fanouts(peer)) == 3

@@ -17,6 +17,7 @@ import numpy as np
 
 from snncompile.errors import UnsupportedOperator
 from snncompile.ir import BatchNorm, Conv2d, Flatten, Linear, Node, Permute, Reshape, Shape
+from snncompile.ir.arrays import channel_view
 
 __all__ = ["Act", "Builder", "ONode", "Sym", "along", "collapse"]
 
@@ -249,5 +250,5 @@ def _scaled(node: Node, s: np.ndarray, h: np.ndarray) -> Node:
     """``node`` followed by ``y * s + h`` per output channel, as one node of the same type."""
     if isinstance(node, BatchNorm):
         return dataclasses.replace(node, scale=node.scale * s, shift=node.shift * s + h)
-    w = node.weight * s.reshape((-1,) + (1,) * (node.weight.ndim - 1))
+    w = node.weight * channel_view(s, node.weight.ndim)
     return dataclasses.replace(node, weight=w.astype(np.float32), bias=(node.bias * s + h).astype(np.float32))

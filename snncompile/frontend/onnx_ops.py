@@ -18,6 +18,7 @@ from snncompile.ir import AvgPool2d, Clamp, Conv2d, GlobalAvgPool, Linear, MaxPo
 from snncompile.ir import LogSoftmax as IRLogSoftmax
 from snncompile.ir import Sigmoid as IRSigmoid
 from snncompile.ir import Softmax as IRSoftmax
+from snncompile.ir.arrays import channel_view
 from snncompile.ir.linear import conv_out_size
 
 __all__ = ["LAYER_OPS"]
@@ -176,10 +177,8 @@ def BatchNormalization(
     if not x.shape or g.shape != (x.shape[0],):
         raise n.fail(f"{g.shape[0]} channels of statistics for an input of per-sample shape {x.shape}")
     s = g / np.sqrt(var + epsilon)
-    view = (-1,) + (1,) * (len(x.shape) - 1)
-    return b.affine(
-        n, x, s.reshape(view).astype(np.float32), (beta - mu * s).reshape(view).astype(np.float32)
-    )
+    return b.affine(n, x, channel_view(s, len(x.shape)).astype(np.float32),
+                    channel_view(beta - mu * s, len(x.shape)).astype(np.float32))
 
 
 def _ceil_pads(

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snncompile.ir.arrays import channel_view
 from snncompile.ir.node import Node, Shape, param
 
 __all__ = ["BatchNorm", "Conv2d", "Linear", "conv_out_size"]
@@ -95,5 +96,5 @@ class BatchNorm(Node):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        return x * param(self, "scale", x).view(view) + param(self, "shift", x).view(view)
+        nd = x.dim() - 1
+        return x * channel_view(param(self, "scale", x), nd) + channel_view(param(self, "shift", x), nd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import pickle
+import weakref
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def test_cache_is_per_node_and_freed_with_it():
     assert cached(node, "probe", 1, lambda: calls.append(1) or "w") == "v" and calls == [1]
     other = dataclasses.replace(node, weight=np.full((1, 1, 1, 1), 2.0, np.float32))  # a derived node starts empty
     assert float(param(other, "weight", like)) == 2.0 and float(param(node, "weight", like)) == 1.0
+    refs = [weakref.ref(node), weakref.ref(other)]
+    gc.collect()  # earlier tests' garbage first, so that only these two nodes go below
     n = len(_DERIVED)
     del node, other
     gc.collect()
-    assert len(_DERIVED) == n - 2
+    assert [r() for r in refs] == [None, None] and len(_DERIVED) == n - 2

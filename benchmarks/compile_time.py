@@ -267,6 +267,8 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
             st = ", ".join(f"{k} {v:.2f}" for k, v in (t.get("stages") or {}).items())
             lines.append(f"| {r['method']} | {st or '-'} | {t.get('other_s', 0):.2f} | "
                          f"{t.get('convert_s', r['convert_s']):.2f} |")
+    if getattr(args, "peers", None):
+        lines += peers_markdown(Path(args.peers))
     lines += ["", REUSE]
     if stab:
         sh = stab["share"]
@@ -298,7 +300,90 @@ replaces (checked bitwise on the examples):
 * **Searches stop where the answer is fixed**: burst sizes that cannot fit the budget are not simulated;
   AdaFire's IAT run reuses the outputs BC simulated on its subset and simulates only the other samples.
 * The MSE threshold grid is evaluated in blocks with in-place operations (same values, less memory
-  traffic); WC's rate approximation converts the IF arrays once per layer, not at every Adam step."""
+  traffic); WC's rate approximation converts the IF arrays once per layer, not at every Adam step.
+* **Weight calibration** (calib-wc+pc; `convert/weight_calibration.py`): its 300 Adam steps per layer
+  each run the block forward and its weight gradient on 32 samples; the loss's gradient with respect
+  to the block output is computed directly, in place, by the same operations autograd's backward
+  would run (two exact shortcuts: the straight-through floor is `floor(u)` and the clamp's mask one
+  fused `hardtanh_backward`), the Adam step is torch's arithmetic without the optimizer's
+  bookkeeping, and the block's nodes that no trained weight feeds (pools) run once on the cached set:
+  the same weights bitwise as the autograd + `torch.optim.Adam` loop (tests/convert/test_methods.py),
+  What is left is the budget itself: 300 steps x 32 samples of a block forward and a weight
+  gradient (each about one forward) per layer are 2 x 9,600 sample-passes against the 256 x 32 =
+  8,192 sample-steps of one simulation, so WC alone costs about 2.3 simulations of each layer at
+  T = 32, and more at a smaller T or set (its work does not depend on either); for the MLP, whose
+  simulation takes about 20 ms (its analog input layer's current is computed once for all steps),
+  the Adam arithmetic on its 784 x 256 weights alone costs more than 4 simulations. Fewer steps or
+  an early stop would change the weights; not done."""
+
+
+PEER_NAMES = {"spikingjelly": "SpikingJelly", "sinabs": "sinabs", "snntoolbox": "SNN Toolbox"}
+
+
+def peers_markdown(path: Path) -> list[str]:
+    """The conversion step alone of each tool per example model (benchmarks/peers/conversion_time.py's
+    JSON) next to snncompile's convert and whole default compile."""
+    res = {r["tool"]: r for r in json.loads(Path(path).read_text())}
+    ours = res.get("snncompile", {})
+    rows = ours.get("rows", [])
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    peers = [t for t in PEER_NAMES if t in res]
+
+    def cell(r):
+        return f"{r['cpu_s']:.2f} ({r['wall_s']:.2f})"
+
+    def best(tool, model):
+        ok = [r for r in res[tool].get("rows", []) if r["model"] == model and "cpu_s" in r]
+        return min(ok, key=lambda r: r["cpu_s"]) if ok else None
+
+    default = ours.get("default_method", "adafire")
+    lines = ["", "### Conversion next to the peers' (`benchmarks/peers/conversion_time.py`)", "",
+             "`make bench-peers` times whole accuracy jobs (conversion, then every mode simulated to T = 64 on 500 "
+             "samples: 2-42 s per peer job), not conversions. This run times only each tool's conversion step, "
+             "one torch thread, after one untimed conversion in the same process: SpikingJelly's "
+             "`Converter(...).convert` (modes max, 99.9%, 0.5: one ANN pass over the 500 calibration samples for "
+             "the statistics), sinabs' BatchNorm folding, `normalize_weights` and `from_model` (multispike: no "
+             "data at all; -norm99.9: one ANN pass per layer), SNN Toolbox's parse, `normalize_parameters` and "
+             "INI build (the Keras rebuild is not counted). Cells: process CPU seconds (wall seconds), median "
+             f"of {res[peers[0]]['rows'][0].get('repeats', 3) if peers and res[peers[0]].get('rows') else 3}; "
+             "a peer's cell is its fastest mode (named). snncompile: `convert` at T = 32 on the CLI's 256 "
+             f"calibration samples for the default method ({default}), the cheapest calibrated method "
+             "(calib-light) and `max` (the peers' max-norm), one run each; and the whole default compile "
+             "(`snncompile MODEL --data mnist_test.npz --calib mnist_calib.npz`: searches method x T for the "
+             "least energy, scores the candidates on 244 validation samples, deploys the chosen one, simulates "
+             "the 1000 test samples and writes the report and plots; one process, OMP_NUM_THREADS=1), with "
+             "its `search_s` from report.json's `timing`. Load average (1 min) at the start of each tool's run: "
+             + ", ".join(f"{PEER_NAMES.get(t, t)} {res[t]['load']:.1f}" for t in [*peers, "snncompile"]
+                         if "load" in res.get(t, {})) + "."]
+    for t, r in res.items():
+        if "missing" in r or "error" in r:
+            lines.append(f"{t}: not measured ({r.get('missing') or r.get('error')}).")
+    lines += ["", "| model | " + " | ".join(PEER_NAMES[t] for t in peers)
+              + f" | convert {default} | convert calib-light | convert max | default compile (search) | "
+                "CPU ratio to the best peer: default compile, convert max |",
+              "|---|" + "---|" * len(peers) + "---:|---:|---:|---|---:|"]
+    for m in models:
+        cells, peer_best = [], None
+        for t in peers:
+            b = best(t, m)
+            cells.append(f"{cell(b)} {b['mode']}" if b else "failed")
+            if b and (peer_best is None or b["cpu_s"] < peer_best["cpu_s"]):
+                peer_best = b
+        mine = {r["mode"]: r for r in rows if r["model"] == m}
+        for k in (f"convert {default}, T=32", "convert calib-light, T=32", "convert max, T=32"):
+            cells.append(cell(mine[k]) if k in mine else "-")
+        comp = mine.get("whole default compile (CLI)")
+        if comp and "error" not in comp:
+            tm, ch = comp.get("timing") or {}, comp.get("chosen") or {}
+            cells.append(f"{comp['cpu_s']:.1f} ({comp['wall_s']:.1f}; search {tm.get('search_s', 0):.1f} s wall; "
+                         f"{ch.get('method')} T={ch.get('timesteps')}; load {comp.get('load', 0):.1f})")
+            mx = mine.get("convert max, T=32")
+            cells.append(f"{comp['cpu_s'] / peer_best['cpu_s']:.0f}x, {mx['cpu_s'] / peer_best['cpu_s']:.1f}x"
+                         if peer_best and mx else "-")
+        else:
+            cells += [str(comp.get("error")) if comp else "-", "-"]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def stability(model: str, calib, T: int, samples: int = 128, resamples: int = 200) -> dict:
@@ -414,6 +499,7 @@ def main() -> None:
     p.add_argument("--vgg", action="store_true", help="also the scale benchmark's VGG (benchmarks/scale.py's model)")
     p.add_argument("--vgg-T", type=int, default=8)
     p.add_argument("--vgg-samples", type=int, default=64)
+    p.add_argument("--peers", help="JSON of benchmarks/peers/conversion_time.py: adds the peer comparison")
     p.add_argument("--add-rows", nargs="*", default=[],
                    help="rows (--json) of other runs to include in the written section (this run's rows win)")
     args = p.parse_args()

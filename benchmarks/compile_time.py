@@ -352,7 +352,11 @@ def peers_markdown(path: Path) -> list[str]:
              "(`snncompile MODEL --data mnist_test.npz --calib mnist_calib.npz`: searches method x T for the "
              "least energy, scores the candidates on 244 validation samples, deploys the chosen one, simulates "
              "the 1000 test samples and writes the report and plots; one process, OMP_NUM_THREADS=1), with "
-             "its `search_s` from report.json's `timing`. Load average (1 min) at the start of each tool's run: "
+             "its `search_s` from report.json's `timing`; its CPU seconds include the process's start (imports of "
+             "torch, onnx, matplotlib: about 2 s), which the peers' conversion cells do not. sinabs' multispike "
+             "mode reads no data and on mnist_relu6 and mnist_functional converts nothing (ReLU6 and functional "
+             "relu stay analog, docs/peers.md): as a best peer it is a lower bound, not a conversion of the same "
+             "network. Load average (1 min) at the start of each tool's run: "
              + ", ".join(f"{PEER_NAMES.get(t, t)} {res[t]['load']:.1f}" for t in [*peers, "snncompile"]
                          if "load" in res.get(t, {})) + "."]
     for t, r in res.items():

@@ -187,7 +187,7 @@ def default_choice(results, anns) -> tuple[str, dict]:
             continue
         g = [anns[m] - results[m][method]["acc"][t] for m in results if m in CNN_MODELS for t in (2, 4, 8)]
         gaps[method] = float(np.mean(g)) if g else float("nan")
-    ranked = {m: g for m, g in gaps.items() if g == g}  # no CNN in the run: nothing to rank
+    ranked = {m: g for m, g in gaps.items() if not np.isnan(g)}  # no CNN in the run: nothing to rank
     return (min(ranked, key=ranked.get) if ranked else "none"), ranked
 
 

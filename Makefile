@@ -61,7 +61,9 @@ bench-paper-tables: $(STAMP)
 bench-lava: $(STAMP)
 	$(BIN)/python benchmarks/lava.py
 
+# ruff is not a runtime or test dependency: installed here on first use
 lint: $(STAMP)
+	@$(BIN)/python -m ruff --version >/dev/null 2>&1 || $(PIP) install ruff
 	$(BIN)/python -m ruff check snncompile backends tests
 
 clean:

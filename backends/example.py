@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from snncompile.backends import Backend, Supports
+
 from snncompile.errors import BackendError
 from snncompile.ir.populations import CONNECTIONS, IFPop, Readout
 

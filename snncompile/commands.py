@@ -179,8 +179,8 @@ def report(args) -> int:
 
 def run(args) -> int:
     from snncompile.artifact import load_artifact
-    from snncompile.data import check_against, load_npz
     from snncompile.backends import get_backend
+    from snncompile.data import check_against, load_npz
     from snncompile.evaluate import from_population_sim
     from snncompile.safeio import clean
 

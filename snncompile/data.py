@@ -201,7 +201,7 @@ def _member_header(z: zipfile.ZipFile, name: str, p: Path) -> tuple[tuple[int, .
     with z.open(name) as f:
         try:
             version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            shape, _fortran, dtype = np.lib.format._read_array_header(f, version)
         except ValueError:
             raise DataError(f"{clean(p)}: '{name[:-4]}' in the archive is not a .npy array; expected {EXPECTED}") from None
     if dtype.hasobject:

@@ -12,13 +12,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snncompile.backends import get_backend, targets
 from snncompile.data import Dataset, check_against, load_npz
 from snncompile.energy import load_constants
 from snncompile.errors import DataError
+from snncompile.evaluate import (
+    Evaluation,
+    ann_correct,
+    ann_macs,
+    from_float_sim,
+    from_population_sim,
+    input_macs,
+)
 from snncompile.interrupts import checkpoint
-from snncompile.evaluate import Evaluation, ann_correct, ann_macs, from_float_sim, from_population_sim, input_macs
 from snncompile.ir import IF, Graph
-from snncompile.backends import get_backend, targets
 from snncompile.report import build_report
 
 __all__ = [

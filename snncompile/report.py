@@ -287,10 +287,10 @@ def _exit_markdown(r: dict) -> list[str]:
         return []
     hist = e["histogram"]
     shown = [(t + 1, k) for t, k in enumerate(hist) if k]
-    return [f"Early exit `{md(e['rule'])}` (metric {md(e['metric'])}, max error {e['max_error']:g}; thresholds "
-            f"calibrated on {md(e.get('calibration', ''), 200)}): mean {e['mean_steps']:.2f} of {len(hist)} steps, "
-            f"accuracy {_pct(r['accuracy']['snn'])} (all {len(hist)} steps: {_pct(e['accuracy_full_t'])}); "
-            f"{md(e['note'], 300)}.", "",
+    return [(f"Early exit `{md(e['rule'])}` (metric {md(e['metric'])}, max error {e['max_error']:g}; thresholds "
+             f"calibrated on {md(e.get('calibration', ''), 200)}): mean {e['mean_steps']:.2f} of {len(hist)} steps, "
+             f"accuracy {_pct(r['accuracy']['snn'])} (all {len(hist)} steps: {_pct(e['accuracy_full_t'])}); "
+             f"{md(e['note'], 300)}."), "",
             "| exit step | " + " | ".join(str(t) for t, _ in shown) + " |",
             "|---|" + "---:|" * len(shown),
             "| samples | " + " | ".join(str(k) for _, k in shown) + " |", ""]
@@ -309,8 +309,8 @@ def _search_markdown(s: dict) -> list[str]:
               f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."), "",
-             "| method | T | validation accuracy | drop (points, +- se) | spikes/sample | synops/sample | "
-             "energy J/sample | ANN/SNN | in budget | seconds |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             ("| method | T | validation accuracy | drop (points, +- se) | spikes/sample | synops/sample | "
+              "energy J/sample | ANN/SNN | in budget | seconds |"), "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     ee = s.get("early_exit")
     if isinstance(ee, dict):  # the candidates were scored with early exit: their mean exit step
         lines[-4] += (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -117,7 +118,7 @@ def dumps(obj) -> str:
 
 def first_nonfinite(obj, where: str = "$") -> str:
     """JSON path of the first NaN or infinite float in ``obj`` (dicts and lists), "" if none."""
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+    if isinstance(obj, float) and (math.isnan(obj) or obj in (float("inf"), float("-inf"))):
         return where
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     for k, v in items:

@@ -62,7 +62,7 @@ from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
 
-__all__ = ["OBJECTIVES", "SEARCH_METHODS", "T_INDEPENDENT", "TIMESTEPS", "Candidate", "SearchResult", "search"]
+__all__ = ["OBJECTIVES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "search"]
 
 log = logging.getLogger("snncompile")
 

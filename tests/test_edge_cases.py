@@ -23,8 +23,8 @@ from snncompile.convert import convert
 from snncompile.convert.thresholds import DEAD_THETA
 from snncompile.ir import IF
 from snncompile.ir.populations import Source
-from snncompile.pipeline import RunConfig, run
 from snncompile.lower import lower_populations
+from snncompile.pipeline import RunConfig, run
 from snncompile.quantize import quantize
 from snncompile.quantize.numbers import QuantizationWarning
 from snncompile.sim.popsim import simulate_populations

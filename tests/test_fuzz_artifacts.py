@@ -129,7 +129,7 @@ def test_mutated_artifacts_run_or_fail_cleanly(base, tmp_path_factory, data):
         log.append(_mutate_params(p, data))
         np.savez(d / "params.npz", **p)
     try:
-        g, manifest = load_artifact(d)
+        g, _ = load_artifact(d)
         with np.load(DATA) as f:
             x = f["x"][:2]
         if tuple(x.shape[1:]) == tuple(g.shapes[g.input.name]):

@@ -27,8 +27,19 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
 
-from tests.test_bad_inputs import (CALIB, DATA, EXE, FAST, MODEL, ROOT, Case, assert_clean_error, case_root,
-                                   execute_cases, prepare_cases)
+from tests.test_bad_inputs import (
+    CALIB,
+    DATA,
+    EXE,
+    FAST,
+    MODEL,
+    ROOT,
+    Case,
+    assert_clean_error,
+    case_root,
+    execute_cases,
+    prepare_cases,
+)
 
 CNN = ROOT / "examples" / "mnist_cnn.onnx"
 
@@ -231,7 +242,7 @@ def _npy_header(shape, dtype="<f4") -> bytes:
 def _declared_huge(d: Path) -> list:
     """x declared (4e6, 1, 28, 28) (12.5 GB), holding only the first 64 samples' bytes."""
     with np.load(DATA) as f:
-        x, y = f["x"][:64].astype("<f4"), f["y"][:64]
+        x = f["x"][:64].astype("<f4")
     with zipfile.ZipFile(d / "huge.npz", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("x.npy", _npy_header((4_000_000, 1, 28, 28)) + x.tobytes())
     return [MODEL, "--data", d / "huge.npz", "--calib", CALIB, "--samples", "16", *FAST[2:]]
@@ -500,7 +511,7 @@ def hostile():
 
 
 def _unchanged_outside_out(hostile, cid: str) -> None:
-    outcomes, before = hostile
+    _, before = hostile
     d, out, fp = before[cid]
     after = _fingerprint(d, out)
     changed = sorted(k for k in fp.keys() | after.keys() if fp.get(k) != after.get(k))

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from snncompile.backends.lava.compat import apply
+from snncompile.backends.lava.timing import Relay, depths
 
 from snncompile.errors import BackendError
 from snncompile.ir import Graph, Input, Output
 from snncompile.ir.arrays import expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
-from snncompile.backends.lava.compat import apply
-from snncompile.backends.lava.timing import Relay, depths
 
 __all__ = ["LavaNetwork", "build_network", "lava_shape", "to_lava"]
 

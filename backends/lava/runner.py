@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 import torch
+from snncompile.backends.lava.compat import apply, child_tracebacks, stop
+from snncompile.backends.lava.timing import Relay, origin, pipeline
 from tqdm.auto import tqdm
 
 from snncompile.errors import BackendError
 from snncompile.interrupts import checkpoint
 from snncompile.ir import Graph
 from snncompile.ir.populations import CONNECTIONS, IFPop, Source
-from snncompile.backends.lava.compat import apply, child_tracebacks, stop
-from snncompile.backends.lava.timing import Relay, origin, pipeline
 from snncompile.sim.popsim import PopulationResult, synapses_per_neuron
 
 __all__ = ["run_lava"]

@@ -136,8 +136,8 @@ class Graph:
         if tuple(x.shape[1:]) != want:
             hint = ""
             if self.input.source_perm and tuple(x.shape[1:]) == self.input.data_shape:
-                hint = (f" (the model's layout; its input Transpose was folded into the input: pass "
-                        f"graph.input.to_network(x))")
+                hint = (" (the model's layout; its input Transpose was folded into the input: pass "
+                        "graph.input.to_network(x))")
             raise ShapeError(f"{self.input.name} (Input): expected shape (B, {', '.join(map(str, want))}), "
                              f"got {tuple(x.shape)}{hint}")
         acts: dict[str, torch.Tensor] = {}

@@ -47,12 +47,12 @@ class Input(Node):
     def infer_shape(self) -> Shape:
         if any(d < 1 for d in self.shape):
             raise self._shape_error(f"every dimension must be >= 1, got {self.shape}")
-        if self.source_shape or self.source_perm:
-            if (sorted(self.source_perm) != list(range(len(self.source_shape)))
-                    or any(d < 1 for d in self.source_shape)
-                    or math.prod(self.source_shape) != math.prod(self.shape)):
-                raise self._shape_error(f"source layout {self.source_shape} with perm {self.source_perm} "
-                                        f"does not map onto the input shape {self.shape}")
+        if (self.source_shape or self.source_perm) and (
+                sorted(self.source_perm) != list(range(len(self.source_shape)))
+                or any(d < 1 for d in self.source_shape)
+                or math.prod(self.source_shape) != math.prod(self.shape)):
+            raise self._shape_error(f"source layout {self.source_shape} with perm {self.source_perm} "
+                                    f"does not map onto the input shape {self.shape}")
         return tuple(self.shape)
 
     @property

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from snncompile.backends import get_backend
 from snncompile.backends.netx import chain, write_netx
 from snncompile.backends.nir import to_nir
-from snncompile.ir.arrays import expand
 
 from snncompile.errors import BackendError
 from snncompile.ir import IF, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output
+from snncompile.ir.arrays import expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
-from snncompile.pipeline import RunResult
 from snncompile.lower import lower_populations
+from snncompile.pipeline import RunResult
 from snncompile.quantize import quantize
 from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn
@@ -169,7 +169,7 @@ def test_nir_file_round_trips_weights_and_runs_like_the_population_simulator(bui
             assert np.array_equal(g.nodes[n.name].input_type["input"], pop.shapes[n.name])
     res = simulate_populations(pop, x, 4, dtype="float64")
     ref = res.outputs[-1].numpy()
-    got, spikes = _run_nir(g, x, 4)
+    got, _ = _run_nir(g, x, 4)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # the simulator returns float32
 
 
@@ -309,9 +309,8 @@ def test_netx_file_runs_in_lava_dl_like_the_hard_reset_reference(tmp_path, monke
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as SourceBuffer
-    from snncompile.backends.lava.lower import to_lava
-
     from snncompile.backends.lava.compat import stop
+    from snncompile.backends.lava.lower import to_lava
 
     _, q, x = _graphs(build_conv_chain)
     write_netx(q, tmp_path / "m.net")

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from snncompile.backends.netx import write_netx
 from snncompile.backends.nir import to_nir
+
 from snncompile.lower import lower_populations
 from snncompile.quantize import quantize
-
 from tests.backends.test_exports import build_conv_chain
 from tests.quantize.conftest import build_mlp_snn
 

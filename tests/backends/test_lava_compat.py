@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from snncompile.backends.lava import compat as lava_compat
 
 LAVA_COMPAT_FILE = Path(lava_compat.__file__)

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from snncompile.backends.lava.runner import run_lava
+
 from snncompile.evaluate import from_population_sim
 from snncompile.lower import lower_populations
 from snncompile.quantize import quantize

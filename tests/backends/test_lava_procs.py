@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from snncompile.backends.lava.procs import IFSoft, Passthrough
-
 from snncompile.backends.lava import compat as lava_compat
+from snncompile.backends.lava.procs import IFSoft, Passthrough
 
 lava_compat.apply()
 

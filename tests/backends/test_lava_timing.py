@@ -75,7 +75,7 @@ def test_relays_pass_payloads_unchanged():
 
 def test_relay_of_the_graded_input_is_a_dense_integer_identity():
     """A skip from the input: relays carry the 8-bit input values unchanged (mantissa 1, exponent 0)."""
-    pop, q, x = _graphs(build_input_skip_snn)
+    _, q, _ = _graphs(build_input_skip_snn)
     ran = pipeline(q)
     _spans_one_level(ran)
     assert [r.name for r in ran.of_type(Relay)] == ["x.src.relay1", "x.src.relay2"]

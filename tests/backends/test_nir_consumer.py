@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from snncompile.backends import get_backend
 from snncompile.backends.nir import to_nir
+
 from snncompile.convert.for_target import method_for_target
 from snncompile.ir.populations import IFPop
 from snncompile.pipeline import RunConfig, run

@@ -122,6 +122,7 @@ def test_adafire_ch_is_adafire_with_per_channel_thresholds(cnn, data):
 
 def test_binary_targets_get_adafire_ch_without_bursts():
     from snncompile.backends import get_backend
+
     from snncompile.convert.for_target import method_for_target
 
     nir = get_backend("nir").supports

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from snncompile import load_onnx
 from snncompile.backends import get_backend
 from snncompile.backends.nir import to_nir
+
+from snncompile import load_onnx
 from snncompile.convert import DEFAULT_METHOD, convert
 from snncompile.convert.for_target import method_for_target
 from snncompile.errors import CompileError, ConversionError

@@ -12,7 +12,13 @@ from snncompile.convert import convert
 from snncompile.convert.adafire_search import pareto_select, symmetric_kl
 from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
 from snncompile.convert.calib_set import make_calib_set
-from snncompile.convert.weight_calibration import _block_forward, _cache, calibrate_weights, rate_approx, synaptic_block
+from snncompile.convert.weight_calibration import (
+    _block_forward,
+    _cache,
+    calibrate_weights,
+    rate_approx,
+    synaptic_block,
+)
 from snncompile.sim import mean_rates, simulate
 
 T = 8

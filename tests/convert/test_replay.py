@@ -59,7 +59,7 @@ def test_forked_sensitivity_equals_whole_network_runs(which, cnn, data):
     rec = record_ann(ann, calib, names, keep=len(x))
     b = ada._Builder(ann, rec.stats, T)
     top = dict.fromkeys(names, 4)
-    build = lambda layer, n: b.build({**top, layer: n}, {})  # noqa: E731
+    build = lambda layer, n: b.build({**top, layer: n}, {})
     args = (build, names, (1, 2, 4), calib.x, rec.logits, T)
     fast = sensitivity(*args, base=4, batch_size=32)  # chunks of 16: two recorded runs, forks of 32 rows
     slow = _sensitivity_full(*args, base=4, batch_size=32, device="cpu")

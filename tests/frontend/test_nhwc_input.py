@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import onnx
-from onnx_helpers import make_model, node, ort_run
+from onnx_helpers import make_model, ort_run
 from test_onnx_layouts import keras_cnn
 
 from snncompile.cli import main

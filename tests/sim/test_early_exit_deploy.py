@@ -15,8 +15,14 @@ from snncompile.data import load_npz
 from snncompile.errors import DataError
 from snncompile.evaluate import from_float_sim
 from snncompile.sim import simulate, synaptic_paths
-from snncompile.sim.early_exit import (ExitPolicy, check_rule, counts_to_exit, exit_scores, exit_steps,
-                                       policy_from_run)
+from snncompile.sim.early_exit import (
+    ExitPolicy,
+    check_rule,
+    counts_to_exit,
+    exit_scores,
+    exit_steps,
+    policy_from_run,
+)
 from snncompile.sim.result import SimResult
 
 ROOT = Path(__file__).resolve().parents[2]

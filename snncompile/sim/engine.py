@@ -21,7 +21,7 @@ output 0), restarts from ``v = v0`` and emits ``m * n`` from then on; other laye
 membrane over unchanged. Spikes during the pre-steps are counted (they cost energy).
 
 Per layer and step the per-sample spike count and synaptic-operation count are recorded with
-one matrix product ``[1, f] @ n.view(B, -1).T`` (f = fan-out per neuron, see ``fanout.py``).
+one matrix product ``[1, f] @ n.view(B, -1).T`` (f = fan-out per neuron, see ``synaptic_paths.py``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from snncompile.ir import Conv2d, Graph, Linear
 from snncompile.ir.arrays import per_channel
 from snncompile.ir.neurons import IF
 from snncompile.ir.ops import Input, Output, ReLU
-from snncompile.sim.fanout import synaptic_paths
+from snncompile.sim.synaptic_paths import synaptic_paths
 
 __all__ = ["NeuronLayer", "Op", "Program", "compile_program"]
 

@@ -22,7 +22,7 @@ class SimResult:
 
     Counts are totals over all N samples and all ``pre_steps + T`` steps; a burst spike of size
     n counts n. ``synops[l] = sum_t n_l[t] . f_l`` with f_l the per-neuron fan-out (synaptic
-    paths to the next IF layers or the readout; see :mod:`snncompile.sim.fanout`). The part
+    paths to the next IF layers or the readout; see :mod:`snncompile.sim.synaptic_paths`). The part
     spent during the pre-steps is also given separately (``pre_spikes``, ``pre_synops``).
     ``trace[l]`` holds per-sample, per-step (spikes, synops): shape (pre_steps + T, N, 2).
 

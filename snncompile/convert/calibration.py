@@ -41,8 +41,13 @@ import torch
 
 from snncompile.convert.activations import record_ann
 from snncompile.convert.balance import thresholds_from_record
-from snncompile.convert.bias_correction import (correct_bias, correct_potential, replay_error, with_bias,
-                                                with_potential)
+from snncompile.convert.bias_correction import (
+    correct_bias,
+    correct_potential,
+    replay_error,
+    with_bias,
+    with_potential,
+)
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.stages import stage

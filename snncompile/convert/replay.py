@@ -40,7 +40,7 @@ from snncompile.ir.arrays import per_channel
 from snncompile.ir.neurons import IF, if_step
 from snncompile.ir.ops import Input, Output
 
-__all__ = ["CACHE_BYTES", "LayerwiseSim", "fork_outputs", "fits_in_memory"]
+__all__ = ["CACHE_BYTES", "LayerwiseSim", "fits_in_memory", "fork_outputs"]
 
 CACHE_BYTES = 1 << 30  # float input currents kept between passes of one layer (above: recomputed)
 TRAIN_BYTES = 3 << 30  # recorded uint8 trains of one run; above this the callers use the old full runs

@@ -33,15 +33,15 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -118,8 +118,8 @@ def run_peer(tool: str, models: list[str], repeats: int) -> dict:
     first = next(iter(modes.values()))
     try:
         first(models[0], calib_x)  # untimed: imports, tracing, first-call set-up
-    except Exception:  # noqa: BLE001 - reported per model below
-        pass
+    except Exception as err:  # noqa: BLE001 - the timed runs below report it per model
+        print(tool, "warm-up failed:", err, file=sys.stderr)
     for name in models:
         for mode, fn in modes.items():
             try:
@@ -152,7 +152,7 @@ def run_ours(models: list[str], repeats: int, compile_default: bool) -> dict:
     for name in models:
         ann = snncompile.load_onnx(ROOT / "examples" / f"{name}.onnx")
         for m in methods:
-            t = _timed(lambda m=m: convert(ann, x, m, 32, progress=False), repeats)
+            t = _timed(lambda m=m, ann=ann: convert(ann, x, m, 32, progress=False), repeats)
             out["rows"].append({"model": name, "mode": f"convert {m}, T=32", **t})
             print("snncompile", name, m, t, file=sys.stderr, flush=True)
         if compile_default:

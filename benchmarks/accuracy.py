@@ -330,8 +330,9 @@ def plot(results, anns) -> None:
     fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)),
                              squeeze=False)
     for ax, (model, rows) in zip(axes.flat, results.items()):
-        for method, r in rows.items():
-            ax.plot(TS, [r["acc"][t] for t in TS], marker="o", ms=3, label=method)
+        for i, (method, r) in enumerate(rows.items()):  # 10 colors: the 11th method on repeats them dashed
+            ax.plot(TS, [r["acc"][t] for t in TS], marker="o", ms=3, label=method, color=f"C{i % 10}",
+                    ls="-" if i < 10 else "--")
         ax.axhline(anns[model], color="k", ls="--", lw=1, label="ANN")
         ax.set_xscale("log", base=2)
         ax.set_ylim(50, 100)

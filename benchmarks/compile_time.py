@@ -92,9 +92,9 @@ class Counter:
             return
         run = replay._run
 
-        def counted_replay(net, snn, x, timesteps, fork, replayed, record=False):
+        def counted_replay(net, snn, x, timesteps, fork, replayed, *args, **kw):
             t0 = time.perf_counter()
-            out = run(net, snn, x, timesteps, fork, replayed, record)
+            out = run(net, snn, x, timesteps, fork, replayed, *args, **kw)
             k = len(fork[1]) if fork else 1
             n = sum(int(np.prod(snn.shapes[s])) for s in out[1])
             self._add("forked" if fork else "recorded", k * x.shape[0], timesteps, n, t0)

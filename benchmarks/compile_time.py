@@ -236,12 +236,23 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
                   f"`--vgg`: `benchmarks/scale.py`'s model (8 conv + BatchNorm + ReLU, 4 average pools, 2 linear "
                   f"layers, 3x64x64, 2.7 M parameters, random init), {vn} uniform [0, 1] calibration inputs "
                   f"(as scale.py draws them), T = {vt}; the ratio is the same measure as above (convert CPU seconds "
-                  "over one float simulation of the calibration set at the same T)"
+                  "over one float simulation of the calibration set at the same T; the cells' wall seconds "
+                  "count whatever else ran on the 2 cores, see the load column)"
                   + ("." if (vn, vt) == (256, T) else
                      f", on {vn} samples at T = {vt} instead of 256 at {T} to keep the run short: a smaller set "
                      "weighs the work whose size does not follow it (WC's fixed 300 Adam steps of 32 samples per "
                      "layer, the threshold searches) more."), ""]
         lines += table([VGG]) + ["", verdict(vgg)]
+        vby = {r["method"]: r for r in vgg}
+        if DEFAULT_METHOD in vby:
+            d = vby[DEFAULT_METHOD]
+            search = [m for m in ("calib-light", "calib-light+pc", DEFAULT_METHOD) if m in vby]
+            lines += ["", f"Default compile on this model: the default method ({DEFAULT_METHOD}) converts in "
+                      f"{d['convert_s']:.0f} s wall ({d['convert_cpu_s']:.0f} s CPU, one thread) at T = {vt}. The "
+                      "whole default compile without `-T`/`--method` (the energy search over method x T) was not "
+                      "run here: its candidates at this T alone (" + ", ".join(search) + ") would convert for "
+                      f"{sum(vby[m]['convert_cpu_s'] for m in search) / 60:.0f} min of CPU, and it converts them at "
+                      "several T."]
     prof = [r for r in rows if r.get("work") is not None and r["model"] == args.profile_model]
     if prof:
         lines += ["", f"### Profile: {args.profile_model}, T = {T}", "",
@@ -307,14 +318,14 @@ replaces (checked bitwise on the examples):
   would run (two exact shortcuts: the straight-through floor is `floor(u)` and the clamp's mask one
   fused `hardtanh_backward`), the Adam step is torch's arithmetic without the optimizer's
   bookkeeping, and the block's nodes that no trained weight feeds (pools) run once on the cached set:
-  the same weights bitwise as the autograd + `torch.optim.Adam` loop (tests/convert/test_methods.py),
-  What is left is the budget itself: 300 steps x 32 samples of a block forward and a weight
-  gradient (each about one forward) per layer are 2 x 9,600 sample-passes against the 256 x 32 =
-  8,192 sample-steps of one simulation, so WC alone costs about 2.3 simulations of each layer at
-  T = 32, and more at a smaller T or set (its work does not depend on either); for the MLP, whose
-  simulation takes about 20 ms (its analog input layer's current is computed once for all steps),
-  the Adam arithmetic on its 784 x 256 weights alone costs more than 4 simulations. Fewer steps or
-  an early stop would change the weights; not done."""
+  the same weights bitwise as the autograd + `torch.optim.Adam` loop (tests/convert/test_methods.py).
+  What is left is the budget itself: 300 steps x 32 samples of a block forward and a weight gradient
+  (each about one forward of the block) per layer, 2 x 9,600 sample-passes against the 256 x 32 =
+  8,192 sample-steps of one simulation, whatever T (the `weight_calibration` stage above: 1.3
+  simulations on mnist_resnet). At a smaller T or calibration set it weighs more, and on the MLP,
+  whose simulation takes about 15 ms (its analog input layer's current is computed once for all
+  steps), the Adam arithmetic on its 784 x 256 weights alone costs more than 4 simulations. Fewer
+  steps or an early stop would change the weights; not done."""
 
 
 PEER_NAMES = {"spikingjelly": "SpikingJelly", "sinabs": "sinabs", "snntoolbox": "SNN Toolbox"}

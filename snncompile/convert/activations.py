@@ -5,7 +5,8 @@ bounded size (a reservoir): every activation value gets a random key u ~ U[0, 1)
 with the ``k`` smallest keys seen so far are kept (merging each batch with the reservoir by
 ``topk``), which is a uniform sample without replacement of everything seen. Memory is
 O(k) per layer whatever the size of the calibration set; percentile and MSE thresholds are
-computed on the subsample (exact when the layer produced at most k values).
+computed on the subsample (exact when the layer produced at most k values). ``reservoir=0`` keeps
+only the maximum (method "max" needs nothing else; drawing and merging the keys is most of its pass).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class LayerStats:
         """Fold a (C, M) batch of values into the running max and the reservoir."""
         self.max = torch.maximum(self.max, a.max(1).values)
         self.count += a.shape[1]
+        if cap == 0:  # only the maximum is wanted (reservoir=0): no subsample
+            return
         keys = torch.rand(a.shape, generator=gen)
         vals = torch.cat([self.sample, a], 1)
         keys = torch.cat([self.keys, keys], 1)
@@ -138,7 +141,7 @@ def _record_ann(graph, calib, names, per_channel, reservoir, seed, keep) -> AnnR
             if name not in stats:
                 c = a.shape[0]
                 stats[name] = LayerStats(torch.full((c,), -torch.inf), a[:, :0], torch.empty(c, 0), 0)
-            cap = max(1024, reservoir // a.shape[0])
+            cap = max(1024, reservoir // a.shape[0]) if reservoir > 0 else 0
             stats[name].update(a, cap, gen)
         seen += xb.shape[0]
     return AnnRecord(stats, torch.cat(logits), {n: torch.cat(v) for n, v in head.items() if v})

@@ -26,7 +26,8 @@ def layer_thresholds(ann: Graph, calib: CalibSet, timesteps: int, *, mode: str =
                      max_spikes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """theta per ReLU of ``ann`` from one streaming pass over the calibration set."""
     names = relu_names(ann)
-    stats = collect_activations(ann, calib, names, per_channel=per_channel)
+    stats = collect_activations(ann, calib, names, per_channel=per_channel,
+                                **({"reservoir": 0} if mode == "max" else {}))  # max: no subsample needed
     return _thresholds(ann, stats, names, timesteps, mode, percentile, rounding, max_spikes or {})
 
 

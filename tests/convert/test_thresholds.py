@@ -73,3 +73,20 @@ def test_clipped_relu_threshold_respects_clip(data):
         # burst: N * theta may not exceed the clip
         theta4 = threshold_from_stats("r1", st["r1"], "max", timesteps=8, max_spikes=4, max_value=0.5)
     assert 4 * theta4 <= 0.5 + 1e-7
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_max_only_pass_keeps_no_subsample_and_the_same_maximum(cnn, data, per_channel):
+    """reservoir=0 (what method "max" asks for) skips the subsample; the running maximum and the
+    max thresholds are those of the full pass, and the activations' true maximum."""
+    names = ["r1", "r2", "r3"]
+    full = stats_of(cnn, data, names, per_channel=per_channel)
+    bare = stats_of(cnn, data, names, per_channel=per_channel, reservoir=0)
+    acts = cnn.run(torch.as_tensor(data), record=True)[1]
+    for n in names:
+        assert bare[n].sample.shape[1] == 0 and bare[n].count == full[n].count
+        assert torch.equal(bare[n].max, full[n].max)
+        a = acts[n].transpose(0, 1).reshape(acts[n].shape[1], -1) if per_channel else acts[n].reshape(1, -1)
+        assert torch.equal(bare[n].max, a.max(1).values)
+        for_max = threshold_from_stats(n, bare[n], "max", timesteps=8)
+        assert np.array_equal(for_max, threshold_from_stats(n, full[n], "max", timesteps=8))

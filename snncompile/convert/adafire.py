@@ -95,7 +95,7 @@ def _choose_bursts(b: _Builder, names, candidates, budget, spike_budget, spike_r
         nan = {n: [float("nan")] for n in names}
         return dict.fromkeys(names, top), Sensitivity(nan, {}), "single candidate"
     base = dict.fromkeys(names, top)
-    build = lambda layer, n: b.build({**base, layer: n}, {})  # noqa: E731
+    build = lambda layer, n: b.build({**base, layer: n}, {})
     if budget is None:  # the paper's constraint on the spikes of the burst layers
         settings = sorted(set(candidates) | {spike_ref})
         sens = sensitivity(build, names, settings, x, logits, b.T, base=top, batch_size=calib.batch_size,

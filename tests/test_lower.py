@@ -4,6 +4,7 @@ computes, synchronously (no delay relays, no depths: those are the Lava backend'
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from snncompile.ir.populations import CONNECTIONS, POPULATIONS, ConvConn, DenseConn, Readout
@@ -12,13 +13,16 @@ from snncompile.sim.popsim import simulate_populations
 from tests.quantize.conftest import build_mlp_snn, build_residual_snn, reference_snn
 
 
-def test_residual_lowering_matches_snn_spike_for_spike():
-    snn = build_residual_snn()
+@pytest.mark.parametrize("build, shape, steps, atol", [(build_residual_snn, (8, 2, 10, 12), 12, 1e-5),
+                                                     (build_mlp_snn, (5, 1, 6, 6), 9, 1e-6)],
+                         ids=["residual", "mlp"])
+def test_lowering_matches_the_snn_spike_for_spike(build, shape, steps, atol):
+    snn = build()
     pop = lower_populations(snn)
-    x = np.random.default_rng(0).uniform(0, 1, (8, 2, 10, 12))
-    ref_out, ref_spikes = reference_snn(snn, x, 12)
-    res = simulate_populations(pop, x, 12, dtype="float64")
-    assert torch.allclose(res.outputs[-1].double(), ref_out, atol=1e-5)
+    x = np.random.default_rng(0).uniform(0, 1, shape)
+    ref_out, ref_spikes = reference_snn(snn, x, steps)
+    res = simulate_populations(pop, x, steps, dtype="float64")
+    assert torch.allclose(res.outputs[-1].double(), ref_out, atol=atol)
     assert res.spikes == ref_spikes
 
 
@@ -41,16 +45,6 @@ def test_lowering_is_synchronous_no_relays_no_depth():
     assert not [n for n in pop.nodes.values() if n.op == "Relay"]
     assert sorted(pop.nodes["r4"].inputs) == ["r2->r4", "r3->r4"]
     assert pop.nodes["r2->r4"].inputs == ("r2",)
-
-
-def test_mlp_lowering_is_dense_and_exact():
-    snn = build_mlp_snn()
-    pop = lower_populations(snn)
-    x = np.random.default_rng(2).uniform(0, 1, (5, 1, 6, 6))
-    ref, spikes = reference_snn(snn, x, 9)
-    res = simulate_populations(pop, x, 9, dtype="float64")
-    assert torch.allclose(res.outputs[-1].double(), ref, atol=1e-6)
-    assert res.spikes == spikes
 
 
 def test_synops_count_nonzero_synapses_per_spike():

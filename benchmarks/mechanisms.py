@@ -200,7 +200,7 @@ def main() -> None:
           "deng uses the MSE threshold, except on quantized activations (QCFS), whose IF gets theta = lambda.", "",
           *srp, 
           f"### AdaFire ablation ({args.model}, T = {args.T})", "",
-          "base: burst sizes chosen under the budget (mean N <= 2), BC, no SSC (ratios fixed at 1), all T "
+          "base: burst sizes chosen under the spike budget (the spiking layers' spikes <= 0.95 x their spikes at uniform N = 4), BC, no SSC (ratios fixed at 1), all T "
           "steps; + SSC: threshold multipliers; + IAT: per-sample early exit with the calibrated thresholds "
           "(spikes counted up to each sample's exit step).", "",
           *adafire_section(ann, x, xt, yt, args.T), "",

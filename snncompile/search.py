@@ -176,7 +176,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy.
     """
     from snncompile.convert.activations import shared_ann_pass
-    from snncompile.evaluate import ann_macs
+    from snncompile.evaluate import ann_macs, input_macs
 
     methods = (method,) if method is not None else tuple(dict.fromkeys(methods))
     grid = (int(timesteps),) if timesteps is not None else tuple(sorted({int(t) for t in grid}))
@@ -199,8 +199,9 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     else:
         ref, reference = np.asarray(val_y).astype(np.int64), "labels"
         ann_acc = float((ann_pred == ref).mean())
-    macs = float(ann_macs(ann))
-    ann_energy = estimate(energy, ann_macs=macs, synops=0.0, spikes=0.0, neuron_updates=0.0)["ann_joules_per_sample"]
+    # per sample, for every candidate's estimate; input_macs: the analog input's layers, MACs once per sample
+    macs = {"ann_macs": float(ann_macs(ann)), "input_macs": float(input_macs(ann))}
+    ann_energy = estimate(energy, **macs, synops=0.0, spikes=0.0, neuron_updates=0.0)["ann_joules_per_sample"]
     ann_ok = ann_pred == ref
     candidates: list[Candidate] = []
     skipped: list[dict] = []
@@ -269,9 +270,9 @@ def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
 def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, reads, seed, batch_size,
            device, exits=None) -> list[Candidate]:
     """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run.
+    ``macs``: the ANN's and the analog input's MACs per sample (``estimate``'s ann_macs, input_macs).
     ``exits`` = (early-exit options, the ANN's predictions on ``calib_x``): score with early exit."""
     from snncompile.convert import convert
-    from snncompile.evaluate import input_macs
     from snncompile.sim import simulate
 
     torch.manual_seed(seed)
@@ -295,8 +296,7 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
         acc = float(ok.mean())
         drop, se = _paired_drop(ann_ok, ok)
         run_steps = r.pre_steps + (t if mean_steps is None else mean_steps)
-        e = estimate(energy, ann_macs=macs, synops=synops, spikes=spikes, neuron_updates=neurons * run_steps,
-                     input_macs=float(input_macs(ann)))  # the analog input's layers: MACs once per sample
+        e = estimate(energy, **macs, synops=synops, spikes=spikes, neuron_updates=neurons * run_steps)
         g = snn if t == T else _at(snn, t)
         out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
                              drop=drop, drop_se=se, convert_seconds=conv_share, snn=g, mean_steps=mean_steps,

@@ -10,7 +10,8 @@ import torch
 from snncompile.ir import IF, Graph, Input, Output
 from snncompile.ir.populations import CONNECTIONS, IFPop, Readout, Source
 
-__all__ = ["Evaluation", "ann_correct", "ann_macs", "from_float_sim", "from_population_sim", "input_macs"]
+__all__ = ["Evaluation", "ann_correct", "ann_macs", "ann_predictions", "from_float_sim", "from_population_sim",
+           "input_macs"]
 
 
 @dataclass
@@ -106,6 +107,12 @@ def ann_correct(graph: Graph, x: np.ndarray, y: np.ndarray | None, batch_size: i
         return None
     return int(sum(int((graph.run(x[i:i + batch_size]).argmax(-1).numpy() == y[i:i + batch_size]).sum())
                    for i in range(0, len(x), batch_size)))
+
+
+def ann_predictions(graph: Graph, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N,) the ANN reference executor's predicted class of every sample, in batches."""
+    return np.concatenate([graph.run(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), -1).argmax(-1).numpy()
+                           for i in range(0, len(x), batch_size)])
 
 
 def ann_macs(graph: Graph) -> int:

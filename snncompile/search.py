@@ -176,7 +176,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy.
     """
     from snncompile.convert.activations import shared_ann_pass
-    from snncompile.evaluate import ann_macs, input_macs
+    from snncompile.evaluate import ann_macs, ann_predictions, input_macs
 
     methods = (method,) if method is not None else tuple(dict.fromkeys(methods))
     grid = (int(timesteps),) if timesteps is not None else tuple(sorted({int(t) for t in grid}))
@@ -186,14 +186,14 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     if not plans:
         raise DataError(f"no conversion method can be searched: {', '.join(methods)} are all refused by the target")
     val_x = np.asarray(val_x, dtype=np.float32)
-    ann_pred = _ann_predictions(ann, val_x, batch_size)
+    ann_pred = ann_predictions(ann, val_x, batch_size)
     exits = None
     if early_exit is not None:
         from snncompile.sim.early_exit import check_rule
 
         check_rule(early_exit["rule"], early_exit["metric"], early_exit["max_error"])
         calib_x = np.asarray(calib_x, dtype=np.float32)
-        exits = (dict(early_exit), _ann_predictions(ann, calib_x, batch_size))
+        exits = (dict(early_exit), ann_predictions(ann, calib_x, batch_size))
     if val_y is None:
         ref, reference, ann_acc = ann_pred, "ann", 1.0
     else:
@@ -243,11 +243,6 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
                         {"method": method, "timesteps": None if timesteps is None else int(timesteps)},
                         chosen, candidates, time.perf_counter() - t_start, skipped,
                         None if exits is None else exits[0])
-
-
-def _ann_predictions(ann: Graph, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([ann.run(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), -1).argmax(-1).numpy()
-                           for i in range(0, len(x), batch_size)])
 
 
 def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:

@@ -188,12 +188,12 @@ def calibrate_policy(snn, ann, calib_x, timesteps: int, rule: str, *, metric: st
                      calibration: str = "") -> ExitPolicy:
     """Simulate ``snn`` (float) for ``timesteps`` on ``calib_x`` and calibrate ``rule`` against the ANN's
     predictions on the same samples (no labels needed)."""
+    from snncompile.evaluate import ann_predictions
     from snncompile.sim.simulate import simulate
 
     check_rule(rule, metric, max_error)
     x = np.asarray(calib_x, dtype=np.float32)
-    ref = np.concatenate([ann.run(x[i:i + batch_size]).reshape(len(x[i:i + batch_size]), -1).argmax(-1).numpy()
-                          for i in range(0, len(x), batch_size)])
+    ref = ann_predictions(ann, x, batch_size)
     res = simulate(snn, x, timesteps, batch_size=batch_size, device=device)
     return policy_from_run(res, ref, rule, metric=metric, max_error=max_error, calibration=calibration)
 

@@ -80,8 +80,8 @@ from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
 from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_quant import CONST_FOLDS, QUANT_OPS
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
-from snncompile.frontend.quant_chains import recognize_qcfs
-from snncompile.ir import PROBABILITY_OUTPUTS, BatchNorm, Graph, Input, Output, Permute, Shape
+from snncompile.frontend.quant_chains import _uniform, recognize_qcfs
+from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Permute, Shape
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
@@ -199,7 +199,7 @@ def _fold_input_layout(nodes: list) -> list:
         cur = nxt[0]
         if isinstance(cur, Permute):
             break
-        if not (isinstance(cur, BatchNorm) and np.ptp(cur.scale) == 0 and np.ptp(cur.shift) == 0):
+        if _uniform(cur) is None:  # not a per-tensor affine map (a BatchNorm with one scale and one shift)
             return nodes
         chain.append(cur)
     perm = _axis_perm(cur.index, inp.shape)

@@ -118,7 +118,7 @@ def dumps(obj) -> str:
 
 def first_nonfinite(obj, where: str = "$") -> str:
     """JSON path of the first NaN or infinite float in ``obj`` (dicts and lists), "" if none."""
-    if isinstance(obj, float) and (math.isnan(obj) or obj in (float("inf"), float("-inf"))):
+    if isinstance(obj, float) and not math.isfinite(obj):
         return where
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     for k, v in items:

@@ -103,9 +103,9 @@ def _choose_bursts(b: _Builder, names, candidates, budget, spike_budget, spike_r
         col = [settings.index(c) for c in candidates]
         costs = [[sens.own[n][j] for j in col] for n in names]
         limit = spike_budget * sum(sens.own[n][settings.index(spike_ref)] for n in names)
-        pick = pareto_select(costs, [[sens.kl[n][j] for j in col] for n in names], limit)
-        used = sum(costs[i][j] for i, j in enumerate(pick))
         kl = {n: [sens.kl[n][j] for j in col] for n in names}
+        pick = pareto_select(costs, [kl[n] for n in names], limit)
+        used = sum(costs[i][j] for i, j in enumerate(pick))
         return ({n: int(candidates[j]) for n, j in zip(names, pick)}, Sensitivity(kl, {}),
                 f"spikes/sample {used:.0f} <= {spike_budget:g} x {limit / spike_budget:.0f} at N={spike_ref}")
     # N_l that no assignment within the budget can hold (N_l + the others at the smallest N > limit) are

@@ -72,9 +72,8 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
     net = build(layers[0], base)
     variants = {layer: [build(layer, s).nodes[layer] for s in others] for layer in layers}
     ref = ann_logits.reshape(len(x), -1)
-    count = spikes
     kl = {layer: [[] for _ in settings] for layer in layers}
-    spikes = {layer: [[] for _ in settings] for layer in layers}
+    total = {layer: [[] for _ in settings] for layer in layers}  # the network's spikes (``spikes`` is the flag)
     own = {layer: [[] for _ in settings] for layer in layers}
     j_base = list(settings).index(base)
     for s in range(0, len(x), chunk):
@@ -84,19 +83,19 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
         base_total = sum(base_spikes.values()).cpu()
         for layer in layers:
             kl[layer][j_base].append(base_kl)
-            spikes[layer][j_base].append(base_total)
+            total[layer][j_base].append(base_total)
             own[layer][j_base].append(base_spikes[layer].cpu())
             if not others:
                 continue
-            outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains, count=count)
+            outs, sp = fork_outputs(net, layer, variants[layer], xc, timesteps, trains, count=spikes)
             upstream = base_total - sum(base_spikes[n].cpu() for n in sp)
             for j, k in enumerate(i for i, v in enumerate(settings) if v != base):
                 kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))
-                spikes[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
+                total[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
                 own[layer][k].append(sp[layer][j].cpu())
     def per_sample(table):
         return {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}
-    return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(spikes),
+    return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(total),
                        per_sample(own))
 
 

@@ -56,7 +56,7 @@ class Samples:
 
     @property
     def ndim(self) -> int:
-        return 1 + len(self.sample_shape)
+        return len(self.shape)  # the network layout's rank when a source layout reshapes
 
     def __len__(self) -> int:
         return self.stop - self.start

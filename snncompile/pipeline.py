@@ -104,16 +104,8 @@ def _searching(cfg: RunConfig) -> bool:
 def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset, Dataset | None]:
     """(evaluated, calibration, validation) samples; validation (for the search only) never overlaps the
     evaluated ones: it follows the calibration samples in their source (see :func:`_validation`)."""
-    evals, calib = _split_calib(cfg, data)
-    if not _searching(cfg):
-        return evals, calib, None
-    if cfg.calib is not None:
-        source = load_npz(cfg.calib, limit=cfg.calib_samples + VALIDATION_SAMPLES)
-        rest = source.take(len(calib), min(len(source), len(calib) + VALIDATION_SAMPLES))
-    else:
-        start = len(evals) + len(calib)
-        rest = data.take(start, min(len(data), start + VALIDATION_SAMPLES))
-    return (evals, *_validation(calib, rest))
+    evals, calib, rest = _split_calib(cfg, data, VALIDATION_SAMPLES if _searching(cfg) else 0)
+    return (evals, calib, None) if rest is None else (evals, *_validation(calib, rest))
 
 
 def _validation(calib: Dataset, rest: Dataset) -> tuple[Dataset, Dataset]:
@@ -137,22 +129,27 @@ def _validation(calib: Dataset, rest: Dataset) -> tuple[Dataset, Dataset]:
     return fit, val
 
 
-def _split_calib(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset]:
+def _split_calib(cfg: RunConfig, data: Dataset, extra: int = 0) -> tuple[Dataset, Dataset, Dataset | None]:
+    """(evaluated, calibration, up to ``extra`` samples after the calibration ones in their source; None
+    without ``extra``): the calibration source is read once for both."""
     n_eval = len(data) if cfg.samples is None else min(cfg.samples, len(data))
     if cfg.samples is not None and cfg.samples > len(data) and cfg.calib is not None:
         warnings.warn(f"--samples {cfg.samples}: {data.source} holds only {len(data)} samples; evaluating "
                       f"{len(data)}", stacklevel=2)
     evals = data.take(0, n_eval)
     if cfg.calib is not None:
-        calib = load_npz(cfg.calib, limit=cfg.calib_samples)
-        return evals, calib.take(0, cfg.calib_samples)
-    if n_eval >= len(data):
-        raise DataError(f"{data.source}: all {len(data)} samples are evaluated, none is left for calibration; "
-                        f"pass --calib FILE or --samples N < {len(data)}")
-    calib = data.take(n_eval, n_eval + cfg.calib_samples)
-    log.info("calibrating on %d samples of %s disjoint from the %d evaluated (%s)", len(calib), data.source,
-             n_eval, calib.source)
-    return evals, calib
+        source, start = load_npz(cfg.calib, limit=cfg.calib_samples + extra), 0
+        calib = source.take(0, cfg.calib_samples)
+    else:
+        if n_eval >= len(data):
+            raise DataError(f"{data.source}: all {len(data)} samples are evaluated, none is left for calibration; "
+                            f"pass --calib FILE or --samples N < {len(data)}")
+        source, start = data, n_eval
+        calib = data.take(n_eval, n_eval + cfg.calib_samples)
+        log.info("calibrating on %d samples of %s disjoint from the %d evaluated (%s)", len(calib), data.source,
+                 n_eval, calib.source)
+    end = start + len(calib)
+    return evals, calib, source.take(end, min(len(source), end + extra)) if extra else None
 
 
 def shard_of(evals: Dataset, shard: tuple[int, int] | None) -> Dataset:

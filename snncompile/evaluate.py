@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from snncompile.ir import IF, Graph, Input, Output
+from snncompile.ir import IF, Graph, Input, Output, ReLU
 from snncompile.ir.populations import CONNECTIONS, IFPop, Readout, Source
 
 __all__ = ["Evaluation", "ann_correct", "ann_macs", "ann_predictions", "from_float_sim", "from_population_sim",
@@ -117,8 +117,13 @@ def ann_predictions(graph: Graph, x: np.ndarray, batch_size: int = 256) -> np.nd
 
 def ann_macs(graph: Graph) -> int:
     """Multiply-accumulates of the weighted layers of the ANN, per sample."""
+    return _macs(graph, graph.nodes.values())
+
+
+def _macs(graph: Graph, nodes) -> int:
+    """Multiply-accumulates per sample of the weighted layers among ``nodes``."""
     total = 0
-    for n in graph.nodes.values():
+    for n in nodes:
         w = getattr(n, "weight", None)
         if w is not None:
             out = graph.shapes[n.name]
@@ -132,8 +137,6 @@ def input_macs(graph: Graph) -> int:
     In the SNN these layers still multiply (the input is not spikes): held constant over a
     sample's steps, they are computed once per sample (what the simulators do), so the energy
     model charges them as MACs once per sample."""
-    from snncompile.ir import Input, ReLU
-
     reach, todo = set(), [n.name for n in graph.nodes.values() if isinstance(n, Input)]
     while todo:
         k = todo.pop()
@@ -141,14 +144,7 @@ def input_macs(graph: Graph) -> int:
             continue
         reach.add(k)
         todo += [u.name for u in graph.users(k) if not isinstance(u, ReLU)]
-    sub = [graph.nodes[k] for k in reach]
-    total = 0
-    for n in sub:
-        w = getattr(n, "weight", None)
-        if w is not None:
-            out = graph.shapes[n.name]
-            total += int(np.prod(out[1:] if len(out) == 3 else (1,))) * int(np.prod(w.shape))
-    return total
+    return _macs(graph, (graph.nodes[k] for k in reach))
 
 
 def from_float_sim(snn: Graph, res, y: np.ndarray | None, paths: dict[str, torch.Tensor]) -> Evaluation:

@@ -114,7 +114,7 @@ def _real(c, target, sig, src_unit: float, pop: Graph, act_shift: int) -> np.nda
     shift = 2.0**act_shift if isinstance(target, IFPop) else 1.0
     w = np.asarray(c.weight, np.float64)
     if isinstance(c, ConvConn):
-        return w * channel_view(np.asarray(sig, np.float64), 4) / (shift * src_unit) if np.ndim(sig) else w * sig / (shift * src_unit)
+        return w * channel_view(np.asarray(sig, np.float64), 4) / (shift * src_unit)  # a scalar sig broadcasts as is
     else:
         out_shape = pop.shapes[c.name]
         per_row = expand(sig, out_shape).reshape(-1, 1)
@@ -141,9 +141,8 @@ def _accum_bound(q, c) -> float:
 
 
 def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
-    shape_nd = np.ndim(n.bias)
-    scale = channel_view(np.asarray(sig, np.float64), shape_nd) if np.ndim(sig) else sig
-    qb = quantize_bias(np.asarray(n.bias, np.float64) * scale, profile, name=n.name)
+    sig_arr = np.asarray(sig, np.float64)  # scalar or per channel; channel_view leaves a scalar as it is
+    qb = quantize_bias(np.asarray(n.bias, np.float64) * channel_view(sig_arr, np.ndim(n.bias)), profile, name=n.name)
     info = {"name": n.name, "kind": "readout" if isinstance(n, Readout) else "if", "bias_exp": qb.exp,
             "bias_clipped": qb.clipped, "bias_rel_error": qb.rel_error}
     if isinstance(n, Readout):
@@ -151,11 +150,7 @@ def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
         return dataclasses.replace(n, bias=qb.mant.astype(np.float64), bias_exp=qb.exp, scale=float(sig),
                                    fixed=True), info
     vth = np.round(np.asarray(n.theta, np.float64) * sig / 2.0**profile.vth_shift)
-    v0_scale = channel_view(np.asarray(sig, np.float64), np.ndim(n.v0)) if np.ndim(sig) and np.ndim(n.v0) else sig
-    if np.ndim(sig) and np.ndim(n.v0) == 0:
-        v0 = np.round(float(n.v0) * np.asarray(sig, np.float64))
-    else:
-        v0 = np.round(np.asarray(n.v0, np.float64) * v0_scale)
+    v0 = np.round(np.asarray(n.v0, np.float64) * channel_view(sig_arr, np.ndim(n.v0)))  # per channel if either is
     v0 = np.clip(v0, -profile.v_max, profile.v_max)
     info.update(vth=int(vth.max()), sigma=float(np.max(sig)), act_shift=act_shift)
     return dataclasses.replace(n, theta=vth, bias=qb.mant.astype(np.float64), bias_exp=qb.exp, v0=v0,

@@ -106,7 +106,9 @@ def _compose(chain: list[Node]) -> _Form | None:
 
 
 def _chains(g: Graph) -> list[list[Node]]:
-    """Maximal single-consumer chains of scalar elementwise nodes holding exactly one Floor."""
+    """Maximal single-consumer chains of scalar elementwise nodes around each Floor. The walk forwards
+    stops before the next Floor, the walk backwards does not: a chain that reaches an earlier Floor holds
+    two, and :func:`_compose` refuses it."""
     out, used = [], set()
     for fl in g.of_type(Floor):
         if fl.name in used:

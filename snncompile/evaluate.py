@@ -77,11 +77,10 @@ def _exit_policy(graph: Graph):
 def _with_exit(ev: Evaluation, policy, outputs: torch.Tensor, trace: dict, y: np.ndarray | None) -> Evaluation:
     """``ev`` with each sample stopped at its exit step under ``policy``: predictions at that step and, when a
     per-step ``trace`` (layer -> (pre_steps + T, N, 2)) is there, spikes and synops counted up to it."""
-    from snncompile.sim.early_exit import counts_to_exit
+    from snncompile.sim.early_exit import counts_to_exit, predictions_at
 
     steps = policy.exit_steps(outputs)
-    T, N = outputs.shape[0], outputs.shape[1]
-    pred = outputs.reshape(T, N, -1).argmax(-1).gather(0, (steps - 1).view(1, -1))[0].numpy()
+    pred = predictions_at(outputs, steps).numpy()
     ev.predictions, ev.exit_steps, ev.exit_policy = pred, steps.numpy(), policy.as_dict()
     ev.exit_correct = None if y is None else int((pred == np.asarray(y)).sum())
     if trace:

@@ -303,13 +303,13 @@ def _with_exit(r, cal, exits) -> tuple[np.ndarray, float, dict, float, float]:
     """A validation run ``r`` scored with early exit: the policy calibrated on the calibration run ``cal``
     against the ANN; (predictions at the exit steps, mean exit step, policy, spikes and synops per sample
     counted to the exit steps)."""
-    from snncompile.sim.early_exit import counts_to_exit, policy_from_run
+    from snncompile.sim.early_exit import counts_to_exit, policy_from_run, predictions_at
 
     opts, cal_ref = exits
     policy = policy_from_run(cal, cal_ref, opts["rule"], metric=opts["metric"], max_error=opts["max_error"],
                              calibration=f"{cal.num_samples} calibration samples")
     steps = policy.exit_steps(r.outputs)
-    pred = r.predictions().gather(0, (steps - 1).view(1, -1))[0].numpy()
+    pred = predictions_at(r.outputs, steps).numpy()
     c = counts_to_exit(r.trace, steps, r.pre_steps)
     n = r.num_samples
     return (pred, float(steps.double().mean()), policy.as_dict(), sum(float(v[0]) for v in c.values()) / n,

@@ -47,7 +47,8 @@ from snncompile.errors import DataError
 from snncompile.sim.result import SimResult
 
 __all__ = ["EXIT_METRICS", "EXIT_RULES", "EarlyExit", "ExitPolicy", "calibrate_exit_thresholds", "calibrate_policy",
-           "check_rule", "counts_to_exit", "early_exit", "exit_scores", "exit_steps", "policy_from_run"]
+           "check_rule", "counts_to_exit", "early_exit", "exit_scores", "exit_steps", "policy_from_run",
+           "predictions_at"]
 
 # --early-exit RULE -> the threshold rule of calibrate_exit_thresholds
 EXIT_RULES = {"iat": "authors", "precision": "precision", "both": "both"}
@@ -97,8 +98,14 @@ def _scores(outputs: torch.Tensor, metric: str) -> torch.Tensor:
 def early_exit(result: SimResult, thresholds, *, metric: str = "entropy") -> EarlyExit:
     """Apply per-step thresholds ``lambda_t`` (length >= 1; the last one repeats up to T)."""
     steps = exit_steps(result.outputs, thresholds, metric)
-    preds = result.predictions().gather(0, (steps - 1).view(1, -1))[0]
-    return EarlyExit(steps, preds, result.spikes_until(steps))
+    return EarlyExit(steps, predictions_at(result.outputs, steps), result.spikes_until(steps))
+
+
+def predictions_at(outputs: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """(N,) int64: each sample's predicted class at its own counted step ``steps[i]`` in 1..T of a
+    readout over time ``outputs`` (T, N, *K)."""
+    pred = outputs.reshape(outputs.shape[0], outputs.shape[1], -1).argmax(-1)
+    return pred.gather(0, (steps - 1).view(1, -1))[0]
 
 
 def exit_steps(outputs: torch.Tensor, thresholds, metric: str = "entropy") -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -172,13 +171,9 @@ def _check_config(cfg: RunConfig) -> None:
                     ("--batch-size", cfg.batch_size)):
         if v is not None and v < 1:
             raise DataError(f"{flag} must be >= 1, got {v}")
-    from snncompile.search import OBJECTIVES
+    from snncompile.search import check_budget
 
-    if cfg.objective is not None and cfg.objective not in OBJECTIVES:
-        raise DataError(f"--optimize {cfg.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    if isinstance(cfg.max_drop, bool) or not isinstance(cfg.max_drop, (int, float)) \
-            or not (math.isfinite(cfg.max_drop) and 0 <= cfg.max_drop <= 100):
-        raise DataError(f"--max-drop {cfg.max_drop!r}: expected points of accuracy, a number in [0, 100]")
+    check_budget("energy" if cfg.objective is None else cfg.objective, cfg.max_drop)  # None: energy if searched
     if cfg.early_exit is not None:
         from snncompile.sim.early_exit import check_rule
 

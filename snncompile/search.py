@@ -62,7 +62,8 @@ from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
 
-__all__ = ["OBJECTIVES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "search"]
+__all__ = ["OBJECTIVES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
+           "search"]
 
 log = logging.getLogger("snncompile")
 
@@ -145,13 +146,20 @@ class SearchResult:
                 "early_exit": None if self.early_exit is None else dict(self.early_exit)}
 
 
+def check_budget(objective: str, max_drop: float) -> None:
+    """DataError for an objective not in :data:`OBJECTIVES` or a ``max_drop`` that is not a finite number of
+    points in [0, 100] (the pipeline checks its options with it before any work, :func:`search` again)."""
+    if objective not in OBJECTIVES:
+        raise DataError(f"--optimize {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if isinstance(max_drop, bool) or not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop)
+                                          and 0 <= max_drop <= 100):
+        raise DataError(f"--max-drop {max_drop!r}: expected points of accuracy, a finite number in [0, 100]")
+
+
 def _check(objective: str, max_drop: float, methods: Sequence[str], grid: Sequence[int]) -> None:
     from snncompile.convert import METHODS
 
-    if objective not in OBJECTIVES:
-        raise DataError(f"--optimize {objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and 0 <= max_drop <= 100):
-        raise DataError(f"--max-drop {max_drop!r}: expected points of accuracy, a finite number in [0, 100]")
+    check_budget(objective, max_drop)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown conversion method {unknown[0]!r}; choose from {', '.join(METHODS)}")

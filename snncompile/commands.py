@@ -35,8 +35,8 @@ def compile(args) -> int:
                     seed=args.seed, device=args.device, energy=args.energy, batch_size=args.batch_size,
                     progress=not args.quiet, shard=args.shard, objective=args.optimize, max_drop=args.max_drop,
                     method_options=dict(args.method_option), early_exit=args.early_exit,
-                    exit_metric=args.exit_metric or "entropy",
-                    exit_max_error=0.002 if args.exit_max_error is None else args.exit_max_error)
+                    exit_metric=args.exit_metric or RunConfig.exit_metric,  # the flags' defaults: RunConfig's
+                    exit_max_error=RunConfig.exit_max_error if args.exit_max_error is None else args.exit_max_error)
     if args.early_exit is None and (args.exit_metric is not None or args.exit_max_error is not None):
         raise DataError("--exit-metric and --exit-max-error are options of --early-exit; give --early-exit RULE too")
     if cfg.method_options and cfg.method is None:

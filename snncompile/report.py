@@ -303,25 +303,24 @@ def _search_markdown(s: dict) -> list[str]:
     c, ann_e = s["chosen"], s["ann_joules_per_sample"]
     ref = "agreement with the ANN's predictions" if s["reference"] == "ann" else "accuracy against the labels"
     fixed = ", ".join(f"{k} fixed to {md(v)}" for k, v in s["fixed"].items() if v is not None) or "nothing fixed"
+    ee = s.get("early_exit")
+    exits = isinstance(ee, dict)  # the candidates were scored with early exit: a column of their mean exit step
     lines = ["", "## Search", "",
              (f"Objective `{md(s['objective'])}`, budget: drop + one standard error <= {s['max_drop']:g} points "
               f"below the ANN's validation accuracy ({_pct(s['ann_accuracy'])}; {ref}) on {int(s['validation_samples'])} validation samples: "
               f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
-              f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."), "",
-             ("| method | T | validation accuracy | drop (points, +- se) | spikes/sample | synops/sample | "
-              "energy J/sample | ANN/SNN | in budget | seconds |"), "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-    ee = s.get("early_exit")
-    if isinstance(ee, dict):  # the candidates were scored with early exit: their mean exit step
-        lines[-4] += (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
-                      f"calibration samples; accuracy, counts and energy at each sample's exit step).")
-        lines[-2] = lines[-2].replace("| T |", "| T | mean steps |", 1)
-        lines[-1] = lines[-1].replace("|---:|", "|---:|---:|", 1)
+              f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
+              + (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
+                 f"calibration samples; accuracy, counts and energy at each sample's exit step)." if exits else "")),
+             "",
+             (f"| method | T |{' mean steps |' if exits else ''} validation accuracy | drop (points, +- se) | "
+              "spikes/sample | synops/sample | energy J/sample | ANN/SNN | in budget | seconds |"),
+             "|---|---:|" + ("---:|" if exits else "") + "---:|---:|---:|---:|---:|---:|---|---:|"]
     for k in s["candidates"]:
         mark = " **(chosen)**" if (k["method"], k["timesteps"]) == (c["method"], c["timesteps"]) else ""
         ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
-        mean = f" {k['mean_steps']:.2f} |" if isinstance(ee, dict) and "mean_steps" in k else (
-            " n/a |" if isinstance(ee, dict) else "")
+        mean = "" if not exits else f" {k['mean_steps']:.2f} |" if "mean_steps" in k else " n/a |"
         lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} |{mean} {_pct(k['accuracy'])} | "
                      f"{k['drop_points']:.2f} +- {k['drop_se_points']:.2f} | {k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
                      f"{ratio} | {'yes' if k['within_budget'] else 'no'} | {k['seconds']:.2f} |")

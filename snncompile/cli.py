@@ -214,7 +214,7 @@ def _on_sigterm(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    if interrupts._pending:  # a second TERM, during the cleanup of the first: let the cleanup finish
+    if interrupts.pending():  # a second TERM, during the cleanup of the first: let the cleanup finish
         return
     interrupts.request()  # if this exception is lost (inside an at-fork hook), the next checkpoint raises again
     raise Terminated()

@@ -10,7 +10,7 @@ writer) call :func:`checkpoint`, which raises :class:`Terminated` again while a 
 
 from __future__ import annotations
 
-__all__ = ["Terminated", "checkpoint", "clear", "request"]
+__all__ = ["Terminated", "checkpoint", "clear", "pending", "request"]
 
 _pending = False
 
@@ -22,6 +22,11 @@ class Terminated(KeyboardInterrupt):
 def request() -> None:
     global _pending
     _pending = True
+
+
+def pending() -> bool:
+    """Whether a SIGTERM has been requested and not cleared."""
+    return _pending
 
 
 def clear() -> None:

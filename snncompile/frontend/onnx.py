@@ -39,7 +39,8 @@ Squeeze, Unsqueeze    Reshape; the batch axis stays first
 Transpose             a Reshape when no data moves (size-1 axes); else a view (``Act.index``):
                       folded into a following Gemm/MatMul's columns, passed through elementwise
                       ops, cancelled by an inverse Transpose; on the network input, the Input's
-                      source layout (``Input.source_perm``: the data is reordered as it enters);
+                      source layout (``Input.source_perm``: the data is reordered as it enters),
+                      also behind elementwise affine maps (their constants' axes permuted alike);
                       otherwise a Permute node
 Softmax, LogSoftmax,  Softmax/LogSoftmax/Sigmoid, only on the network output (they keep the
 Sigmoid               argmax; conversion drops them); feeding anything else is refused
@@ -75,13 +76,24 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from snncompile.errors import GraphError, ModelFileError, ShapeError, UnsupportedOperator
-from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, collapse
+from snncompile.frontend.onnx_build import Act, Builder, ONode, Sym, along, collapse
 from snncompile.frontend.onnx_elementwise import ELEMENTWISE_OPS
 from snncompile.frontend.onnx_ops import LAYER_OPS
 from snncompile.frontend.onnx_quant import CONST_FOLDS, QUANT_OPS
 from snncompile.frontend.onnx_shape_ops import SHAPE_OPS
-from snncompile.frontend.quant_chains import _uniform, recognize_qcfs
-from snncompile.ir import PROBABILITY_OUTPUTS, Graph, Input, Output, Permute, Shape
+from snncompile.frontend.quant_chains import recognize_qcfs
+from snncompile.ir import (
+    PROBABILITY_OUTPUTS,
+    BatchNorm,
+    Flatten,
+    Graph,
+    Input,
+    Output,
+    Permute,
+    Reshape,
+    Shape,
+)
+from snncompile.ir.arrays import expand
 
 __all__ = ["OPSETS", "SUPPORTED_OPS", "VERSIONS", "load_onnx"]
 
@@ -179,12 +191,16 @@ def _fold_input_layout(nodes: list) -> list:
     """Move a data-moving Transpose on the network input into the Input as its source layout.
 
     When the input's only path is a Permute (a materialized Transpose, e.g. tf2onnx's NHWC -> NCHW
-    before the first Conv), possibly behind per-tensor affine maps (BatchNorms with one scale and
-    one shift, e.g. Keras' Rescaling, which do not care about the layout), and the Permute is an axis
-    permutation of the input (then any reshape), the Input takes the permuted shape and declares the
-    permutation (``Input.source_shape``/``source_perm``): the data is reordered once as it enters
-    instead of by a Permute node every pass, which would also make the first layer a dense connection
-    when lowered. Anything else is left as it is.
+    before the first Conv), possibly behind elementwise affine maps in the source layout (BatchNorms,
+    with the Flatten/Reshape around a per-neuron one: Keras' Rescaling, or a Normalization/Mul/Add by
+    a per-channel constant of shape (C,) on the NHWC tensor), and the Permute is an axis permutation of
+    the input (then any reshape), the Input takes the permuted shape and declares the permutation
+    (``Input.source_shape``/``source_perm``): the data is reordered once as it enters instead of by a
+    Permute node every pass, which would also make the first layer a dense connection when lowered.
+    Each affine map moves through the permutation with its constants' axes permuted alike (element
+    ``k`` of the source is element ``index^-1(k)`` of the network's layout): a BatchNorm over the
+    network's channels when they vary only along it (an NHWC per-channel constant, a per-tensor one),
+    else Flatten -> BatchNorm per element -> Reshape. Anything else is left as it is.
     """
     users: dict[str, list] = {}
     for n in nodes:
@@ -199,27 +215,51 @@ def _fold_input_layout(nodes: list) -> list:
         cur = nxt[0]
         if isinstance(cur, Permute):
             break
-        if _uniform(cur) is None:  # not a per-tensor affine map (a BatchNorm with one scale and one shift)
+        if not isinstance(cur, (BatchNorm, Flatten, Reshape)):  # elementwise affine maps and flat-order reshapes
             return nodes
         chain.append(cur)
     perm = _axis_perm(cur.index, inp.shape)
     if perm is None:
         return nodes
     shape = tuple(int(d) for d in cur.index.shape)
-    new = {inp.name: dataclasses.replace(inp, shape=shape, source_shape=tuple(inp.shape), source_perm=perm)}
-    for bn in chain:  # a per-tensor affine map is the same whatever the layout; its vectors follow axis 0
-        new[bn.name] = dataclasses.replace(bn, scale=np.full(shape[0], bn.scale[0], bn.scale.dtype),
-                                           shift=np.full(shape[0], bn.shift[0], bn.shift.dtype))
-    last = chain[-1].name if chain else inp.name
+    moved, last = _affines_in_layout(chain, tuple(inp.shape), cur.index, inp.name, {n.name for n in nodes})
     out = []
     for n in nodes:
-        if n is cur:
+        if n is inp:
+            out.append(dataclasses.replace(inp, shape=shape, source_shape=tuple(inp.shape), source_perm=perm))
+            out.extend(moved)
             continue
-        n = new.get(n.name, n)
+        if n is cur or n in chain:
+            continue
         if cur.name in n.inputs:
             n = dataclasses.replace(n, inputs=tuple(last if i == cur.name else i for i in n.inputs))
         out.append(n)
     return out
+
+
+def _affines_in_layout(chain: list, src_shape: Shape, index: np.ndarray, first: str,
+                       taken: set[str]) -> tuple[list, str]:
+    """The BatchNorms of ``chain`` (elementwise on the source's flat order) as nodes on the network's
+    layout ``flat(source)[index]``, fed from ``first``; returns (nodes, name of the last)."""
+    shape = tuple(int(d) for d in index.shape)
+    out, prev, in_shape = [], first, src_shape
+    for n in chain:
+        out_shape = tuple(n.infer_shape(in_shape))
+        if isinstance(n, BatchNorm):  # its constants per source element, then gathered into the network layout
+            scale, shift = (expand(v, in_shape, None).reshape(-1)[index] for v in (n.scale, n.shift))
+            s, h = along(scale, shape, 0), along(shift, shape, 0)
+            if s is not None and h is not None:
+                out.append(dataclasses.replace(n, inputs=(prev,), scale=s.astype(n.scale.dtype),
+                                               shift=h.astype(n.shift.dtype)))
+            else:
+                flat, back = _fresh(f"{n.name}.flatten", taken), _fresh(f"{n.name}.reshape", taken)
+                out += [Flatten(flat, (prev,)),
+                        dataclasses.replace(n, inputs=(flat,), scale=scale.reshape(-1).astype(n.scale.dtype),
+                                            shift=shift.reshape(-1).astype(n.shift.dtype)),
+                        Reshape(back, (n.name,), shape=shape)]
+            prev = out[-1].name
+        in_shape = out_shape
+    return out, prev
 
 
 def _axis_perm(index: np.ndarray, shape: Shape) -> tuple[int, ...] | None:

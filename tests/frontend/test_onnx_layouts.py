@@ -184,3 +184,42 @@ def test_load_is_deterministic_for_views():
     model, _ = keras_cnn(3)
     a, b = load_onnx(model), load_onnx(model)
     assert list(a.nodes) == list(b.nodes)
+
+
+def _behind(pre: list, **consts: np.ndarray) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """keras_cnn(3) with the nodes ``pre`` (from ``x`` to ``xr``) before its input Transpose."""
+    model, shape = keras_cnn(3)
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node]
+    nodes[0].input[0] = "xr"
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return make_model(pre + nodes, shape, 13, **consts, **inits), shape
+
+
+@pytest.mark.parametrize("mean_shape", [(3,), (1, 1, 3), (8, 1, 1), (8, 8, 3)])
+def test_input_layout_behind_per_channel_normalization(mean_shape):
+    """Keras' Normalization ((x - mean) / sqrt(var), constants of shape (C,) on the NHWC tensor) and a
+    per-channel Rescaling before the input Transpose: the constants move through the permutation and
+    the Transpose still folds into the Input. Per NHWC channel they become BatchNorms over the NCHW
+    channels; a constant varying along H (or per element) one per element. No Permute, the first Conv
+    reads the normalization directly; with per-channel constants it lowers as a convolution from the
+    input (a constant varying along H makes it a per-pixel scale before the Conv, which lowers as a
+    dense connection in any layout)."""
+    from snncompile.convert import convert
+    from snncompile.ir import BatchNorm
+    from snncompile.ir.populations import ConvConn
+    from snncompile.lower import lower_populations
+
+    pre = [node("Sub", ["x", "mean"], ["xc"]), node("Div", ["xc", "std"], ["xn"]),
+           node("Mul", ["xn", "gain"], ["xg"]), node("Add", ["xg", "offset"], ["xr"])]
+    model, shape = _behind(pre, mean=w(*mean_shape), std=np.float32(1.5) + np.abs(w(*mean_shape)),
+                           gain=np.float32([0.5, 2.0, -1.0]), offset=np.float32([0.1, -0.2, 0.3]))
+    g = assert_matches_ort(model, shape, batches=(1, 3))
+    assert not g.of_type(Permute) and g.input.source_perm == (2, 0, 1) and g.input.shape == (3, 8, 8)
+    conv = g.of_type(Conv2d)[0]
+    assert isinstance(g.nodes[conv.inputs[0]], BatchNorm)  # not a Permute, nor a Reshape of one
+    if mean_shape in ((3,), (1, 1, 3)):  # per channel all the way: four BatchNorms of 3 channels on the Input
+        assert [n.scale.shape for n in g.of_type(BatchNorm)] == [(3,)] * 4
+        x = g.input.to_network(np.abs(_RNG.standard_normal((8, *shape))).astype(np.float32))
+        pop = lower_populations(convert(g, x, method="max", timesteps=4, progress=False))
+        first = [n for n in pop.nodes.values() if n.inputs and n.inputs[0] == f"{pop.input.name}.src"]
+        assert first and all(isinstance(n, ConvConn) for n in first)

@@ -35,6 +35,7 @@ class Supports:
     srp: bool = True  # SRP's suppression mask and pre-steps
     soft_reset: bool = True  # reset by subtracting the threshold (else reset to a value)
     initial_potential: bool = True  # membranes starting at v0 != 0
+    early_exit: bool = True  # runs each sample to an exit step and counts to it (else the export runs the full T)
 
 
 class Backend(ABC):

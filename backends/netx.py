@@ -230,7 +230,7 @@ class NetxBackend(Backend):
     """
 
     name = "netx"
-    supports = Supports(bursts=False, srp=False, soft_reset=False, initial_potential=False)
+    supports = Supports(bursts=False, srp=False, soft_reset=False, initial_potential=False, early_exit=False)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         steps = chain(graph)

@@ -244,7 +244,7 @@ class NirBackend(Backend):
     """
 
     name = "nir"
-    supports = Supports(bursts=False, srp=False, soft_reset=True, initial_potential=True)
+    supports = Supports(bursts=False, srp=False, soft_reset=True, initial_potential=True, early_exit=False)
 
     def evaluate(self, graph, evals, cfg, *, reference):
         summary = _summary(to_nir(graph))  # the integer graph has the float graph's structure

@@ -71,15 +71,18 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "steps, or the best accuracy; energy, within --max-drop, when none of the three is given")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                    help="accuracy budget of the search: points of validation accuracy below the ANN (default 1.0)")
-    p.add_argument("--early-exit", metavar="RULE", choices=("iat", "precision", "both"),
+    p.add_argument("--early-exit", metavar="RULE", choices=("iat", "precision", "both", "off"),
                    help="stop each sample at its own step once the readout is confident (AdaFire's input-aware "
                         "adaptive timesteps): per-step thresholds lambda_t on the readout's score, calibrated on "
                         "the calibration data against the ANN's predictions. RULE: iat (the AdaFire authors' "
                         "heuristic lambda_t = 0.6 + 0.4 exp(min_t e_t - e_t), e_t the mean entropy of the samples "
                         "right at t), precision (the lowest lambda_t at which at most --exit-max-error of the "
                         "calibration samples that would exit at t disagree with the ANN), both (the larger of the "
-                        "two). sim and sim-int count spikes, synops and energy to each sample's exit step; Lava "
-                        "runs the full window (the report says so). The search scores its candidates with it")
+                        "two), off (never). sim and sim-int count spikes, synops and energy to each sample's exit step; "
+                        "Lava runs the full window (the report says so). The search scores its candidates with "
+                        "it. Default: a search for energy or latency scores every candidate both with the full T "
+                        "and with `both`, and deploys the better one (not for the nir and netx exports, which run "
+                        "the full T); a run with -T and --method fixed runs the full T")
     p.add_argument("--exit-metric", choices=("entropy", "confidence"), default=None,
                    help="score of --early-exit: entropy (1 - normalized entropy of softmax of the readout, "
                         "default) or confidence (its largest probability)")

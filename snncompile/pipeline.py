@@ -61,7 +61,10 @@ class RunConfig:
     shard: tuple[int, int] | None = None  # (i, n): evaluate the i-th of n contiguous slices of the samples
     objective: str | None = None  # --optimize energy|latency|accuracy (None: energy when anything is searched)
     max_drop: float = 1.0  # --max-drop: accuracy budget of the search, points below the ANN on validation data
-    early_exit: str | None = None  # --early-exit iat|precision|both: each sample stops at its exit step
+    # --early-exit iat|precision|both: each sample stops at its exit step; off: never; None: searched (with
+    # and without search.SEARCHED_EXIT_RULE) where a search for energy or latency runs and the target can stop
+    # samples early (Supports.early_exit), else off
+    early_exit: str | None = None
     exit_metric: str = "entropy"  # --exit-metric
     exit_max_error: float = 0.002  # --exit-max-error
 
@@ -177,7 +180,7 @@ def _check_config(cfg: RunConfig) -> None:
     if cfg.early_exit is not None:
         from snncompile.sim.early_exit import check_rule
 
-        check_rule(cfg.early_exit, cfg.exit_metric, cfg.exit_max_error)
+        check_rule(cfg.early_exit if cfg.early_exit != "off" else "both", cfg.exit_metric, cfg.exit_max_error)
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:
@@ -231,7 +234,9 @@ def compile_model(cfg: RunConfig) -> Compiled:
         cfg.timesteps = found.chosen.timesteps  # the rest of the run (quantization, evaluation) at the chosen T
         snn, method = found.chosen.snn, found.chosen.method
         timing = {"search_s": found.seconds, "convert_s": found.chosen.convert_seconds}
+        cfg.early_exit = found.chosen.early_exit  # the rule the chosen candidate was scored with, or None
     else:
+        cfg.early_exit = None if cfg.early_exit == "off" else cfg.early_exit
         if cfg.objective is not None:
             log.info("--optimize %s: -T and --method fix both dimensions, nothing to search", cfg.objective)
         method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
@@ -280,18 +285,27 @@ def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: di
     from snncompile.convert.for_target import method_for_target
     from snncompile.search import search
 
+    from snncompile.search import SEARCHED_EXIT_RULE
+
     objective = cfg.objective or "energy"
+    searched = cfg.early_exit is None and objective != "accuracy" and backend.supports.early_exit
+    rule = SEARCHED_EXIT_RULE if searched else None if cfg.early_exit == "off" else cfg.early_exit
+    if searched:
+        log.info("search: every candidate is scored for the full T and with early exit %s (--early-exit off: "
+                 "never exit early)", rule)
     found = search(ann, calib.x, val.x, val.y, energy, objective=objective, max_drop=cfg.max_drop,
                    method=cfg.method, timesteps=cfg.timesteps, options=cfg.method_options, seed=cfg.seed,
                    adapt=lambda m, o: method_for_target(cfg.target, backend.supports, m, o),
                    batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress,
                    validation=f"{len(val)} samples {val.source} (calibration: {calib.source})",
-                   early_exit=None if cfg.early_exit is None else {
-                       "rule": cfg.early_exit, "metric": cfg.exit_metric, "max_error": cfg.exit_max_error})
+                   early_exit=None if rule is None else {
+                       "rule": rule, "metric": cfg.exit_metric, "max_error": cfg.exit_max_error},
+                   exit_searched=searched)
     c = found.chosen
     ratio = found.ann_energy / c.energy if c.energy else float("inf")
-    log.info("search (%s, --max-drop %g): %s T=%d, validation accuracy %.2f %% (ANN %.2f %%), %.3e J/sample "
+    log.info("search (%s, --max-drop %g): %s T=%d%s, validation accuracy %.2f %% (ANN %.2f %%), %.3e J/sample "
              "(ANN/SNN = %.2fx), %d candidates in %.1f s", objective, cfg.max_drop, c.method, c.timesteps,
+             "" if c.early_exit is None else f" with early exit {c.early_exit} (mean {c.mean_steps:.2f} steps)",
              100 * c.accuracy, 100 * found.ann_accuracy, c.energy, ratio, len(found.candidates), found.seconds)
     return found
 

@@ -311,14 +311,16 @@ def _search_markdown(s: dict) -> list[str]:
               f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
-              + (f" Candidates scored with early exit `{md(ee.get('rule'))}` (exit thresholds calibrated on the "
-                 f"calibration samples; accuracy, counts and energy at each sample's exit step)." if exits else "")),
+              + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "
+                 f"`{md(ee.get('rule'))}` (exit thresholds calibrated on the calibration samples; accuracy, counts "
+                 f"and energy at each sample's exit step; mean steps n/a: the full T)." if exits else "")),
              "",
              (f"| method | T |{' mean steps |' if exits else ''} validation accuracy | drop (points, +- se) | "
               "spikes/sample | synops/sample | energy J/sample | ANN/SNN | in budget | seconds |"),
              "|---|---:|" + ("---:|" if exits else "") + "---:|---:|---:|---:|---:|---:|---|---:|"]
     for k in s["candidates"]:
-        mark = " **(chosen)**" if (k["method"], k["timesteps"]) == (c["method"], c["timesteps"]) else ""
+        mark = " **(chosen)**" if (k["method"], k["timesteps"], k.get("early_exit")) == (
+            c["method"], c["timesteps"], c.get("early_exit")) else ""
         ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
         mean = "" if not exits else f" {k['mean_steps']:.2f} |" if "mean_steps" in k else " n/a |"
         lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} |{mean} {_pct(k['accuracy'])} | "
@@ -381,22 +383,26 @@ def write_plots(r: dict, out: Path, scatter: dict[str, tuple[np.ndarray, np.ndar
 
 def _frontier_plot(s: dict, path: Path, plt) -> Path:
     """frontier.png: validation accuracy vs energy per sample (log x) of every candidate, one marker per
-    method, the chosen point circled, the ANN's energy a vertical line and its accuracy a horizontal one."""
+    method (and early-exit rule: a dashed line), the chosen point circled, the ANN's energy a vertical line
+    and its accuracy a horizontal one."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    methods = list(dict.fromkeys(k["method"] for k in s["candidates"]))
-    for i, m in enumerate(methods):
+    series = list(dict.fromkeys((k["method"], k.get("early_exit")) for k in s["candidates"]))
+    marks = {m: "osd^v<>"[i % 7] for i, m in enumerate(dict.fromkeys(m for m, _ in series))}
+    for m, rule in series:
         pts = sorted(((k["joules_per_sample"], 100 * k["accuracy"], k["timesteps"]) for k in s["candidates"]
-                      if k["method"] == m and k["joules_per_sample"] > 0), key=lambda p: p[2])  # in T order
+                      if (k["method"], k.get("early_exit")) == (m, rule) and k["joules_per_sample"] > 0),
+                     key=lambda p: p[2])  # in T order
         if not pts:
             continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="osd^v<>"[i % 7], ls="-", lw=0.8,
-                label=_label(m, 40))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marks[m], ls="-" if rule is None else "--",
+                lw=0.8, label=_label(m if rule is None else f"{m}, exit {rule}", 40))
         for e, a, t in pts:
             ax.annotate(f"{t}", (e, a), textcoords="offset points", xytext=(3, 3), fontsize=7)
     c = s["chosen"]
     if c["joules_per_sample"] > 0:
         ax.scatter([c["joules_per_sample"]], [100 * c["accuracy"]], s=160, facecolors="none", edgecolors="r",
-                   linewidths=2, zorder=5, label=_label(f"chosen: {c['method']} T={c['timesteps']}", 60))
+                   linewidths=2, zorder=5, label=_label(f"chosen: {c['method']} T={c['timesteps']}"
+                                                        + (f", exit {c['early_exit']}" if c.get("early_exit") else ""), 60))
     ax.axvline(s["ann_joules_per_sample"], color="k", ls="--", lw=1, label="ANN energy")
     ax.axhline(100 * s["ann_accuracy"], color="gray", ls=":", lw=1, label="ANN accuracy")
     if s["objective"] != "accuracy":

@@ -62,7 +62,7 @@ from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
 
-__all__ = ["OBJECTIVES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
+__all__ = ["OBJECTIVES", "SEARCHED_EXIT_RULE", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
            "search"]
 
 log = logging.getLogger("snncompile")
@@ -76,6 +76,7 @@ TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 # (docs/methods.md, adafire); the energy pruning skips its larger T once it costs more than the
 # cheapest candidate within budget.
 SEARCH_METHODS = ("calib-light", "calib-light+pc", "adafire", "adafire+ch")
+SEARCHED_EXIT_RULE = "both"  # the early-exit rule the default search tries next to the full T (docs/methods.md)
 T_INDEPENDENT = frozenset({"max", "percentile"})  # thresholds from the activation distribution alone
 
 
@@ -98,6 +99,7 @@ class Candidate:
     snn: Graph | None = field(default=None, repr=False, compare=False)
     mean_steps: float | None = None  # with early exit: mean exit step (1..T) on the validation samples
     policy: dict | None = field(default=None, repr=False, compare=False)  # its calibrated exit policy
+    early_exit: str | None = None  # the exit rule this candidate is scored with (None: the full T)
 
     @property
     def latency(self) -> float:
@@ -109,7 +111,7 @@ class Candidate:
                 "spikes_per_sample": self.spikes, "synops_per_sample": self.synops,
                 "joules_per_sample": self.energy, "steps": self.steps, "seconds": round(self.seconds, 4),
                 "drop_points": 100 * self.drop, "drop_se_points": 100 * self.drop_se,
-                "within_budget": self.within_budget,
+                "within_budget": self.within_budget, "early_exit": self.early_exit,
                 **({} if self.mean_steps is None else {"mean_steps": self.mean_steps})}
 
 
@@ -129,7 +131,7 @@ class SearchResult:
     candidates: list[Candidate]
     seconds: float
     skipped: list[dict] = field(default_factory=list)  # {"method", "timesteps", "reason"}: not converted
-    early_exit: dict | None = None  # {"rule", "metric", "max_error"} the candidates were scored with
+    early_exit: dict | None = None  # {"rule", "metric", "max_error", "searched"} the candidates were scored with
 
     @property
     def in_budget(self) -> bool:
@@ -172,7 +174,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
            grid: Sequence[int] = TIMESTEPS, adapt: Callable[[str, dict], tuple[str, dict]] | None = None,
            options: dict | None = None, seed: int = 0, batch_size: int = 256, device: str = "cpu",
            progress: bool = True, validation: str = "validation samples", exhaustive: bool = False,
-           early_exit: dict | None = None) -> SearchResult:
+           early_exit: dict | None = None, exit_searched: bool = False) -> SearchResult:
     """Convert and score every candidate; return them all and the chosen one (see module doc).
 
     ``method``/``timesteps`` fix that dimension (None: search ``methods``/``grid``). ``adapt(m, opts)``
@@ -181,7 +183,9 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     left out, a fixed one raises. ``options`` go to a fixed ``method`` only. ``val_y`` None: the
     accuracy is agreement with the ANN's predictions. The chosen candidate's ``snn`` is the SNN to deploy
     (the others' are released as soon as they cannot be chosen). ``early_exit``: score with early exit
-    (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy.
+    (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy. ``exit_searched``:
+    early exit is a dimension of the search: every (method, T) is scored both for the full T and with
+    ``early_exit`` (two candidates from the same validation run).
     """
     from snncompile.convert.activations import shared_ann_pass
     from snncompile.evaluate import ann_macs, ann_predictions, input_macs
@@ -201,7 +205,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
 
         check_rule(early_exit["rule"], early_exit["metric"], early_exit["max_error"])
         calib_x = np.asarray(calib_x, dtype=np.float32)
-        exits = (dict(early_exit), ann_predictions(ann, calib_x, batch_size))
+        exits = ({**early_exit, "searched": bool(exit_searched)}, ann_predictions(ann, calib_x, batch_size))
     if val_y is None:
         ref, reference, ann_acc = ann_pred, "ann", 1.0
     else:
@@ -229,11 +233,12 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
                 continue
             bar.set_postfix_str(f"{m} T={T}")
             reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
-            for c in _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, m, opts, T, reads, seed, batch_size,
-                            device, exits):
-                c.within_budget = c.drop + c.drop_se <= max_drop / 100.0 + 1e-9
-                candidates.append(c)
-                last[m] = c
+            for variants in _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, m, opts, T, reads, seed,
+                                   batch_size, device, exits):
+                for c in variants:
+                    c.within_budget = c.drop + c.drop_se <= max_drop / 100.0 + 1e-9
+                    candidates.append(c)
+                last[m] = min(variants, key=lambda c: c.energy)  # the energy pruning's bound for this method
                 bar.update(1)
             _release(candidates, objective, [m for m, _ in plans])
     bar.close()
@@ -246,7 +251,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
                       f"({100 * ann_acc:.2f} %); deploying the most accurate one: {chosen.method} T={chosen.timesteps}"
                       f" ({100 * chosen.accuracy:.2f} %)", stacklevel=2)
     order = {m: i for i, (m, _) in enumerate(plans)}
-    candidates.sort(key=lambda c: (order[c.method], c.timesteps))
+    candidates.sort(key=lambda c: (order[c.method], c.timesteps, c.early_exit is not None))
     return SearchResult(objective, float(max_drop), ann_acc, ann_energy, reference, validation, len(val_x),
                         {"method": method, "timesteps": None if timesteps is None else int(timesteps)},
                         chosen, candidates, time.perf_counter() - t_start, skipped,
@@ -272,9 +277,11 @@ def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
 
 def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, reads, seed, batch_size,
            device, exits=None) -> list[Candidate]:
-    """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run.
+    """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run: one list
+    of candidates per T (the full-T candidate and/or the early-exit one).
     ``macs``: the ANN's and the analog input's MACs per sample (``estimate``'s ann_macs, input_macs).
-    ``exits`` = (early-exit options, the ANN's predictions on ``calib_x``): score with early exit."""
+    ``exits`` = (early-exit options, the ANN's predictions on ``calib_x``): score with early exit, and also
+    without it when the options say ``searched``."""
     from snncompile.convert import convert
     from snncompile.sim import simulate
 
@@ -290,20 +297,24 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     out = []
     for t in reads:
         r = res if t == T else res.truncated(t)
-        if cal is None:
-            pred, mean_steps, policy = r.predictions()[-1].numpy(), None, None
-            spikes, synops = r.total_spikes_per_sample(), r.total_synops_per_sample()
-        else:
-            pred, mean_steps, policy, spikes, synops = _with_exit(r, cal if t == T else cal.truncated(t), exits)
-        ok = pred == ref
-        acc = float(ok.mean())
-        drop, se = _paired_drop(ann_ok, ok)
-        run_steps = r.pre_steps + (t if mean_steps is None else mean_steps)
-        e = estimate(energy, **macs, synops=synops, spikes=spikes, neuron_updates=neurons * run_steps)
         g = snn if t == T else _at(snn, t)
-        out.append(Candidate(method, t, acc, spikes, synops, e["snn_joules_per_sample"], r.pre_steps + t, share,
-                             drop=drop, drop_se=se, convert_seconds=conv_share, snn=g, mean_steps=mean_steps,
-                             policy=policy))
+        scored = []
+        if cal is None or exits[0].get("searched"):
+            scored.append((r.predictions()[-1].numpy(), None, None, r.total_spikes_per_sample(),
+                           r.total_synops_per_sample()))
+        if cal is not None:
+            scored.append(_with_exit(r, cal if t == T else cal.truncated(t), exits))
+        variants = []
+        for pred, mean_steps, policy, spikes, synops in scored:
+            ok = pred == ref
+            drop, se = _paired_drop(ann_ok, ok)
+            run_steps = r.pre_steps + (t if mean_steps is None else mean_steps)
+            e = estimate(energy, **macs, synops=synops, spikes=spikes, neuron_updates=neurons * run_steps)
+            variants.append(Candidate(method, t, float(ok.mean()), spikes, synops, e["snn_joules_per_sample"],
+                                      r.pre_steps + t, share / len(scored), drop=drop, drop_se=se,
+                                      convert_seconds=conv_share / len(scored), snn=g, mean_steps=mean_steps,
+                                      policy=policy, early_exit=None if policy is None else policy["rule"]))
+        out.append(variants)
     return out
 
 
@@ -375,11 +386,13 @@ def _choose(cands: list[Candidate], objective: str, methods: list[str]) -> Candi
     order = {m: i for i, m in enumerate(methods)}
 
     def accuracy_key(c):
-        return (-c.accuracy, c.energy, c.latency, order[c.method], c.timesteps)
+        return (-c.accuracy, c.energy, c.latency, order[c.method], c.timesteps, c.early_exit is not None)
 
     pool = [c for c in cands if c.within_budget]
     if objective == "accuracy" or not pool:
         return min(cands, key=accuracy_key)
     if objective == "energy":
-        return min(pool, key=lambda c: (c.energy, -c.accuracy, c.latency, order[c.method], c.timesteps))
-    return min(pool, key=lambda c: (c.latency, -c.accuracy, c.energy, order[c.method], c.timesteps))
+        return min(pool, key=lambda c: (c.energy, -c.accuracy, c.latency, order[c.method], c.timesteps,
+                                        c.early_exit is not None))
+    return min(pool, key=lambda c: (c.latency, -c.accuracy, c.energy, order[c.method], c.timesteps,
+                                    c.early_exit is not None))

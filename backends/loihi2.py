@@ -181,7 +181,7 @@ class Loihi2Backend(Backend):
     def _run(self, graph, evals, cfg, reference):
         """Same lowering and streaming as ``lava-sim``, compiled with ``Loihi2HwCfg`` (needs a board)."""
         from lava.magma.core.run_configs import Loihi2HwCfg
-        from snncompile.backends.lava.backend import spike_exact_fraction
+        from snncompile.backends.lava.backend import exit_checks, spike_exact_fraction
         from snncompile.backends.lava.runner import run_lava
 
         from snncompile.evaluate import from_population_sim
@@ -194,7 +194,8 @@ class Loihi2Backend(Backend):
         exact = spike_exact_fraction(reference, ev)
         log.info("loihi2: per-layer spike counts equal to the fixed-point simulator on %.1f %% of %d samples",
                  100 * exact, ev.samples)
-        return ev, {"spike_exact_fraction": exact, "seconds": res.seconds}
+        return ev, {"spike_exact_fraction": exact, "seconds": res.seconds,
+                    **({} if ev.exit_steps is None else exit_checks(reference, ev))}
 
     def write(self, result, directory: Path) -> list[Path]:
         est = estimate_resources(result.pop_int)

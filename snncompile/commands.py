@@ -206,7 +206,10 @@ def run(args) -> int:
     if ev.exit_steps is not None:  # compiled with --early-exit: predictions at each sample's exit step
         info.update({"early_exit": ev.exit_policy["rule"], "mean_steps": float(np.mean(ev.exit_steps)),
                      "counts": ev.exit_counts})
-        if ev.exit_counts == "exit_step":  # counted to the exit steps (sim-int); Lava: its full window
-            info["spikes_per_sample"] = sum(ev.spikes.values()) / ev.samples
+        if ev.exit_counts == "exit_step":  # counted to the exit steps from the run's per-step trace (Lava: relays too)
+            from snncompile.sim.early_exit import counts_to_exit
+
+            c = counts_to_exit(res.trace, ev.exit_steps, res.pre_steps)
+            info["spikes_per_sample"] = sum(float(v[0]) for v in c.values()) / ev.samples
     print(json.dumps(info, indent=1), file=sys.stdout)
     return 0

@@ -33,8 +33,9 @@ class Evaluation:
     saturations: dict[str, int] = field(default_factory=dict)
     pre_steps: int = 0  # uncounted steps before the T counted ones (SRP's tau), included in the spike counts
     # early exit (graph.meta["early_exit"], --early-exit): each sample's exit step in 1..T, the samples correct
-    # at it, and what spikes/synops count: "exit_step" (to each sample's exit step) or "full_window" (all T;
-    # a target that records no per-step counts, e.g. Lava). ``predictions`` are then read at the exit step;
+    # at it, and what spikes/synops count: "exit_step" (to each sample's exit step, from a per-step trace: the
+    # simulators', or Lava's recorded per-step counts) or "full_window" (all T: a run without a per-step trace,
+    # e.g. run_lava(trace=False)). ``predictions`` are then read at the exit step;
     # ``correct_vs_t`` and ``per_sample_spikes`` stay those of the full run (Lava's spike check compares them).
     exit_steps: np.ndarray | None = None
     exit_correct: int | None = None
@@ -183,6 +184,6 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
         seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),
         per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations),
         pre_steps=res.pre_steps)
-    policy = _exit_policy(pop)  # counts to each exit step need a per-step trace: popsim's, not Lava's
+    policy = _exit_policy(pop)  # counts to each exit step need a per-step trace (popsim's trace=True, Lava's)
     return ev if policy is None else _with_exit(ev, policy, res.outputs, getattr(res, "trace", {}), y)
 

@@ -110,7 +110,7 @@ def derive(r: dict) -> dict:
     if ee is not None:
         out["early_exit"] = {**ee["policy"], "counts": ee["counts"], "mean_steps": mean_exit,
                              "histogram": list(ee["histogram"]), "accuracy_full_t": acc_t[-1],
-                             "note": _EXIT_NOTES[ee["counts"]]}
+                             "note": _EXIT_NOTES[_exit_note_key(r, ee["counts"])]}
         acc_t_snn = None if ee["correct"] is None else ee["correct"] / n
     else:
         acc_t_snn = acc_t[-1]
@@ -130,10 +130,22 @@ def derive(r: dict) -> dict:
 _EXIT_NOTES = {
     "exit_step": ("each sample stopped at its exit step: its prediction is the readout there, its spikes, synops "
                   "and neuron updates are counted to that step (latency_steps = pre-steps + mean_steps)"),
+    "exit_step_full_run": ("the target ran every sample for the full window (Lava streams samples back to back with "
+                           "a fixed period and cannot end one early); the predictions are read at the exit steps of "
+                           "the recorded readout, and spikes, synops, neuron updates and latency_steps are counted "
+                           "to each sample's exit step from the per-step counts the processes recorded: what a chip "
+                           "that ends the window at the exit step spends"),
     "full_window": ("the target ran every sample for the full window (samples run back to back with a fixed "
                     "period): the predictions are read at the exit steps of the recorded readout, but spikes, "
                     "synops, energy and latency_steps are those of all T steps"),
 }
+
+
+def _exit_note_key(r: dict, counts: str) -> str:
+    """Which note explains the early-exit counts: a target that ran the full window but counted to each exit
+    step (``lava.ran_full_window``, ``loihi2.ran_full_window``) has its own."""
+    ran_full = any(isinstance(r.get(k), dict) and r[k].get("ran_full_window") for k in ("lava", "loihi2"))
+    return "exit_step_full_run" if counts == "exit_step" and ran_full else counts
 
 
 def merge(reports: list[dict]) -> dict:
@@ -166,9 +178,12 @@ def merge(reports: list[dict]) -> dict:
         merged["lava"] = {**merged["lava"], "exact_samples": sum(r["lava"]["exact_samples"] for r in ordered),
                           "seconds": sum(r["lava"]["seconds"] for r in ordered),
                           "outputs_equal": all(r["lava"]["outputs_equal"] for r in ordered),
-                          **({"exit_steps_equal": all(r["lava"].get("exit_steps_equal", False) for r in ordered)}
-                             if "exit_steps_equal" in merged["lava"] else {})}
+                          **{k: all(r["lava"].get(k, False) for r in ordered) for k in _LAVA_EXIT_FLAGS
+                             if k in merged["lava"]}}
     return derive(merged)
+
+
+_LAVA_EXIT_FLAGS = ("exit_steps_equal", "exit_counts_equal", "ran_full_window")  # --early-exit; merged by all()
 
 
 def _sum_totals(parts: list[dict]) -> dict:
@@ -274,8 +289,14 @@ def render_markdown(r: dict) -> str:
 def _lava_exit(lava: dict) -> str:
     if "exit_steps_equal" not in lava:
         return ""
-    return (f"; early-exit steps {'equal to' if lava['exit_steps_equal'] else 'NOT equal to'} the fixed-point "
-            f"simulator's on every sample")
+    same = {True: "equal to", False: "NOT equal to"}
+    out = f"; early-exit steps {same[bool(lava['exit_steps_equal'])]} the fixed-point simulator's on every sample"
+    if "exit_counts_equal" in lava:
+        out += f", spikes and synops counted to them {same[bool(lava['exit_counts_equal'])]} the simulator's"
+    if lava.get("ran_full_window"):
+        out += ("; Lava ran every sample for its full window (it cannot end one early): the counts are what a "
+                "chip that ends the window at the exit step spends")
+    return out
 
 
 def _exit_markdown(r: dict) -> list[str]:

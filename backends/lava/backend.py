@@ -5,6 +5,11 @@ connections, as Lava delays each connection by one step). The report counts what
 relays included (layers of op ``Relay``: real neurons, messages and synops on the chip), so its
 spikes, synops and energy can exceed the simulator's; ``lava.relays`` says how many. The
 spike-for-spike check covers the populations of the compiled graph (the simulator's layers).
+
+With ``--early-exit`` Lava still runs every sample for the full window, but its processes record their
+spikes and synops per step (``snncompile.backends.lava.runner``), so the evaluation counts them to each
+sample's exit step as the simulators do (``lava.ran_full_window``, ``exit_steps_equal``,
+``exit_counts_equal``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from snncompile.backends.lava.timing import Relay, pipeline
 
 from snncompile.evaluate import Evaluation, from_population_sim
 
-__all__ = ["LavaBackend", "relays", "spike_exact_fraction"]
+__all__ = ["LavaBackend", "exit_checks", "relays", "spike_exact_fraction"]
 
 log = logging.getLogger("snncompile")
 
@@ -64,13 +69,22 @@ class LavaBackend(Backend):
                  self.name, "fixed-point" if self.fixed else "float population", 100 * exact, ev.samples, res.seconds)
         if exact < 1.0:
             log.warning("%s differs from the simulator on %d samples", self.name, round((1 - exact) * ev.samples))
-        # --early-exit: Lava ran every sample for the full window; the rule read its recorded readout
-        exits = {} if ev.exit_steps is None else {
-            "exit_steps_equal": bool(np.array_equal(reference.exit_steps, ev.exit_steps))}
+        exits = {} if ev.exit_steps is None else exit_checks(reference, ev)
         return ev, {"lava": {"exact_samples": round(exact * ev.samples), "seconds": res.seconds,
                              "select_tag": "fixed_pt" if self.fixed else "floating_pt",
                              "outputs_equal": bool(np.array_equal(reference.predictions, ev.predictions)),
                              "relays": relays(ran), **exits}}
+
+
+def exit_checks(reference: Evaluation, ev: Evaluation) -> dict:
+    """--early-exit on Lava: the rule read on Lava's recorded readout and its counts to each exit step (from
+    the per-step counts its processes record) against the simulator's; Lava itself ran every sample for the
+    full window (it streams samples with a fixed period and cannot end one early)."""
+    layers = list(reference.spikes)  # the simulator's populations (a Lava run's relays are extra)
+    return {"exit_steps_equal": bool(np.array_equal(reference.exit_steps, ev.exit_steps)),
+            "exit_counts_equal": ev.exit_counts == reference.exit_counts == "exit_step" and all(
+                ev.spikes[k] == reference.spikes[k] and ev.synops[k] == reference.synops[k] for k in layers),
+            "ran_full_window": True}
 
 
 def relays(g) -> dict:

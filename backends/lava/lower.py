@@ -7,6 +7,8 @@ permuted accordingly. Lava's Conv computes a true convolution, so kernels are fl
 connection is one Lava Dense/Conv process: one step of delay; the graph must come through
 :func:`snncompile.backends.lava.timing.pipeline` (relays on skip connections), and each
 population's depth (:func:`~snncompile.backends.lava.timing.depths`) is its process's ``offset``.
+Every spiking population (IFSoft, relay) gets its fan-out (:func:`fanout`) and records its payload
+sum and synaptic operations per window, or per step of each window with ``per_step`` (early exit).
 Node types without a rule here raise BackendError.
 """
 
@@ -23,7 +25,7 @@ from snncompile.ir import Graph, Input, Output
 from snncompile.ir.arrays import expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
-__all__ = ["LavaNetwork", "build_network", "lava_shape", "to_lava"]
+__all__ = ["LavaNetwork", "build_network", "fanout", "lava_shape", "to_lava"]
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -55,10 +57,25 @@ class LavaNetwork:
     period: int = 0  # steps per sample: the readout's pre-steps (SRP) + T
 
 
-def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwork:
+def fanout(g: Graph, name: str) -> np.ndarray:
+    """Synapses each neuron of population ``name`` drives, summed over its outgoing connections
+    (:func:`snncompile.sim.popsim.synapses_per_neuron`): int64, shaped like the population (our layout;
+    :func:`to_lava` converts it)."""
+    from snncompile.sim.popsim import synapses_per_neuron
+
+    shape = g.shapes[name]
+    f = np.zeros(shape, np.int64)
+    for c in g.of_type(DenseConn, ConvConn):
+        if c.inputs[0] == name:
+            f += synapses_per_neuron(c, shape).numpy().astype(np.int64)
+    return f
+
+
+def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool, per_step: bool = False) -> LavaNetwork:
     """Create and connect the Lava processes for ``g`` (a pipelined graph: every connection spans one
     depth level) fed with samples ``x`` for T counted steps each (plus the readout's ``pre_steps``:
-    every window is ``pre_steps + T`` steps long)."""
+    every window is ``pre_steps + T`` steps long). ``per_step``: the spiking populations record their
+    counts per step of each window, else per window."""
     apply()
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
@@ -86,13 +103,16 @@ def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool) -> LavaNetwor
                 bias_exp=node.bias_exp, v0=to_lava(node.v0, shape), max_spikes=node.max_spikes, period=T,
                 offset=depth[node.name], act_shift=node.shift, vth_shift=node.vth_shift,
                 v_max=node.v_max, n_windows=n, srp_steps=node.srp_steps,
-                srp_level=to_lava(node.srp_level(), shape), name=_safe(node.name))
+                srp_level=to_lava(node.srp_level(), shape), fanout=to_lava(fanout(g, node.name), shape),
+                per_step=per_step, name=_safe(node.name))
             _connect_inputs(g, node, procs, Dense, Conv, fixed)
         elif isinstance(node, (Readout, Relay)):
-            bias = to_lava(node.bias, shape) if isinstance(node, Readout) else 0
-            procs[node.name] = Passthrough(shape=lava_shape(shape), bias_mant=bias,
-                                           bias_exp=getattr(node, "bias_exp", 0), offset=depth[node.name],
-                                           period=T, n_windows=n, name=_safe(node.name))
+            relay = isinstance(node, Relay)  # a spiking population; the readout's counts are not read
+            procs[node.name] = Passthrough(
+                shape=lava_shape(shape), bias_mant=0 if relay else to_lava(node.bias, shape),
+                bias_exp=getattr(node, "bias_exp", 0), offset=depth[node.name], period=T, n_windows=n,
+                fanout=to_lava(fanout(g, node.name), shape) if relay else 0, per_step=per_step and relay,
+                name=_safe(node.name))
             _connect_inputs(g, node, procs, Dense, Conv, fixed)
         elif not isinstance(node, (DenseConn, ConvConn)):
             raise BackendError(f"{node.name} ({node.op}): no Lava lowering for this node type")

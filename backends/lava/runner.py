@@ -11,6 +11,15 @@ messages it sends (its payload sum, as for the population it relays, or one per 
 it relays the graded input, as for the Source), and its synops are those messages times its fan-out.
 Relays are Lava-internal: the simulators have none, and only the populations of the original graph
 are compared spike for spike.
+
+Counts: every spiking process records its payload sum and synops (payload x its neurons' fan-out,
+:func:`snncompile.backends.lava.lower.fanout`) per window, read once at the end (2 numbers per sample
+and population, whatever the population's size). With ``trace`` (on by default when the graph
+carries an early-exit policy) it records them per step of each window instead, and the result's
+``trace`` holds them per step and sample exactly as ``simulate_populations(trace=True)`` does (step
+``t`` of a population's window ``k`` is step ``t`` of sample ``k``: each process's window starts at its
+depth), so early exit counts Lava's spikes and synops to each sample's exit step. Lava itself still
+runs every sample for the full window.
 """
 
 from __future__ import annotations
@@ -27,30 +36,34 @@ from tqdm.auto import tqdm
 from snncompile.errors import BackendError
 from snncompile.interrupts import checkpoint
 from snncompile.ir import Graph
-from snncompile.ir.populations import CONNECTIONS, IFPop, Source
-from snncompile.sim.popsim import PopulationResult, synapses_per_neuron
+from snncompile.ir.populations import IFPop, Source
+from snncompile.sim.popsim import PopulationResult
 
 __all__ = ["run_lava"]
 
 
 def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, progress: bool = False,
-             chunk: int = 8, run_cfg=None) -> PopulationResult:
+             chunk: int = 8, run_cfg=None, trace: bool | None = None) -> PopulationResult:
     """Stream ``x`` through ``g`` on Lava (fixed_pt if the graph is integer, else floating_pt).
 
     ``run_cfg`` overrides the run configuration (default ``Loihi2SimCfg``; the loihi2 target passes
-    ``Loihi2HwCfg``)."""
+    ``Loihi2HwCfg``). ``trace``: record every spiking population's (spikes, synops) per step and
+    sample (``PopulationResult.trace``: layer -> (pre_steps + T, N, 2)); default: when ``g`` carries an
+    early-exit policy (``meta["early_exit"]``)."""
     apply()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from snncompile.backends.lava.fastconv import install
-    from snncompile.backends.lava.lower import build_network, to_lava
+    from snncompile.backends.lava.lower import build_network
 
     fixed = g.stage == "integer" if fixed is None else fixed
+    trace = bool((g.meta or {}).get("early_exit")) if trace is None else trace
     g = pipeline(g)  # Lava's one-step delay per connection (the result counts its relays)
     install(fixed)  # before Lava forks its process models (see fastconv.py)
     x = np.asarray(x, np.float64)
     n = x.shape[0]
-    net = build_network(g, x, T, fixed=fixed)
+    net = build_network(g, x, T, fixed=fixed, per_step=trace)
+    spiking = [k for k, v in g.nodes.items() if isinstance(v, (IFPop, Relay))]
     cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt")
     t0 = time.perf_counter()
     done = 0
@@ -63,9 +76,7 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
             done += step
             bar.update(min(n, max(0, (done - net.depth) // net.period)) - bar.n)
         raw = net.sink.data.get()  # (*lava_shape, steps)
-        windows = {k: (p.window_spikes if hasattr(p, "window_spikes") else p.window_sum).get()
-                   for k, p in net.populations.items()}
-        totals = {k: p.totals.get() for k, p in net.populations.items()}
+        counts = {k: net.populations[k].counts.get() for k in spiking}  # (n, period or 1, 2)
     except Exception as e:
         detail = child_tracebacks(net.sink)
         raise BackendError(f"lava run failed: {type(e).__name__}: {e}" + (f" ({detail[-1]})" if detail else "")) from e
@@ -73,42 +84,38 @@ def run_lava(g: Graph, x: np.ndarray, T: int, *, fixed: bool | None = None, prog
         bar.close()
         stop(net.sink, force=isinstance(sys.exc_info()[1], KeyboardInterrupt))  # Ctrl-C, SIGTERM: no handshake
     seconds = time.perf_counter() - t0
-    return _result(g, x, T, net, raw, windows, totals, seconds, to_lava)
+    return _result(g, x, T, net, raw, counts, seconds, trace)
 
 
-def _result(g, x, T, net, raw, windows, totals, seconds, to_lava) -> PopulationResult:
+def _result(g, x, T, net, raw, counts, seconds, trace) -> PopulationResult:
+    """The run as simulate_populations reports one; ``counts`` spiking population -> its ``counts`` Var."""
     n, D, P, pre = x.shape[0], net.depth, net.period, net.readout.pre_steps
     out_shape = g.shapes[net.readout.name]
     flat = raw.reshape(-1, raw.shape[-1]) if len(out_shape) == 1 else raw
     per_step = flat[..., D:D + n * P].reshape(-1, n, P)[..., pre:]  # (K, n, T): the counted steps
     acc = np.cumsum(per_step, axis=-1) / (np.arange(1, T + 1) * net.readout.scale)
     outputs = torch.as_tensor(acc.transpose(2, 1, 0), dtype=torch.float32)  # (T, n, K)
-    spiking = [k for k, v in g.nodes.items() if isinstance(v, (IFPop, Relay))]
-    counts = {k: _from_lava(totals[k], g.shapes[k]) for k in spiking}
     src = next(k for k, v in g.nodes.items() if isinstance(v, Source))
-    counts[src] = _source_counts(g.nodes[src], x, P)
-    for k in spiking:
+    per = {k: np.asarray(v, np.float64)[:n] for k, v in counts.items()}  # (n, P or 1, 2): (spikes, synops)
+    for k in per:
         if origin(g, k) == src:  # a relay of the graded input: one message per non-zero value, as the Source
-            counts[k] = counts[src]
-            windows[k] = _source_counts(g.nodes[src], x, P, per_sample=True)
-    synops = {k: 0.0 for k in counts}
-    for c in g.of_type(*CONNECTIONS):
-        s = c.inputs[0]
-        synops[s] += float((torch.as_tensor(counts[s], dtype=torch.float64) * synapses_per_neuron(c, g.shapes[s])).sum())
+            step = _input_messages(g, src, k, x)  # the same every step of the window
+            per[k] = np.repeat(step[:, None], P, axis=1) if trace else step[:, None] * P
+    sums = {k: v.sum(axis=(0, 1)) for k, v in per.items()}
     return PopulationResult(
-        outputs=outputs, spikes={k: float(counts[k].sum()) for k in spiking},
-        synops=synops, saturations={}, neurons={k: int(np.prod(g.shapes[k])) for k in [*spiking, src]},
-        layer_spike_counts={k: np.asarray(windows[k], np.float64)[:n] for k in spiking},
-        samples=n, timesteps=T, seconds=seconds, pre_steps=pre)
+        outputs=outputs, spikes={k: float(v[0]) for k, v in sums.items()},
+        synops={**{k: float(v[1]) for k, v in sums.items()}, src: float(_input_messages(g, src, src, x)[:, 1].sum() * P)},
+        saturations={}, neurons={k: int(np.prod(g.shapes[k])) for k in [*per, src]},
+        layer_spike_counts={k: v[..., 0].sum(1) for k, v in per.items()},
+        samples=n, timesteps=T, seconds=seconds, pre_steps=pre,
+        trace={k: torch.from_numpy(v.transpose(1, 0, 2).copy()) for k, v in per.items()} if trace else {})
 
 
-def _from_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    a = np.asarray(arr, np.float64)
-    return a.transpose(2, 1, 0) if len(shape) == 3 else a.reshape(shape)
+def _input_messages(g: Graph, src: str, k: str, x: np.ndarray) -> np.ndarray:
+    """(n, 2) per sample: the messages population ``k`` (the Source, or a relay of it) sends in one step,
+    one per non-zero input value, and the synops they cause (``k``'s fan-out)."""
+    from snncompile.backends.lava.lower import fanout
 
-
-def _source_counts(src: Source, x: np.ndarray, T: int, per_sample: bool = False) -> np.ndarray:
-    """Messages per input neuron over all samples (per sample with ``per_sample``): non-zero values x T."""
-    vals = src.forward(torch.as_tensor(x, dtype=torch.float64)).numpy()
-    nz = (vals != 0).reshape(len(vals), -1).sum(1) if per_sample else (vals != 0).sum(0)
-    return nz.astype(np.float64) * T
+    vals = g.nodes[src].forward(torch.as_tensor(x, dtype=torch.float64)).numpy().reshape(len(x), -1)
+    nz = (vals != 0).astype(np.float64)
+    return np.stack([nz.sum(1), nz @ fanout(g, k).reshape(-1).astype(np.float64)], axis=1)

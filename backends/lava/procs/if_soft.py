@@ -93,14 +93,19 @@ class IFSoft(AbstractProcess):
         offset: ``d`` >= 0, steps before the first window (the population's depth).
         act_shift: left shift of the synaptic input in ``fixed_pt`` (6 on Loihi; the quantizer
             lowers it for a population whose convolution weights would need a negative exponent).
-        n_windows: number of windows whose spike totals are recorded in ``window_spikes``.
+        n_windows: number of windows whose counts are recorded in ``counts``.
+        fanout: synapses each neuron drives (its outgoing connections' non-zero weights),
+            broadcastable to ``shape``: a step's synaptic operations are ``sum(n * fanout)``.
+        per_step: record ``counts`` per step of each window (early exit), else per window.
         srp_steps: SRP pre-steps ``tau`` (0: none), ``< period``; see the module docstring.
         srp_level: SRP residual-potential level (membrane units), broadcastable to ``shape``.
 
     Vars: ``v`` (membrane), ``vth``, ``bias_mant``, ``v0``, ``srp_level``, ``srp_mask`` (all
     ``shape``), ``bias_exp`` ``(1,)``,
-    ``window_spikes`` ``(n_windows,)``: the payload sum (spike count) of the population in each
-    window, so per-sample spike counts are read once at the end of a streamed run.
+    ``counts`` ``(n_windows, period if per_step else 1, 2)``: the population's payload sum (spike
+    count) and synaptic operations in each step of each window (``per_step``) or summed over each
+    window, so per-sample (and per-step) counts are read once at the end of a streamed run with
+    ``2 * n_windows`` (``2 * n_windows * period``) elements, however large the population.
     Ports: ``a_in`` (InPort, ``shape``), ``s_out`` (OutPort, ``shape``, payload ``n``).
     ``fixed_pt`` casts the Var values to int32 (truncating), so pass integers for it.
     """
@@ -122,6 +127,8 @@ class IFSoft(AbstractProcess):
         n_windows: int = 1,
         srp_steps: int = 0,
         srp_level: float | np.ndarray = 0,
+        fanout: float | np.ndarray = 0,
+        per_step: bool = False,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -135,6 +142,7 @@ class IFSoft(AbstractProcess):
             v_max=v_max,
             n_windows=n_windows,
             srp_steps=srp_steps,
+            per_step=bool(per_step),
             name=name,
             log_config=log_config,
         )
@@ -164,8 +172,8 @@ class IFSoft(AbstractProcess):
         self.v0 = Var(shape=shape, init=v0)
         self.srp_level = Var(shape=shape, init=_broadcast(label, "srp_level", srp_level, shape))
         self.srp_mask = Var(shape=shape, init=1)  # SRP mask of the current window (1 before it is set)
-        self.window_spikes = Var(shape=(max(int(n_windows), 1),), init=0)
-        self.totals = Var(shape=shape, init=0)  # per-neuron payload sum over the recorded windows
+        self.fanout = Var(shape=shape, init=_broadcast(label, "fanout", fanout, shape))
+        self.counts = Var(shape=(max(int(n_windows), 1), int(period) if per_step else 1, 2), init=0)
 
 
 def _broadcast(label: str, field: str, value, shape: tuple[int, ...]) -> np.ndarray:
@@ -194,6 +202,7 @@ class _IFSoftModel(PyLoihiProcessModel):
         self._vth_shift = int(self.proc_params.get("vth_shift", VTH_SHIFT))  # the population's, not a constant
         self._v_max = int(self.proc_params.get("v_max", V_MAX))
         self._srp = int(self.proc_params.get("srp_steps", 0))
+        self._per_step = bool(self.proc_params.get("per_step", False))
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()  # always drain the channel, also before the first window
@@ -211,9 +220,10 @@ class _IFSoftModel(PyLoihiProcessModel):
         if self._srp and k >= self._srp:
             n = n * self.srp_mask
         window = phase // self._period
-        if window < self.window_spikes.shape[0]:
-            self.window_spikes[window] += n.sum()
-            self.totals += n
+        if window < self.counts.shape[0]:  # payload sum and synops, in step k of the window or summed over it
+            c = self.counts[window, k if self._per_step else 0]
+            c[0] += n.sum()
+            c[1] += np.vdot(n, self.fanout)
         self.s_out.send(n)
 
 
@@ -232,8 +242,8 @@ class PyIFSoftModelFixed(_IFSoftModel):
     v0: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     srp_level: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     srp_mask: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
-    window_spikes: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
-    totals: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    fanout: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=52)
 
     def _integrate(self, a_in: np.ndarray) -> np.ndarray:
         exp = int(self.bias_exp.item())
@@ -262,8 +272,8 @@ class PyIFSoftModelFloat(_IFSoftModel):
     v0: np.ndarray = LavaPyType(np.ndarray, float)
     srp_level: np.ndarray = LavaPyType(np.ndarray, float)
     srp_mask: np.ndarray = LavaPyType(np.ndarray, float)
-    window_spikes: np.ndarray = LavaPyType(np.ndarray, float)
-    totals: np.ndarray = LavaPyType(np.ndarray, float)
+    fanout: np.ndarray = LavaPyType(np.ndarray, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, float)
 
     def _integrate(self, a_in: np.ndarray) -> np.ndarray:
         v = self.v + a_in + self.bias_mant * 2.0 ** self.bias_exp.item()

@@ -50,10 +50,14 @@ class Passthrough(AbstractProcess):
         bias_mant: bias mantissa, broadcastable to ``shape`` (int for ``fixed_pt``).
         bias_exp: bias exponent, one int for the population.
         offset: ``d`` >= 0, number of initial steps that send 0 (the relay's depth).
-        period, n_windows: windows of ``period`` steps after ``offset``; the payload sum of each
-            of the first ``n_windows`` is recorded in ``window_sum``.
+        period, n_windows: windows of ``period`` steps after ``offset``; the payload sum and
+            synaptic operations of each of the first ``n_windows`` are recorded in ``counts``.
+        fanout: synapses each neuron drives, broadcastable to ``shape`` (a step's synaptic
+            operations are ``sum(s_out * fanout)``; 0 for the readout).
+        per_step: record ``counts`` per step of each window (early exit), else per window.
 
-    Vars: ``bias_mant`` (``shape``), ``bias_exp`` ``(1,)``, ``window_sum`` ``(n_windows,)``.
+    Vars: ``bias_mant``, ``fanout`` (``shape``), ``bias_exp`` ``(1,)``,
+    ``counts`` ``(n_windows, period if per_step else 1, 2)`` (payload sum, synops), as IFSoft's.
     Ports: ``a_in`` (InPort, ``shape``), ``s_out`` (OutPort, ``shape``, graded).
     """
 
@@ -66,20 +70,19 @@ class Passthrough(AbstractProcess):
         offset: int = 0,
         period: int = 1,
         n_windows: int = 1,
+        fanout: float | np.ndarray = 0,
+        per_step: bool = False,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
-        super().__init__(shape=shape, offset=offset, period=period, n_windows=n_windows, name=name,
-                         log_config=log_config)
+        super().__init__(shape=shape, offset=offset, period=period, n_windows=n_windows,
+                         per_step=bool(per_step), name=name, log_config=log_config)
         label = f"Passthrough {self.name!r}"
         shape = tuple(int(s) for s in shape)
-        arr = np.asarray(bias_mant)
-        try:
-            bias_mant = np.broadcast_to(arr, shape).copy()
-        except ValueError:
-            raise ValueError(
-                f"{label}: bias_mant of shape {arr.shape} does not broadcast to {shape}"
-            ) from None
+        bias_mant = _broadcast(label, "bias_mant", bias_mant, shape)
+        fanout = _broadcast(label, "fanout", fanout, shape)
+        if int(period) != period or period < 1:
+            raise ValueError(f"{label}: period must be an integer >= 1, got {period}")
         if int(offset) != offset or offset < 0:
             raise ValueError(f"{label}: offset must be an integer >= 0, got {offset}")
         if int(bias_exp) != bias_exp:
@@ -89,17 +92,26 @@ class Passthrough(AbstractProcess):
         self.s_out = OutPort(shape=shape)
         self.bias_mant = Var(shape=shape, init=bias_mant)
         self.bias_exp = Var(shape=(1,), init=int(bias_exp))
-        self.window_sum = Var(shape=(max(int(n_windows), 1),), init=0)
-        self.totals = Var(shape=shape, init=0)  # per-neuron payload sum over the recorded windows
+        self.fanout = Var(shape=shape, init=fanout)
+        self.counts = Var(shape=(max(int(n_windows), 1), int(period) if per_step else 1, 2), init=0)
+
+
+def _broadcast(label: str, field: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(value)
+    try:
+        return np.broadcast_to(arr, shape).copy()
+    except ValueError:
+        raise ValueError(f"{label}: {field} of shape {arr.shape} does not broadcast to {shape}") from None
 
 
 class _PassthroughModel(PyLoihiProcessModel):
-    """Offset gate shared by both models; subclasses define ``_bias``."""
+    """Offset gate and counts shared by both models; subclasses define ``_forward``."""
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self._offset = int(self.proc_params["offset"])
         self._period = int(self.proc_params.get("period", 1))
+        self._per_step = bool(self.proc_params.get("per_step", False))
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()  # always drain the channel
@@ -109,9 +121,10 @@ class _PassthroughModel(PyLoihiProcessModel):
             return
         s = self._forward(a_in)
         window = phase // self._period
-        if window < self.window_sum.shape[0]:
-            self.window_sum[window] += s.sum()
-            self.totals += s
+        if window < self.counts.shape[0]:  # payload sum and synops, in step k of the window or summed over it
+            c = self.counts[window, phase % self._period if self._per_step else 0]
+            c[0] += s.sum()
+            c[1] += np.vdot(s, self.fanout)
         self.s_out.send(s)
 
 
@@ -125,8 +138,8 @@ class PyPassthroughModelFixed(_PassthroughModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=3)
-    window_sum: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
-    totals: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    fanout: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=52)
 
     def _forward(self, a_in: np.ndarray) -> np.ndarray:
         exp = int(self.bias_exp.item())
@@ -145,8 +158,8 @@ class PyPassthroughModelFloat(_PassthroughModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
-    window_sum: np.ndarray = LavaPyType(np.ndarray, float)
-    totals: np.ndarray = LavaPyType(np.ndarray, float)
+    fanout: np.ndarray = LavaPyType(np.ndarray, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, float)
 
     def _forward(self, a_in: np.ndarray) -> np.ndarray:
         return a_in + self.bias_mant * 2.0 ** self.bias_exp.item()

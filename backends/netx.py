@@ -77,6 +77,9 @@ def chain(g: Graph) -> list[tuple]:
     for n in g.nodes.values():
         if not isinstance(n, _ALLOWED):
             raise BackendError(f"{n.name} ({n.op}): no netx layer for this node type; netx supports chains only")
+        if isinstance(n, (Source, IFPop, Readout)) and len(g.shapes[n.name]) not in (1, 3):
+            raise BackendError(f"{n.name} ({n.op}): per-sample shape {g.shapes[n.name]} has "
+                               f"{len(g.shapes[n.name])} axes; netx layers are (C, H, W) or flat (N,)")
         if isinstance(n, (Source, IFPop)) and len(g.users(n.name)) > 1:
             raise BackendError(f"{n.name} ({n.op}): feeds {len(g.users(n.name))} connections (a branch or skip "
                                f"connection); netx supports chains only")

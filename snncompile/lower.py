@@ -162,9 +162,10 @@ def _window(n: Node) -> tuple[int, int, int] | None:
             return None
         return k[0], n.stride[0], t
     if isinstance(n, AvgPool2d):
-        if n.kernel[0] != n.kernel[1] or n.stride[0] != n.stride[1] or any(n.padding):
+        k = [d * (k - 1) + 1 for d, k in zip(n.dilation, n.kernel)]
+        if k[0] != k[1] or n.stride[0] != n.stride[1] or any(n.padding):
             return None
-        return n.kernel[0], n.stride[0], 0
+        return k[0], n.stride[0], 0
     return 1, 1, 0
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from snncompile.ir import IF, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output
 from snncompile.ir.populations import CONNECTIONS, POPULATIONS, ConvConn, DenseConn, Readout
 from snncompile.lower import lower_populations
 from snncompile.sim.popsim import simulate_populations
@@ -54,3 +55,29 @@ def test_synops_count_nonzero_synapses_per_spike():
     res = simulate_populations(pop, x, 5, dtype="float64")
     # every r1 spike drives the 7 readout synapses (no zero weights): synops = 7 * spikes
     assert res.synops["r1"] == 7 * res.spikes["r1"]
+
+
+def test_dilated_avgpool_folds_into_a_conv_connection():
+    """A 2x2 average pool with dilation 2 between two IF layers is a 3x3 window with 4 taps: one ConvConn,
+    spike for spike the SNN graph's."""
+    rng = np.random.default_rng(4)
+    theta = np.full(3, 0.6, np.float32)
+    nodes = [Input("x", (), shape=(2, 9, 9)),
+             Conv2d("c", ("x",), rng.normal(0, 0.4, (3, 2, 3, 3)).astype(np.float32), np.zeros(3, np.float32),
+                    padding=(1, 1, 1, 1)),
+             IF("r", ("c",), theta=theta, v0=theta / 2, bias=np.zeros((), np.float32)),
+             AvgPool2d("p", ("r",), kernel=(2, 2), stride=(2, 2), dilation=(2, 2)),
+             Conv2d("c2", ("p",), rng.normal(0, 0.4, (3, 3, 1, 1)).astype(np.float32), np.zeros(3, np.float32)),
+             IF("r2", ("c2",), theta=theta, v0=theta / 2, bias=np.zeros((), np.float32)),
+             Flatten("f", ("r2",)), Linear("l", ("f",), rng.normal(0, 0.3, (4, 48)).astype(np.float32),
+                                           np.zeros(4, np.float32)), Output("y", ("l",))]
+    snn = Graph(nodes, "dilated")
+    pop = lower_populations(snn)
+    conn = pop.nodes["r->r2"]
+    assert isinstance(conn, ConvConn) and conn.weight.shape[2:] == (3, 3) and conn.stride == (2, 2)
+    assert np.count_nonzero(conn.weight[0, 0]) == 4  # the taps at 0 and 2 along each axis
+    x = rng.uniform(0, 1, (6, 2, 9, 9))
+    ref_out, ref_spikes = reference_snn(snn, x, 10)
+    res = simulate_populations(pop, x, 10, dtype="float64")
+    assert torch.allclose(res.outputs[-1].double(), ref_out, atol=1e-6)
+    assert res.spikes == ref_spikes

@@ -1,7 +1,8 @@
 """MaxPool2d has no spiking equivalent; rewrite it before conversion (a pure ANN rewrite).
 
-``relu-tree``: over a window of K taps ``e_1..e_K`` (each a strided selection of the input,
-a fixed one-hot depthwise Conv2d), the maximum is reduced by a balanced pairwise tree of
+``relu-tree``: over a window of K taps ``e_1..e_K`` (each a strided selection of the input, a
+fixed one-hot depthwise Conv2d with the pool's stride, padding and dilation), the maximum is
+reduced by a balanced pairwise tree of
 
 .. math:: \\max(u, v) = u + \\mathrm{ReLU}(v - u)
 
@@ -61,11 +62,13 @@ class _Tree:
         self.pool, self.c, self.nodes, self.fixed, self.relus = pool, channels, [], [], 0
 
     def conv_node(self, name: str, src: str, kernel: np.ndarray, full: bool) -> Conv2d:
-        """Fixed depthwise conv: the pool's window/stride/padding (``full``) or 1x1."""
+        """Fixed depthwise conv: the pool's window/stride/padding/dilation (``full``) or 1x1."""
         w = np.tile(kernel.astype(np.float32), (self.c, 1, 1, 1))
-        stride, pad = (self.pool.stride, self.pool.padding) if full else ((1, 1), (0, 0, 0, 0))
+        p = self.pool
+        stride, pad, dil = (p.stride, p.padding, p.dilation) if full else ((1, 1), (0, 0, 0, 0), (1, 1))
         self.fixed.append(name)
-        return Conv2d(name, (src,), w, np.zeros(self.c, np.float32), tuple(stride), tuple(pad), groups=self.c)
+        return Conv2d(name, (src,), w, np.zeros(self.c, np.float32), tuple(stride), tuple(pad), tuple(dil),
+                      groups=self.c)
 
     def _conv(self, name: str, src: str, kernel: np.ndarray, full: bool) -> str:
         self.nodes.append(self.conv_node(name, src, kernel, full))
@@ -111,7 +114,7 @@ def _avg(pool: MaxPool2d) -> AvgPool2d:
     warnings.warn(f"{pool.name} (MaxPool2d): replaced by AvgPool2d (maxpool='avg'); the network computes a "
                   f"different function", stacklevel=4)
     return AvgPool2d(pool.name, pool.inputs, kernel=tuple(pool.kernel), stride=tuple(pool.stride),
-                     padding=tuple(pool.padding), count_include_pad=False)
+                     padding=tuple(pool.padding), dilation=tuple(pool.dilation), count_include_pad=False)
 
 
 def _choose(graph: Graph, pool: MaxPool2d, mode: str | None) -> str:

@@ -28,9 +28,10 @@ Add / Sub / Mul / Div  two equal-shape activations: Add. Activation and constant
                       producer's weights/bias like BN, else a per-channel BatchNorm, else (per
                       neuron) Flatten -> BatchNorm -> Reshape; a constant spanning the batch refused
 Sum                   Add (equal shapes)
-AveragePool           AvgPool2d (1-D: on (C, 1, L)); ceil_mode via end padding (refused with
-                      count_include_pad=1)
-MaxPool               MaxPool2d (pad -inf, 1-D as above); dilations != 1 and a used Indices output
+AveragePool           AvgPool2d (dilations, pads, auto_pad, count_include_pad); ceil_mode via end
+                      padding the divisor never counts; 1-D: on (C, 1, L); 3-D (separable box):
+                      over (H, W) on (C*D, H, W), then over depth on (C, D, H'*W')
+MaxPool               MaxPool2d (pad -inf; dilations; 1-D and 3-D as above); a used Indices output
                       refused
 GlobalAveragePool     GlobalAvgPool
 Concat                Concat (axis - 1); the batch axis refused

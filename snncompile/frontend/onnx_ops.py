@@ -24,7 +24,6 @@ from snncompile.ir.linear import conv_out_size
 __all__ = ["LAYER_OPS"]
 
 _FLT_MAX = 3.4028234663852886e38  # the default Clip bounds of opsets < 11 are +-FLT_MAX
-Pads = tuple[int, int, int, int]
 
 
 def _pair(n: ONode, what: str, v: list[int] | None) -> tuple[int, int]:
@@ -42,26 +41,28 @@ def _pads(
     auto_pad: str,
     pads: list[int] | None,
     size: tuple[int, ...],
-    k: tuple[int, int],
-    s: tuple[int, int],
-) -> Pads:
-    """ONNX ``pads``/``auto_pad`` as (top, left, bottom, right); ``k`` is the dilated kernel extent."""
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+) -> tuple[int, ...]:
+    """ONNX ``pads``/``auto_pad`` as (begin per spatial axis..., end per spatial axis...), for 2-D
+    (top, left, bottom, right); ``k`` is the dilated kernel extent."""
+    rank = len(size)
     if auto_pad == "NOTSET":
-        p = (0, 0, 0, 0) if pads is None else tuple(int(v) for v in pads)
-        if len(p) != 4:
-            raise n.fail(f"pads={list(p)} unsupported, only 2-D (4 values)")
+        p = (0,) * (2 * rank) if pads is None else tuple(int(v) for v in pads)
+        if len(p) != 2 * rank:
+            raise n.fail(f"pads={list(p)} unsupported, expected {2 * rank} values for {rank} spatial axes")
         if min(p) < 0:
             raise n.fail(f"pads={list(p)} invalid, values must be >= 0")
-        return p  # type: ignore[return-value]
+        return p
     if auto_pad == "VALID":
-        return (0, 0, 0, 0)
+        return (0,) * (2 * rank)
     if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
         raise n.fail(f"auto_pad={auto_pad} unsupported")
     total = [max((-(-i // st) - 1) * st + kk - i, 0) for i, kk, st in zip(size, k, s)]
     half = [t // 2 for t in total]
     rest = [t - h for t, h in zip(total, half)]
     begin, end = (half, rest) if auto_pad == "SAME_UPPER" else (rest, half)
-    return (begin[0], begin[1], end[0], end[1])
+    return (*begin, *end)
 
 
 def _spatial(n: ONode, x: Act, what: str) -> None:
@@ -91,7 +92,7 @@ def Conv(
         raise n.fail(f"{w.shape[0]} output channels do not split into group={group}")
     stride, dil = _pair(n, "strides", strides), _pair(n, "dilations", dilations)
     extent = ((w.shape[2] - 1) * dil[0] + 1, (w.shape[3] - 1) * dil[1] + 1)
-    pad = _pads(n, auto_pad, pads, x.shape[1:], extent, stride)
+    top, left, bottom, right = _pads(n, auto_pad, pads, x.shape[1:], extent, stride)
     bias = np.zeros(w.shape[0], np.float32) if B is None else b.const(n, B, "B").astype(np.float32)
     if bias.size != w.shape[0]:
         raise n.fail(f"bias B of shape {bias.shape} for {w.shape[0]} output channels")
@@ -101,7 +102,7 @@ def Conv(
         weight=w,
         bias=bias.reshape(-1),
         stride=stride,
-        padding=pad,
+        padding=(top, left, bottom, right),
         dilation=dil,
         groups=int(group),
     )
@@ -181,21 +182,46 @@ def BatchNormalization(
                     channel_view(beta - mu * s, len(x.shape)).astype(np.float32))
 
 
-def _ceil_pads(
-    n: ONode, size: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: Pads, exact: bool
-) -> Pads:
-    """Pads that make floor-mode pooling give the ceil-mode output size (torch/onnxruntime rule:
+def _axes(n: ONode, what: str, v: list[int] | None, rank: int) -> tuple[int, ...]:
+    """A pooling attribute with one value per spatial axis (1 on each when absent)."""
+    if v is None:
+        return (1,) * rank
+    if len(v) != rank:
+        raise n.fail(f"{what}={list(v)} has {len(v)} values for {rank} spatial axes")
+    if min(v) < 1:
+        raise n.fail(f"{what}={list(v)} invalid, values must be >= 1")
+    return tuple(int(i) for i in v)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Axis:
+    """One spatial axis of a pooling window; ``end`` includes ``extra``, the end padding ceil mode adds."""
+
+    kernel: int = 1
+    stride: int = 1
+    dilation: int = 1
+    begin: int = 0
+    end: int = 0
+    extra: int = 0
+
+
+def _ceil_extra(length: int, extent: int, stride: int, begin: int, end: int) -> int:
+    """End padding that makes floor-mode pooling give the ceil-mode output size (torch/onnxruntime rule:
     a last window that would start in the end padding is dropped)."""
-    extra = []
-    for i, (length, kk, st) in enumerate(zip(size, k, s)):
-        out = conv_out_size(length, kk, st, pad[i], pad[i + 2], ceil=True)
-        out -= (out - 1) * st >= length + pad[i]
-        extra.append(max((out - 1) * st + kk - (length + pad[i] + pad[i + 2]), 0))
-    if any(extra) and not exact:
-        raise n.fail(
-            "ceil_mode=1 with count_include_pad=1 unsupported (the added window part would be counted)"
-        )
-    return (pad[0], pad[1], pad[2] + extra[0], pad[3] + extra[1])
+    out = conv_out_size(length, extent, stride, begin, end, ceil=True)
+    out -= (out - 1) * stride >= length + begin
+    return max((out - 1) * stride + extent - (length + begin + end), 0)
+
+
+def _pool2d(name: str, src: str, rows: _Axis, cols: _Axis, count_include_pad: int | None) -> Node:
+    """The 2-D pool over the last two axes: MaxPool2d (``count_include_pad`` None) or AvgPool2d."""
+    window = {"kernel": (rows.kernel, cols.kernel), "stride": (rows.stride, cols.stride),
+              "padding": (rows.begin, cols.begin, rows.end, cols.end),
+              "dilation": (rows.dilation, cols.dilation)}
+    if count_include_pad is None:
+        return MaxPool2d(name, (src,), **window)
+    return AvgPool2d(name, (src,), **window, count_include_pad=bool(count_include_pad),
+                     uncounted=(rows.extra, cols.extra))
 
 
 def _pool(
@@ -210,29 +236,36 @@ def _pool(
     dilations,
     count_include_pad: int | None,
 ) -> Node:
+    """1-, 2- or 3-D pooling as 2-D pools. 1-D: one on (C, 1, L). 3-D: a box window is separable (its
+    max is the max over depth of the maxima over (H, W); its mean over the counted taps is the mean
+    over depth of the means over (H, W), the counted taps being a box too), so one pool over (H, W) on
+    (C*D, H, W), then one over depth, a (k_D, 1) window on (C, D, H'*W')."""
     x = b.act(n, X, "X")
-    if len(x.shape) == 2 and len(kernel_shape) == 1:  # 1-D: pool (C, 1, L) with a (1, k) window
+    rank = len(x.shape) - 1
+    if rank not in (1, 2, 3) or len(kernel_shape) != rank:
+        raise n.fail(f"kernel_shape={list(kernel_shape)} for per-sample shape {x.shape}: only 1-, 2- and 3-D "
+                     f"pooling (input (N, C, ...) with one spatial axis per kernel value)")
+    k = _axes(n, "kernel_shape", kernel_shape, rank)
+    s, d = _axes(n, "strides", strides, rank), _axes(n, "dilations", dilations, rank)
+    extent = tuple((kk - 1) * dd + 1 for kk, dd in zip(k, d))
+    pad = _pads(n, auto_pad, pads, x.shape[1:], extent, s)
+    axes = []
+    for i, length in enumerate(x.shape[1:]):
+        extra = _ceil_extra(length, extent[i], s[i], pad[i], pad[rank + i]) if ceil_mode else 0
+        axes.append(_Axis(k[i], s[i], d[i], pad[i], pad[rank + i] + extra, extra))
+    if rank == 2:
+        return _pool2d(n.ir, x.name, *axes, count_include_pad)
+    if rank == 1:
         c, length = x.shape
         x2 = b.extra(Reshape(f"{n.ir}.2d", (x.name,), shape=(c, 1, length)))
-        p = None if pads is None else [0, pads[0], 0, pads[1]]
-        two = [None if v is None else [1, *v] for v in (strides, dilations)]
-        pooled = b.extra(_pool(b, dataclasses.replace(n, ir=f"{n.ir}.pool"), x2, [1, *kernel_shape], auto_pad,
-                               p, two[0], ceil_mode, two[1], count_include_pad))
+        pooled = b.extra(_pool2d(f"{n.ir}.pool", x2.name, _Axis(), axes[0], count_include_pad))
         return Reshape(n.ir, (pooled.name,), shape=(c, pooled.shape[2]))
-    _spatial(n, x, "pooling")
-    if len(kernel_shape) != 2:
-        raise n.fail(f"kernel_shape={list(kernel_shape)} unsupported, only 2-D")
-    if dilations is not None and any(d != 1 for d in dilations):
-        raise n.fail(f"dilations={list(dilations)} unsupported, only 1")
-    k, s = _pair(n, "kernel_shape", kernel_shape), _pair(n, "strides", strides)
-    pad = _pads(n, auto_pad, pads, x.shape[1:], k, s)
-    if ceil_mode:
-        pad = _ceil_pads(n, x.shape[1:], k, s, pad, exact=not count_include_pad)
-    if count_include_pad is None:
-        return MaxPool2d(n.ir, (x.name,), kernel=k, stride=s, padding=pad)
-    return AvgPool2d(
-        n.ir, (x.name,), kernel=k, stride=s, padding=pad, count_include_pad=bool(count_include_pad)
-    )
+    c, depth, h, w = x.shape
+    planes = b.extra(Reshape(f"{n.ir}.planes", (x.name,), shape=(c * depth, h, w)))
+    hw = b.extra(_pool2d(f"{n.ir}.hw", planes.name, axes[1], axes[2], count_include_pad))
+    cols = b.extra(Reshape(f"{n.ir}.columns", (hw.name,), shape=(c, depth, hw.shape[1] * hw.shape[2])))
+    pooled = b.extra(_pool2d(f"{n.ir}.depth", cols.name, axes[0], _Axis(), count_include_pad))
+    return Reshape(n.ir, (pooled.name,), shape=(c, pooled.shape[1], *hw.shape[1:]))
 
 
 def AveragePool(

@@ -1,4 +1,7 @@
-"""Pooling operators: AvgPool2d, MaxPool2d, GlobalAvgPool."""
+"""Pooling operators: AvgPool2d, MaxPool2d (windows of dilated taps), GlobalAvgPool.
+
+1-D and 3-D pooling are 2-D pools over reshaped views (see ``snncompile.frontend.onnx_ops._pool``), so
+everything downstream (max-pool rewrite, lowering, simulators, backends) knows only these."""
 
 from __future__ import annotations
 
@@ -15,18 +18,22 @@ __all__ = ["AvgPool2d", "GlobalAvgPool", "MaxPool2d", "tiled_sum"]
 
 @dataclass(frozen=True, eq=False)
 class _Pool2d(Node):
+    """A window of ``kernel`` taps ``dilation`` apart, moved by ``stride`` over the padded input."""
+
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] = (2, 2)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # (top, left, bottom, right)
+    dilation: tuple[int, int] = (1, 1)  # spacing of the taps along (H, W)
 
     def infer_shape(self, x: Shape) -> Shape:
         if len(x) != 3:
             raise self._shape_error(f"expected input (C, H, W), got {x}")
         t, l, b, r = self.padding
-        h = conv_out_size(x[1], self.kernel[0], self.stride[0], t, b)
-        w = conv_out_size(x[2], self.kernel[1], self.stride[1], l, r)
+        h = conv_out_size(x[1], self.kernel[0], self.stride[0], t, b, self.dilation[0])
+        w = conv_out_size(x[2], self.kernel[1], self.stride[1], l, r, self.dilation[1])
         if h < 1 or w < 1:
-            raise self._shape_error(f"kernel {self.kernel} larger than padded input {x[1:]}")
+            raise self._shape_error(f"kernel {self.kernel} (dilation {self.dilation}) larger than padded input "
+                                    f"{x[1:]}")
         return (x[0], h, w)
 
     def _padded(self, x: torch.Tensor, value: float) -> torch.Tensor:
@@ -51,33 +58,66 @@ def tiled_sum(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
 
 @dataclass(frozen=True, eq=False)
 class AvgPool2d(_Pool2d):
-    """Average over each window: :math:`y[c,i,j] = \\frac{1}{n_{ij}} \\sum_{p,q} x_{pad}[c, i s_0 + p, j s_1 + q]`.
+    """Average over each window:
 
-    ``n_ij`` is ``kH*kW`` when ``count_include_pad`` else the number of non-padding elements.
+    .. math:: y[c,i,j] = \\frac{1}{n_{ij}} \\sum_{p<k_0,\\, q<k_1}
+              x_{pad}[c,\\; i s_0 + p d_0,\\; j s_1 + q d_1]
+
+    with ``x_pad`` zero-padded. ``n_ij`` counts the window's taps that lie on the input, or with
+    ``count_include_pad`` on the input or its padding except the last ``uncounted`` (bottom, right)
+    rows/columns of the end padding (the part ceil mode adds: torch's and onnxruntime's divisor).
     """
 
     count_include_pad: bool = False
+    uncounted: tuple[int, int] = (0, 0)  # (bottom, right): end padding never counted in n_ij
     op = "AvgPool2d"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        if any(u < 0 or u > e for u, e in zip(self.uncounted, self.padding[2:])):
+            raise self._shape_error(f"uncounted={self.uncounted} not within the end padding {self.padding[2:]}")
+        return super().infer_shape(x)
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain window mean of an already padded (N, C, H, W) tensor (every tap counted)."""
+        if self.dilation == (1, 1):
+            return F.avg_pool2d(x, self.kernel, self.stride)
+        kh, kw = self.kernel
+        ones = x.new_full((1, 1, kh, kw), 1.0 / (kh * kw))
+        n, c = x.shape[:2]
+        y = F.conv2d(x.reshape(n * c, 1, *x.shape[2:]), ones, None, self.stride, 0, self.dilation)
+        return y.reshape(n, c, *y.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel
-        if self.stride == self.kernel and not any(self.padding) and kh * kw <= 16:
+        plain = not any(self.padding) and self.dilation == (1, 1)
+        if plain and self.stride == self.kernel and kh * kw <= 16:
             return tiled_sum(x, kh, kw).mul_(1.0 / (kh * kw))
-        s = F.avg_pool2d(self._padded(x, 0.0), self.kernel, self.stride)
-        if self.count_include_pad or not any(self.padding):
+        s = self._mean(self._padded(x, 0.0))
+        if not any(self.padding) or (self.count_include_pad and not any(self.uncounted)):
             return s
-        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
-        return s / F.avg_pool2d(self._padded(ones, 0.0), self.kernel, self.stride)
+        return s / self._counted_share(x)
+
+    def _counted_share(self, x: torch.Tensor) -> torch.Tensor:
+        """``n_ij / (k_0 k_1)``: the window mean of a 0/1 mask over the padded input marking counted taps."""
+        t, l, b, r = self.padding
+        h, w = x.shape[2:]
+        mask = x.new_zeros((1, 1, h + t + b, w + l + r))
+        if self.count_include_pad:
+            mask[..., : h + t + b - self.uncounted[0], : w + l + r - self.uncounted[1]] = 1.0
+        else:
+            mask[..., t : t + h, l : l + w] = 1.0
+        return self._mean(mask)
 
 
 @dataclass(frozen=True, eq=False)
 class MaxPool2d(_Pool2d):
-    """Maximum over each window: :math:`y[c,i,j] = \\max_{p,q} x_{pad}[c, i s_0 + p, j s_1 + q]` (pad = -inf)."""
+    """Maximum over each window: :math:`y[c,i,j] = \\max_{p,q} x_{pad}[c, i s_0 + p d_0, j s_1 + q d_1]`
+    (pad = -inf)."""
 
     op = "MaxPool2d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(self._padded(x, float("-inf")), self.kernel, self.stride)
+        return F.max_pool2d(self._padded(x, float("-inf")), self.kernel, self.stride, 0, self.dilation)
 
 
 @dataclass(frozen=True, eq=False)

@@ -49,7 +49,7 @@ def _sum_pool(node: AvgPool2d, shape) -> Node:
     c = shape[0]
     ones = np.ones((c, 1, *node.kernel), np.float32)
     return Conv2d(node.name, node.inputs, ones, np.zeros(c, np.float32), tuple(node.stride),
-                  tuple(node.padding), groups=c)
+                  tuple(node.padding), tuple(node.dilation), groups=c)
 
 
 def _global_sum(node: GlobalAvgPool, shape) -> Node:

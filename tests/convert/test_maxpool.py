@@ -12,13 +12,14 @@ from tests.convert.conftest import small_cnn
 F32 = np.float32
 
 
-def pool_net(kernel, stride, padding, relu=True):
+def pool_net(kernel, stride, padding, relu=True, dilation=(1, 1)):
     rng = np.random.default_rng(0)
     nodes = [Input("x", (), shape=(3, 9, 9)),
              Conv2d("c", ("x",), rng.normal(size=(4, 3, 3, 3)).astype(F32), rng.normal(size=4).astype(F32),
                     padding=(1, 1, 1, 1))]
     nodes += [ReLU("r", ("c",))] if relu else []
-    nodes += [MaxPool2d("p", ("r" if relu else "c",), kernel=kernel, stride=stride, padding=padding),
+    nodes += [MaxPool2d("p", ("r" if relu else "c",), kernel=kernel, stride=stride, padding=padding,
+                        dilation=dilation),
               Flatten("f", ("p",)), Output("o", ("f",))]
     return Graph(nodes)
 
@@ -38,6 +39,15 @@ def test_relu_tree_is_exact(kernel, stride, padding):
     (entry,) = new.meta["maxpool_log"]
     assert entry["node"] == "p" and entry["to"] == "relu-tree"
     assert set(new.meta["fixed_weights"]) <= set(new.nodes)
+
+
+def test_relu_tree_of_a_dilated_pool_is_exact():
+    g = pool_net((2, 3), (1, 2), (1, 0, 2, 1), dilation=(3, 2))
+    new = rewrite_maxpool(g)
+    x = np.random.default_rng(1).normal(size=(8, 3, 9, 9)).astype(F32)
+    np.testing.assert_allclose(new.run(x).numpy(), g.run(x).numpy(), rtol=0, atol=1e-5)
+    taps = [n for n in new.of_type(Conv2d) if n.weight.shape[2:] == (2, 3)]
+    assert taps and all(t.dilation == (3, 2) and t.padding == (1, 0, 2, 1) for t in taps)
 
 
 def test_relu_tree_without_padding_is_exact_for_any_input():

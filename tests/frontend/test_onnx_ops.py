@@ -219,7 +219,77 @@ CASES = {
             {},
         ),
     ),
+    # dilated and 3-D windows (3-D: a pool over (H, W) then one over depth, see onnx_ops._pool)
+    "maxpool_dilated": (
+        (10, 12, 22),
+        lambda o: pool("MaxPool", (2, 9, 8), kernel_shape=[3, 2], dilations=[2, 3], strides=[1, 2],
+                       pads=[1, 1, 2, 0]),
+    ),
+    "maxpool_dilated_ceil": (
+        (10, 21),
+        lambda o: pool("MaxPool", (2, 9, 8), kernel_shape=[3, 2], dilations=[2, 2], strides=[2, 2],
+                       ceil_mode=1),
+    ),
+    "maxpool_1d_dilated": (
+        (12, 21),
+        lambda o: pool("MaxPool", (3, 11), kernel_shape=[3], strides=[2], dilations=[2], pads=[1, 2]),
+    ),
+    "maxpool_3d": (
+        (8, 12, 22),
+        lambda o: pool("MaxPool", (2, 5, 6, 7), kernel_shape=[2, 3, 2], strides=[2, 1, 2],
+                       pads=[1, 0, 1, 0, 2, 1]),
+    ),
+    "maxpool_3d_dilated_ceil": (
+        (12, 21),
+        lambda o: pool("MaxPool", (2, 7, 6, 9), kernel_shape=[2, 2, 3], strides=[2, 2, 2],
+                       dilations=[2, 1, 2], ceil_mode=1),
+    ),
     "avgpool_2x2": ((7, 11, 19, 21), lambda o: pool("AveragePool", kernel_shape=[2, 2], strides=[2, 2])),
+    "avgpool_dilated": (
+        (19, 21),
+        lambda o: pool("AveragePool", (2, 9, 8), kernel_shape=[3, 2], dilations=[2, 3], strides=[1, 2],
+                       pads=[1, 1, 2, 0]),
+    ),
+    "avgpool_dilated_include_pad": (
+        (19,),
+        lambda o: pool("AveragePool", (2, 9, 8), kernel_shape=[3, 2], dilations=[2, 3], strides=[1, 2],
+                       pads=[1, 1, 2, 0], count_include_pad=1),
+    ),
+    "avgpool_ceil_include_pad": (  # the window part ceil mode adds is not counted (torch, onnxruntime)
+        (10, 19),
+        lambda o: pool("AveragePool", (2, 7, 6), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1],
+                       ceil_mode=1, count_include_pad=1),
+    ),
+    "avgpool_dilated_ceil_include_pad": (
+        (19, 21),
+        lambda o: pool("AveragePool", (2, 9, 8), kernel_shape=[3, 3], dilations=[2, 2], strides=[2, 2],
+                       ceil_mode=1, count_include_pad=1),
+    ),
+    "avgpool_1d_dilated_ceil_include_pad": (
+        (19,),
+        lambda o: pool("AveragePool", (3, 11), kernel_shape=[3], strides=[2], dilations=[2], pads=[1, 2],
+                       ceil_mode=1, count_include_pad=1),
+    ),
+    "avgpool_3d": (
+        (7, 11, 19, 21),
+        lambda o: pool("AveragePool", (2, 5, 6, 7), kernel_shape=[2, 3, 2], strides=[2, 1, 2],
+                       pads=[1, 0, 1, 0, 2, 1]),
+    ),
+    "avgpool_3d_include_pad_ceil": (
+        (10, 19),
+        lambda o: pool("AveragePool", (2, 5, 6, 7), kernel_shape=[2, 3, 2], strides=[2, 2, 2],
+                       pads=[1, 0, 1, 0, 1, 1], ceil_mode=1, count_include_pad=1),
+    ),
+    "avgpool_3d_dilated_include_pad": (
+        (19, 21),
+        lambda o: pool("AveragePool", (2, 5, 6, 7), kernel_shape=[2, 3, 2], strides=[2, 1, 2],
+                       pads=[1, 0, 1, 0, 2, 1], dilations=[1, 2, 2], count_include_pad=1),
+    ),
+    "avgpool_3d_same_upper": (
+        (7, 19),
+        lambda o: pool("AveragePool", (2, 5, 6, 7), kernel_shape=[2, 3, 2], strides=[2, 2, 2],
+                       auto_pad="SAME_UPPER"),
+    ),
     "avgpool_pads_exclude": (
         (7, 13),
         lambda o: pool("AveragePool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

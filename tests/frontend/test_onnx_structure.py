@@ -183,6 +183,22 @@ def test_conv_same_upper_padding():
     assert c.padding == (0, 0, 1, 1)
 
 
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_same_upper_dilated_pool_pads_the_dilated_extent(op):
+    """SAME_UPPER pads ``(ceil(L/s) - 1) s + (k - 1) d + 1 - L`` as the ONNX spec writes it (onnx's shape
+    inference too): here the same as explicit pads (2, 1, 2, 1), which onnxruntime checks. onnxruntime
+    1.32 itself pads the undilated kernel under SAME (output (4, 7) instead of the spec's (5, 8))."""
+    attrs = {"kernel_shape": [3, 2], "dilations": [2, 2], "strides": [2, 1]}
+    same = make_model([node(op, ["x"], ["y"], auto_pad="SAME_UPPER", **attrs)], (2, 9, 8), 19)
+    spec = [d.dim_value for d in same.graph.output[0].type.tensor_type.shape.dim[1:]]
+    explicit = make_model([node(op, ["x"], ["y"], pads=[2, 1, 2, 1], **attrs)], (2, 9, 8), 19)
+    want = assert_matches_ort(explicit, (2, 9, 8))
+    g = load_onnx(same)
+    assert list(g.shapes[g.outputs[0].name]) == spec == [2, 5, 8]
+    x = np.random.default_rng(0).standard_normal((2, 2, 9, 8)).astype(np.float32)
+    np.testing.assert_array_equal(g.run(x).numpy(), want.run(x).numpy())
+
 REFUSED = {
     "flatten_axis0": ([node("Flatten", ["x"], ["y"], axis=0)], (2, 3), {}, "axis=0"),
     "flatten_axis2": ([node("Flatten", ["x"], ["y"], axis=2)], (2, 3), {}, "batch axis"),
@@ -209,11 +225,11 @@ REFUSED = {
     ),
     "concat_batch": ([node("Concat", ["x", "x"], ["y"], axis=0)], (3,), {}, "batch axis"),
     "concat_const": ([node("Concat", ["x", "c"], ["y"], axis=1)], (3,), {"c": w(1, 2)}, "inputs[1]"),
-    "maxpool_dilation": (
-        [node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])],
-        (1, 6, 6),
+    "maxpool_4d": (
+        [node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2, 2, 2])],
+        (1, 4, 4, 4, 4),
         {},
-        "dilations",
+        "only 1-, 2- and 3-D pooling",
     ),
     "maxpool_indices_used": (
         [
@@ -224,22 +240,6 @@ REFUSED = {
         (1, 4, 4),
         {},
         "output 1",
-    ),
-    "avgpool_ceil_include_pad": (
-        [
-            node(
-                "AveragePool",
-                ["x"],
-                ["y"],
-                kernel_shape=[3, 3],
-                strides=[2, 2],
-                ceil_mode=1,
-                count_include_pad=1,
-            )
-        ],
-        (1, 6, 6),
-        {},
-        "count_include_pad",
     ),
     "conv1d": ([node("Conv", ["x", "W"], ["y"])], (2, 5), {"W": w(3, 2, 3)}, "2-D"),
     "conv_weight_activation": ([node("Conv", ["x", "x"], ["y"])], (1, 3, 3), {}, "input W"),

@@ -1,0 +1,113 @@
+"""3-D and dilated pooling end to end: an ONNX model (onnx.helper) with a 3-D MaxPool, a 3-D AveragePool and
+a dilated 2-D MaxPool imports equal to onnxruntime, its max pools rewrite exactly into relu-trees, and it
+converts to a spiking network that follows the ANN on ``sim`` and ``sim-int``; exports that cannot carry its
+4-D populations refuse in one line naming the node.
+
+A 3-D pool imports as a 2-D pool over (H, W) and one over depth (``onnx_ops._pool``), so its max pool
+becomes two relu-trees (2x2 then 2x1: 3 + 1 ReLUs, the 7 of a 2x2x2 tree) and its average pool a linear map.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx_helpers import assert_matches_ort, make_model, node, ort_run
+
+from snncompile.cli import main
+from snncompile.convert import convert
+from snncompile.convert.maxpool import rewrite_maxpool
+from snncompile.frontend.onnx import load_onnx
+from snncompile.ir import Conv2d, MaxPool2d, ReLU
+from snncompile.sim import simulate
+
+SHAPE = (2, 4, 8, 8)  # (C, D, H, W)
+
+
+def _model(bias: np.ndarray | None = None) -> onnx.ModelProto:
+    """Relu -> MaxPool 2x2x2 -> AveragePool (2, 3, 3) padded -> Reshape (C, H, W) -> Conv 3x3 -> Relu ->
+    MaxPool 2x2 dilated 2 -> Flatten -> Gemm (10 classes)."""
+    rng = np.random.default_rng(0)
+    w, b, g = (rng.standard_normal(s).astype(np.float32) * 0.5 for s in ((6, 2, 3, 3), (6,), (10, 24)))
+    nodes = [node("Relu", ["x"], ["r0"]),
+             node("MaxPool", ["r0"], ["p1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
+             node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 3, 3], pads=[0, 1, 1, 0, 1, 1]),
+             node("Reshape", ["p2", "s"], ["q"]),
+             node("Conv", ["q", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+             node("Relu", ["c"], ["r1"]),
+             node("MaxPool", ["r1"], ["p3"], kernel_shape=[2, 2], dilations=[2, 2]),
+             node("Flatten", ["p3"], ["f"]),
+             node("Gemm", ["f", "G", "C"], ["y"], transB=1)]
+    return make_model(nodes, SHAPE, 19, s=np.array([0, 2, 4, 4]), W=w, B=0.1 * b, G=g,
+                      C=np.zeros(10, np.float32) if bias is None else bias)
+
+
+@pytest.fixture(scope="module")
+def case():
+    """The model with its logits centred on the data (so the classes vary), the data and its labels."""
+    x = np.random.default_rng(1).standard_normal((300, *SHAPE)).astype(np.float32)
+    model = _model(-ort_run(_model(), x).mean(0))
+    return model, x, ort_run(model, x).argmax(1)
+
+
+def test_imports_equal_to_onnxruntime(case):
+    model, _, _ = case
+    g = assert_matches_ort(model, SHAPE)
+    pools = {n.name: n for n in g.of_type(MaxPool2d)}
+    assert pools["MaxPool_1.hw"].kernel == (2, 2) and pools["MaxPool_1.depth"].kernel == (2, 1)
+    assert pools["MaxPool_6"].dilation == (2, 2)
+
+
+def test_relu_trees_are_exact_on_the_ann(case):
+    model, x, _ = case
+    g = load_onnx(model)
+    tree = rewrite_maxpool(g)
+    np.testing.assert_allclose(tree.run(x).numpy(), g.run(x).numpy(), rtol=0, atol=1e-5)
+    relus = [n.name for n in tree.of_type(ReLU)]
+    assert sum(r.startswith("MaxPool_1.hw.relu") for r in relus) == 3
+    assert sum(r.startswith("MaxPool_1.depth.relu") for r in relus) == 1
+    taps = [n for n in tree.of_type(Conv2d) if n.name.startswith("MaxPool_6.")]
+    assert taps and all(t.dilation == (2, 2) for t in taps if t.weight.shape[2:] == (2, 2))
+
+
+def test_snn_follows_the_ann_on_sim(case):
+    model, x, _ = case
+    g = load_onnx(model)
+    ann = g.run(x[:200]).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snn = convert(g, x[200:], method="adafire", timesteps=32, progress=False)
+    out = simulate(snn, x[:200], 32).outputs[-1].numpy()
+    assert (out.argmax(1) == ann.argmax(1)).mean() >= 0.9  # measured 0.975
+    assert np.abs(out - ann).mean() <= 0.15 * np.abs(ann).mean()  # measured 0.09
+
+
+@pytest.fixture(scope="module")
+def files(case, tmp_path_factory):
+    model, x, y = case
+    d = tmp_path_factory.mktemp("pool3d")
+    onnx.save(model, d / "m.onnx")
+    np.savez(d / "d.npz", x=x, y=y)
+    return d
+
+
+def test_compiles_for_sim_int(files):
+    out = files / "sim-int.snn"
+    assert main([str(files / "m.onnx"), "--data", str(files / "d.npz"), "--samples", "200", "--target", "sim-int",
+                 "-T", "32", "--method", "adafire", "--out", str(out), "-q"]) == 0
+    acc = json.loads((out / "report.json").read_text())["accuracy"]
+    assert acc["ann"] == 1.0 and acc["snn_float"] >= 0.9 and acc["snn"] >= 0.75, acc  # measured 0.975, 0.855
+
+
+@pytest.mark.parametrize("target,reason", [
+    ("netx", "x.src (Source): per-sample shape (2, 4, 8, 8) has 4 axes; netx layers are (C, H, W) or flat (N,)"),
+    ("nir", "x.src->Relu_0 (Dense): output shape (2, 4, 8, 8) needs an unflatten"),
+])
+def test_exports_refuse_the_4d_populations_in_one_line(files, target, reason, capsys):
+    assert main([str(files / "m.onnx"), "--data", str(files / "d.npz"), "--samples", "20", "--target", target,
+                 "-T", "8", "--method", "max", "--out", str(files / f"{target}.snn"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(reason in line for line in err), err

@@ -1,7 +1,7 @@
 """3-D and dilated pooling end to end: an ONNX model (onnx.helper) with a 3-D MaxPool, a 3-D AveragePool and
 a dilated 2-D MaxPool imports equal to onnxruntime, its max pools rewrite exactly into relu-trees, and it
-converts to a spiking network that follows the ANN on ``sim`` and ``sim-int``; exports that cannot carry its
-4-D populations refuse in one line naming the node.
+converts to a spiking network that follows the ANN on ``sim`` and ``sim-int`` and runs on Lava spike for spike
+like ``sim-int``; exports that cannot carry its 4-D populations refuse in one line naming the node.
 
 A 3-D pool imports as a 2-D pool over (H, W) and one over depth (``onnx_ops._pool``), so its max pool
 becomes two relu-trees (2x2 then 2x1: 3 + 1 ReLUs, the 7 of a 2x2x2 tree) and its average pool a linear map.
@@ -111,3 +111,13 @@ def test_exports_refuse_the_4d_populations_in_one_line(files, target, reason, ca
                  "-T", "8", "--method", "max", "--out", str(files / f"{target}.snn"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert any(reason in line for line in err), err
+
+
+@pytest.mark.slow
+def test_runs_on_lava_spike_for_spike_like_sim_int(files):
+    """Lava carries the 4-D populations and the relu-trees: every layer's spikes equal sim-int's."""
+    out = files / "lava.snn"
+    assert main([str(files / "m.onnx"), "--data", str(files / "d.npz"), "--samples", "6", "--target", "lava-sim",
+                 "-T", "8", "--method", "max", "--out", str(out), "-q"]) == 0
+    lava = json.loads((out / "report.json").read_text())["lava"]
+    assert lava["spike_exact_fraction"] == 1.0 and lava["outputs_equal"], lava

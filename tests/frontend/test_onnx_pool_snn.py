@@ -4,7 +4,7 @@ converts to a spiking network that follows the ANN on ``sim`` and ``sim-int`` an
 like ``sim-int``; exports that cannot carry its 4-D populations refuse in one line naming the node.
 
 A 3-D pool imports as a 2-D pool over (H, W) and one over depth (``onnx_ops._pool``), so its max pool
-becomes two relu-trees (2x2 then 2x1: 3 + 1 ReLUs, the 7 of a 2x2x2 tree) and its average pool a linear map.
+becomes two relu-trees (2x2, then 2x1 over depth) and its average pool a linear map.
 """
 
 from __future__ import annotations

@@ -15,17 +15,21 @@ authors' search, repo bic-L/burst-ann2snn; exact for additive costs).
 Cost: the base network once, then per layer one forked run of that layer and its descendants
 with all its other settings stacked on the batch axis, the layers upstream replayed from the
 base run's recorded spike trains (:mod:`snncompile.convert.replay`) - the same KL and spike
-values as one whole-network simulation per (layer, setting).
+values as one whole-network simulation per (layer, setting). The base run also keeps the
+per-step values of the nodes the forks read from upstream (each layer's input current, skip
+connections into its descendants; up to ``CACHE_BYTES``), so a fork evaluates nothing upstream
+of its layer: bitwise the values it would compute.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from snncompile.convert.replay import fits_in_memory, fork_outputs, record_run
+from snncompile.convert.replay import CACHE_BYTES, fits_in_memory, fork_inputs, fork_outputs, record_run
 from snncompile.ir import Graph
 from snncompile.sim.simulate import simulate
 
@@ -71,6 +75,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
                                  batch_size=batch_size, device=device)
     net = build(layers[0], base)
     variants = {layer: [build(layer, s).nodes[layer] for s in others] for layer in layers}
+    keep = _kept_inputs(net, layers if others else [], min(chunk, len(x)), timesteps)
     ref = ann_logits.reshape(len(x), -1)
     kl = {layer: [[] for _ in settings] for layer in layers}
     total = {layer: [[] for _ in settings] for layer in layers}  # the network's spikes (``spikes`` is the flag)
@@ -78,7 +83,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
     j_base = list(settings).index(base)
     for s in range(0, len(x), chunk):
         xc, rc = x[s:s + chunk].to(device), ref[s:s + chunk]
-        out, base_spikes, trains = record_run(net, xc, timesteps)
+        out, base_spikes, trains = record_run(net, xc, timesteps, keep)
         base_kl = _kl_per_sample(out.cpu(), rc)
         base_total = sum(base_spikes.values()).cpu()
         for layer in layers:
@@ -97,6 +102,19 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
         return {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}
     return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(total),
                        per_sample(own))
+
+
+def _kept_inputs(net: Graph, layers: Sequence[str], samples: int, timesteps: int) -> list[str]:
+    """The forks' inputs (:func:`snncompile.convert.replay.fork_inputs`) the base run keeps for them,
+    in the layers' order while their float values for ``samples`` samples fit ``CACHE_BYTES``."""
+    keep, size = [], 0
+    for layer in layers:
+        for n in fork_inputs(net, layer):
+            nbytes = 4 * samples * timesteps * int(math.prod(net.shapes[n]))
+            if n not in keep and size + nbytes <= CACHE_BYTES:
+                keep.append(n)
+                size += nbytes
+    return keep
 
 
 def _sensitivity_full(build, layers, settings, x, ann_logits, timesteps, *, base, batch_size, device) -> Sensitivity:

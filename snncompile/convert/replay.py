@@ -11,7 +11,9 @@ conversion passes therefore never re-simulate the whole network for one decision
 * **Forks** (:func:`fork_outputs`, the sensitivity analyses of AdaFire). The K settings of one
   layer are evaluated in one run: the prefix before l is replayed once for B samples, layer l and
   its descendants run on K*B samples (candidate k on rows k*B..(k+1)*B-1), one threshold / burst
-  size per candidate. Cost: prefix once + K times the suffix, instead of K whole networks.
+  size per candidate. Cost: prefix once + K times the suffix, instead of K whole networks; the
+  prefix costs nothing when the base run kept the values the fork reads (:func:`fork_inputs`,
+  ``record_run(..., keep)``).
 * **Layer at a time** (:class:`LayerwiseSim`, bias / potential / weight calibration of Li et al.
   2021, AdaFire's bias correction). Layer l is calibrated given the already calibrated layers
   before it: its input current is computed once from their recorded trains (kept in memory when
@@ -30,6 +32,7 @@ simulate without SRP).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +43,7 @@ from snncompile.ir.arrays import per_channel
 from snncompile.ir.neurons import IF, if_step
 from snncompile.ir.ops import Input, Output
 
-__all__ = ["CACHE_BYTES", "LayerwiseSim", "fits_in_memory", "fork_outputs"]
+__all__ = ["CACHE_BYTES", "LayerwiseSim", "fits_in_memory", "fork_inputs", "fork_outputs", "record_run"]
 
 CACHE_BYTES = 1 << 30  # float input currents kept between passes of one layer (above: recomputed)
 TRAIN_BYTES = 3 << 30  # recorded uint8 trains of one run; above this the callers use the old full runs
@@ -90,15 +93,16 @@ class _Net:
                 self.static.add(name)
         self.output = snn.outputs[0]
 
-    def plan(self, simulated: set[str], output: bool) -> tuple[list[str], set[str]]:
-        """(nodes to evaluate every step, in topological order; IF layers replayed from trains)."""
+    def plan(self, simulated: set[str], output: bool, given: frozenset[str] = frozenset()) -> tuple[list[str], set[str]]:
+        """(nodes to evaluate every step, in topological order; IF layers replayed from trains).
+        ``given``: nodes whose per-step values the caller supplies (neither evaluated nor walked past)."""
         need, replay = set(simulated), set()
         stack = list(simulated) + ([self.output.name] if output else [])
         if output:
             need.add(self.output.name)
         while stack:
             for i in self.g.nodes[stack.pop()].inputs:
-                if i in self.static or i in need:
+                if i in self.static or i in need or i in given:
                     continue
                 if isinstance(self.g.nodes[i], IF):
                     replay.add(i)
@@ -133,22 +137,38 @@ def _tile(val: torch.Tensor, k: int) -> torch.Tensor:
     return val.repeat(k, *([1] * (val.dim() - 1))) if k > 1 else val
 
 
-def record_run(snn: Graph, x: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor],
-                                                                     dict[str, torch.Tensor]]:
+def record_run(snn: Graph, x: torch.Tensor, timesteps: int,
+               keep: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Simulate the whole ``snn`` on the batch ``x``: (readout at T (B, K), per-sample spikes per IF
-    layer (B,) float64, uint8 trains (T, B, *shape) per IF layer)."""
-    return _run(_Net(snn), snn, x, timesteps, None, {}, record=True)
+    layer (B,) float64, uint8 trains (T, B, *shape) per IF layer). ``keep``: non-IF nodes (e.g. the
+    :func:`fork_inputs` of the layers that will be forked) whose float values at every step are also
+    returned, (T, B, *shape) each, in the trains' dict."""
+    return _run(_Net(snn), snn, x, timesteps, None, {}, record=True, keep=keep)
+
+
+def fork_inputs(snn: Graph, layer: str) -> list[str]:
+    """The nodes a fork of ``layer`` reads but does not change: non-IF, not static, outside ``layer``'s
+    descendants and read by one of them (``layer``'s own input among them). Given their values from
+    the base run (:func:`record_run` ``keep``), the fork evaluates nothing upstream of ``layer``."""
+    net = _Net(snn)
+    forked = net.descendants(layer)
+    order, _ = net.plan({n.name for n in snn.of_type(IF) if n.name in forked}, output=True)
+    return [i for i in order if i not in forked and not isinstance(snn.nodes[i], IF)
+            and any(i in snn.nodes[n].inputs for n in order if n in forked)]
 
 
 def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str, list[IF]] | None,
-         replay: dict[str, torch.Tensor], record: bool = False, count: bool = True):
-    """Simulate the IF layers that depend on the fork layer (all of them if ``fork`` is None)."""
+         replay: dict[str, torch.Tensor], record: bool = False, count: bool = True, keep: Sequence[str] = ()):
+    """Simulate the IF layers that depend on the fork layer (all of them if ``fork`` is None).
+    ``replay`` holds uint8 trains of IF layers and, for other nodes, float values (T, B, *shape) per
+    step, which a fork reads instead of evaluating the node and what feeds it."""
     dev, b, shapes = x.device, x.shape[0], snn.shapes
     ifs = [n.name for n in snn.of_type(IF)]
     layer, k = (fork[0], len(fork[1])) if fork else ("", 1)
     forked = net.descendants(layer) if fork else set()
     simulated = {n for n in ifs if n in forked} if fork else set(ifs)
-    order, replayed = net.plan(simulated, output=True)
+    given = frozenset(n for n in replay if not isinstance(snn.nodes[n], IF)) if fork else frozenset()
+    order, replayed = net.plan(simulated, output=True, given=given)
     static = net.static_values(x)
     params = {n: [_Params.of(snn.nodes[n], shapes[n], dev)] for n in simulated | replayed}
     if fork:
@@ -162,6 +182,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
     spikes = {n: torch.zeros(v[n].shape[0], dtype=torch.float64, device=dev) for n in simulated}
     trains = {n: torch.empty((timesteps, b, *shapes[n]), dtype=torch.uint8, device=dev)
               for n in simulated} if record else {}
+    kept = {n: torch.empty((timesteps, b, *shapes[n]), device=dev) for n in keep}
     acc = None
     fork_out = torch.empty_like(v[layer]) if fork else None
 
@@ -172,6 +193,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
     with torch.no_grad():
         for t in range(timesteps):
             vals = {n: _replayed(replay[n], t, params[n][0].theta) for n in replayed}
+            vals.update((n, replay[n][t]) for n in given)
             for name in order:
                 node = snn.nodes[name]
                 if isinstance(node, Output):
@@ -196,17 +218,22 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
                         vals[name] = fork_out
                 else:
                     vals[name] = node.forward(*(arg(name, i, vals) for i in node.inputs))
+                    if name in kept:
+                        kept[name][t].copy_(vals[name])
     out = _tile(acc / timesteps, k if acc.shape[0] == b else 1)
-    return out, spikes, trains
+    return out, spikes, {**trains, **kept}
 
 
 def fork_outputs(snn: Graph, layer: str, variants: list[IF], x: torch.Tensor, timesteps: int,
                  trains: dict[str, torch.Tensor], count: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Readout at T (K, B, classes) and per-sample spikes (K, B) of the IF layers downstream of
     ``layer`` (inclusive) with ``layer`` replaced by each of the K ``variants``; every other IF
-    layer replays ``trains`` (from :func:`record_run` on the same ``x``). ``count=False``: spikes
-    are not counted (zeros), for searches that read only the outputs."""
-    out, spikes, _ = _run(_Net(snn), snn, x, timesteps, (layer, variants), trains, count=count)
+    layer replays ``trains`` (from :func:`record_run` on the same ``x``), and the non-IF nodes
+    ``trains`` holds (its ``keep``; any subset of :func:`fork_inputs`) are read from it, not
+    evaluated. ``count=False``: spikes are not counted (zeros), for searches that read only the outputs."""
+    inputs = set(fork_inputs(snn, layer))
+    given = {n: v for n, v in trains.items() if isinstance(snn.nodes[n], IF) or n in inputs}
+    out, spikes, _ = _run(_Net(snn), snn, x, timesteps, (layer, variants), given, count=count)
     k, b = len(variants), x.shape[0]
     return out.reshape(k, b, -1), {n: s.view(k, b) for n, s in spikes.items()}
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import snncompile
 from snncompile.convert import convert
@@ -17,6 +18,7 @@ from snncompile.convert.activations import record_ann
 from snncompile.convert.adafire_search import _sensitivity_full, sensitivity
 from snncompile.convert.calib_set import make_calib_set
 from snncompile.convert.maxpool import rewrite_maxpool
+from snncompile.convert.replay import fork_inputs, fork_outputs, record_run
 from snncompile.convert.to_snn import relu_names
 from snncompile.ir import IF, Conv2d, Linear
 
@@ -66,6 +68,48 @@ def test_forked_sensitivity_equals_whole_network_runs(which, cnn, data):
     assert fast.kl == slow.kl
     assert fast.spikes == slow.spikes
     assert fast.own == slow.own and fast.own[names[0]][0] > 0
+
+
+def test_forks_read_their_inputs_from_the_base_run():
+    """A fork given the base run's values of the nodes it reads (fork_inputs: the layer's input, the
+    skip connections into its descendants) gives bitwise what it gives computing them from the replayed trains."""
+    ann = rewrite_maxpool(_resnet())
+    x = torch.as_tensor(_mnist(12))
+    calib = make_calib_set(ann, x.numpy(), batch_size=16, progress=False)
+    names = relu_names(ann)
+    rec = record_ann(ann, calib, names)
+    b = sys.modules["snncompile.convert.adafire"]._Builder(ann, rec.stats, T)
+    net = b.build(dict.fromkeys(names, 4), {})
+    inputs = {layer: fork_inputs(net, layer) for layer in names}
+    assert inputs[names[0]] == [] and inputs["/block/relu1/Relu"] == ["/pool1/MaxPool", "/block/conv1/Conv"]
+    keep = sorted({n for v in inputs.values() for n in v})
+    _, _, trains = record_run(net, x, T)
+    _, _, kept = record_run(net, x, T, keep)
+    assert set(kept) == set(trains) | set(keep)
+    for layer in names:
+        variants = [b.build({**dict.fromkeys(names, 4), layer: n}, {}).nodes[layer] for n in (1, 2)]
+        out_a, sp_a = fork_outputs(net, layer, variants, x, T, trains)
+        out_b, sp_b = fork_outputs(net, layer, variants, x, T, kept)
+        assert torch.equal(out_a, out_b), layer
+        assert sp_a.keys() == sp_b.keys() and all(torch.equal(sp_a[n], sp_b[n]) for n in sp_a), layer
+
+
+def test_adafire_decisions_equal_without_the_kept_fork_inputs(monkeypatch):
+    """Burst sizes, SSC ratios, thresholds, biases, notes and IAT thresholds of a conversion whose
+    forks read their inputs from the base run equal those of one that recomputes them."""
+    ann, x = _resnet(), _mnist(24)
+    search = sys.modules["snncompile.convert.adafire_search"]
+    used = []
+    kept = search._kept_inputs
+    monkeypatch.setattr(search, "_kept_inputs", lambda *a: used.append(kept(*a)) or used[-1])
+    kw = {"samples": 16, "ssc_ratios": (1.0, 1.5, 2.0), "batch_size": 32}
+    fast = convert(ann, x, "adafire", T, progress=False, **kw)
+    assert used and all(used)
+    monkeypatch.setattr(search, "_kept_inputs", lambda *a: [])
+    slow = convert(ann, x, "adafire", T, progress=False, **kw)
+    _assert_same(fast, slow)
+    for key in ("max_spikes", "ssc", "iat", "notes"):
+        assert fast.meta[key] == slow.meta[key], key
 
 
 @pytest.mark.parametrize("method", ["calib-light+pc", pytest.param("calib-advanced", marks=pytest.mark.slow)])

@@ -79,7 +79,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "right at t), precision (the lowest lambda_t at which at most --exit-max-error of the "
                         "calibration samples that would exit at t disagree with the ANN), both (the larger of the "
                         "two), off (never). sim and sim-int count spikes, synops and energy to each sample's exit step; "
-                        "Lava runs the full window (the report says so). The search scores its candidates with "
+                        "Lava too, from the per-step counts its processes record, though it runs every sample's "
+                        "full window (the report says so). The search scores its candidates with "
                         "it. Default: a search for energy or latency scores every candidate both with the full T "
                         "and with `both`, and deploys the better one (not for the nir and netx exports, which run "
                         "the full T); a run with -T and --method fixed runs the full T")

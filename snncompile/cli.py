@@ -81,8 +81,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "two), off (never). sim and sim-int count spikes, synops and energy to each sample's exit step; "
                         "Lava too, from the per-step counts its processes record, though it runs every sample's "
                         "full window (the report says so). The search scores its candidates with "
-                        "it. Default: a search for energy or latency scores every candidate both with the full T "
-                        "and with `both`, and deploys the better one (not for the nir and netx exports, which run "
+                        "it. Default: a search for energy or latency scores every candidate with the full T and with "
+                        "each rule (iat, precision, both), and deploys the best (not for the nir and netx exports, which run "
                         "the full T); a run with -T and --method fixed runs the full T")
     p.add_argument("--exit-metric", choices=("entropy", "confidence"), default=None,
                    help="score of --early-exit: entropy (1 - normalized entropy of softmax of the readout, "

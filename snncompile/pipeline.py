@@ -62,7 +62,7 @@ class RunConfig:
     objective: str | None = None  # --optimize energy|latency|accuracy (None: energy when anything is searched)
     max_drop: float = 1.0  # --max-drop: accuracy budget of the search, points below the ANN on validation data
     # --early-exit iat|precision|both: each sample stops at its exit step; off: never; None: searched (with
-    # and without search.SEARCHED_EXIT_RULE) where a search for energy or latency runs and the target can stop
+    # without and with each of search.SEARCHED_EXIT_RULES) where a search for energy or latency runs and the target can stop
     # samples early (Supports.early_exit), else off
     early_exit: str | None = None
     exit_metric: str = "entropy"  # --exit-metric
@@ -285,14 +285,14 @@ def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: di
     from snncompile.convert.for_target import method_for_target
     from snncompile.search import search
 
-    from snncompile.search import SEARCHED_EXIT_RULE
+    from snncompile.search import SEARCHED_EXIT_RULES
 
     objective = cfg.objective or "energy"
     searched = cfg.early_exit is None and objective != "accuracy" and backend.supports.early_exit
-    rule = SEARCHED_EXIT_RULE if searched else None if cfg.early_exit == "off" else cfg.early_exit
+    rule = SEARCHED_EXIT_RULES[-1] if searched else None if cfg.early_exit == "off" else cfg.early_exit
     if searched:
         log.info("search: every candidate is scored for the full T and with early exit %s (--early-exit off: "
-                 "never exit early)", rule)
+                 "never exit early)", ", ".join(SEARCHED_EXIT_RULES))
     found = search(ann, calib.x, val.x, val.y, energy, objective=objective, max_drop=cfg.max_drop,
                    method=cfg.method, timesteps=cfg.timesteps, options=cfg.method_options, seed=cfg.seed,
                    adapt=lambda m, o: method_for_target(cfg.target, backend.supports, m, o),

@@ -62,7 +62,7 @@ from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
 
-__all__ = ["OBJECTIVES", "SEARCHED_EXIT_RULE", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
+__all__ = ["OBJECTIVES", "SEARCHED_EXIT_RULES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
            "search"]
 
 log = logging.getLogger("snncompile")
@@ -76,7 +76,9 @@ TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 # (docs/methods.md, adafire); the energy pruning skips its larger T once it costs more than the
 # cheapest candidate within budget.
 SEARCH_METHODS = ("calib-light", "calib-light+pc", "adafire", "adafire+ch")
-SEARCHED_EXIT_RULE = "both"  # the early-exit rule the default search tries next to the full T (docs/methods.md)
+# the early-exit rules the default search scores next to the full T (docs/methods.md); scoring them costs one
+# simulation of the calibration samples per conversion (the exit thresholds), the rules then only read the runs
+SEARCHED_EXIT_RULES = ("iat", "precision", "both")
 T_INDEPENDENT = frozenset({"max", "percentile"})  # thresholds from the activation distribution alone
 
 
@@ -185,7 +187,8 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     (the others' are released as soon as they cannot be chosen). ``early_exit``: score with early exit
     (see module doc); the chosen candidate's ``policy`` is then its calibrated exit policy. ``exit_searched``:
     early exit is a dimension of the search: every (method, T) is scored both for the full T and with
-    ``early_exit`` (two candidates from the same validation run).
+    each rule of :data:`SEARCHED_EXIT_RULES` (``early_exit`` gives metric and max_error), all read from the
+    same validation run.
     """
     from snncompile.convert.activations import shared_ann_pass
     from snncompile.evaluate import ann_macs, ann_predictions, input_macs
@@ -205,7 +208,9 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
 
         check_rule(early_exit["rule"], early_exit["metric"], early_exit["max_error"])
         calib_x = np.asarray(calib_x, dtype=np.float32)
-        exits = ({**early_exit, "searched": bool(exit_searched)}, ann_predictions(ann, calib_x, batch_size))
+        rules = SEARCHED_EXIT_RULES if exit_searched else (early_exit["rule"],)
+        exits = ({**early_exit, "rule": ", ".join(rules), "rules": rules, "searched": bool(exit_searched)},
+                 ann_predictions(ann, calib_x, batch_size))
     if val_y is None:
         ref, reference, ann_acc = ann_pred, "ann", 1.0
     else:
@@ -255,7 +260,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     return SearchResult(objective, float(max_drop), ann_acc, ann_energy, reference, validation, len(val_x),
                         {"method": method, "timesteps": None if timesteps is None else int(timesteps)},
                         chosen, candidates, time.perf_counter() - t_start, skipped,
-                        None if exits is None else exits[0])
+                        None if exits is None else {k: v for k, v in exits[0].items() if k != "rules"})
 
 
 def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
@@ -303,7 +308,7 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
             scored.append((r.predictions()[-1].numpy(), None, None, r.total_spikes_per_sample(),
                            r.total_synops_per_sample()))
         if cal is not None:
-            scored.append(_with_exit(r, cal if t == T else cal.truncated(t), exits))
+            scored += [_with_exit(r, cal if t == T else cal.truncated(t), exits, rule) for rule in exits[0]["rules"]]
         variants = []
         for pred, mean_steps, policy, spikes, synops in scored:
             ok = pred == ref
@@ -318,14 +323,14 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     return out
 
 
-def _with_exit(r, cal, exits) -> tuple[np.ndarray, float, dict, float, float]:
+def _with_exit(r, cal, exits, rule: str) -> tuple[np.ndarray, float, dict, float, float]:
     """A validation run ``r`` scored with early exit: the policy calibrated on the calibration run ``cal``
     against the ANN; (predictions at the exit steps, mean exit step, policy, spikes and synops per sample
     counted to the exit steps)."""
     from snncompile.sim.early_exit import counts_to_exit, policy_from_run, predictions_at
 
     opts, cal_ref = exits
-    policy = policy_from_run(cal, cal_ref, opts["rule"], metric=opts["metric"], max_error=opts["max_error"],
+    policy = policy_from_run(cal, cal_ref, rule, metric=opts["metric"], max_error=opts["max_error"],
                              calibration=f"{cal.num_samples} calibration samples")
     steps = policy.exit_steps(r.outputs)
     pred = predictions_at(r.outputs, steps).numpy()

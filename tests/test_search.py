@@ -193,7 +193,7 @@ def test_pipeline_deploys_the_chosen_candidate_and_reports_the_search(tmp_path, 
     assert "after the 64 calibration samples" in caplog.text and "mnist_calib.npz[64:500]" in s["validation"]
     assert s["validation_samples"] == 436 and "search_s" in r["timing"]
     rule = s["chosen"]["early_exit"]  # early exit is searched by default: the fixed run asks for the chosen one
-    assert rule in (None, "both") and {c["early_exit"] for c in s["candidates"]} == {None, "both"}
+    assert {c["early_exit"] for c in s["candidates"]} == {None, "iat", "precision", "both"}
     _, fixed = _run(tmp_path, method="deng", timesteps=cfg.timesteps, early_exit=rule)
     assert "search" not in fixed.report
     assert _thetas(res.snn) == _thetas(fixed.snn)

@@ -11,7 +11,7 @@ samples 256-499 of examples/data/mnist_calib.npz, calibrated on the first 256; h
 analog input's layers charged as MACs once per sample), target sim, evaluated on the 1000 bundled
 test samples, each in a fresh process with OMP_NUM_THREADS=1. Copies each run's frontier.png (validation
 accuracy vs energy per sample of every candidate) to docs/img/frontier_<model>.png and rewrites the
-"Energy search" section of docs/benchmarks.md: the chosen method and T, test accuracy of the SNN
+"Energy search" section of docs/benchmarks.md: the chosen method, T and early exit, test accuracy of the SNN
 and the ANN, the ANN/SNN energy ratio, and the targets of issue 19 (within 1 point of the ANN at
 ANN/SNN >= 3 with --max-drop 1.0; with no flags, which is the same run, ANN/SNN >= 2).
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 import benchdoc
 
-from snncompile.search import SEARCH_METHODS, TIMESTEPS
+from snncompile.search import SEARCHED_EXIT_RULES, SEARCH_METHODS, TIMESTEPS
 
 # mnist_functional is mnist_cnn's trained network written with functional relu: the same IR, the same run
 MODELS = ["mnist_mlp", "mnist_cnn", "mnist_resnet", "mnist_relu6", "mnist_concat", "mnist_qcfs"]
@@ -65,7 +65,9 @@ def row(model: str, r: dict, wall: float) -> tuple[str, bool | None, bool | None
     def mark(ok: bool) -> str:
         return ("met" if ok else "**not met**") if cnn else ("yes" if ok else "no") + " (MLP, no target)"
 
-    line = (f"| {model} | {c['method']} | {c['timesteps']} | {100 * c['accuracy']:.2f} / {100 * s['ann_accuracy']:.2f}"
+    exit_ = "no" if not c.get("early_exit") else f"{c['early_exit']} ({c['mean_steps']:.2f})"
+    line = (f"| {model} | {c['method']} | {c['timesteps']} | {exit_} | "
+            f"{100 * c['accuracy']:.2f} / {100 * s['ann_accuracy']:.2f}"
             f" | {100 * acc['snn']:.1f} / {100 * acc['ann']:.1f} | {ratio:.2f}x | {mark(t3)} | {mark(t2)} | "
             f"{len(s['candidates'])} / {len(s['skipped'])} | {s['seconds']:.0f} | {wall:.0f} | "
             f"[plot](img/frontier_{model}.png) |")
@@ -89,7 +91,7 @@ def section(rows: list[str], loads: tuple[float, float], total: float, met: str)
          f"loose; {total / 60:.1f} min). One run per model with no flags: `snncompile examples/MODEL.onnx --data "
          "examples/data/mnist_test.npz --calib examples/data/mnist_calib.npz` = `--optimize energy --max-drop 1.0`, "
          f"target `sim`: the search converts method ({', '.join(SEARCH_METHODS)}) x T "
-         f"({', '.join(map(str, TIMESTEPS))}), scores "
+         f"({', '.join(map(str, TIMESTEPS))}) x early exit (none, {', '.join(SEARCHED_EXIT_RULES)}), scores "
          "each on the validation split (samples 256-499 of the calibration file, calibrated on the first 256) "
          "and deploys the least energy per sample whose drop below the ANN plus one standard error is at most "
          "1 point; the deployed SNN is then evaluated on the 1000 test samples. Energy: horowitz45nm, the "
@@ -97,10 +99,10 @@ def section(rows: list[str], loads: tuple[float, float], total: float, met: str)
          "(test) at ANN/SNN >= 3 for `--max-drop 1.0`, and >= 2 with no flags (the same run here). "
          "mnist_functional is mnist_cnn's network (same run) and is left out."),
         "",
-        ("| model | chosen method | T | validation accuracy SNN / ANN (%) | test accuracy SNN / ANN (%) | "
+        ("| model | chosen method | T | early exit (mean steps) | validation accuracy SNN / ANN (%) | test accuracy SNN / ANN (%) | "
          "ANN/SNN energy | target >= 3x within 1 pt | target >= 2x (no flags) | candidates scored / skipped | "
          "search (s) | whole run (s) | frontier |"),
-        "|---|---|---:|---|---|---:|---|---|---|---:|---:|---|",
+        "|---|---|---:|---|---|---|---:|---|---|---|---:|---:|---|",
     ]
     plots = ["", met, "", ("Frontier plots (validation accuracy vs energy per sample of every converted candidate, the "
                   "chosen point marked, the ANN's energy as a vertical line):"), ""]

@@ -93,7 +93,7 @@ def drop_boundary_ops(graph: Graph) -> Graph:
             where = "input" if n.inputs[0] == out.input.name else "output"
             why = (f"{n.op} is monotone in each class score; the readout outputs its input {n.inputs[0]}, "
                    f"whose argmax is the ANN's" if isinstance(n, PROBABILITY_OUTPUTS) else
-                   f"the {where} quantizer ({n.source_op}, {n.levels} levels): the spiking network "
+                   f"the {where} quantizer ({n.source_op}, {n.levels_text()} levels): the spiking network "
                    + ("injects the input as given" if where == "input" else "reads out the unrounded values"))
             log.append({"node": n.name, "from_op": n.op, "to": f"dropped ({where})", "theta": None,
                         "max_spikes": None, "notes": why})
@@ -105,9 +105,12 @@ def drop_boundary_ops(graph: Graph) -> Graph:
 
 
 def _if_node(relu: ReLU, theta: np.ndarray, shift: str, timesteps: int, max_spikes: int) -> IF:
-    if isinstance(relu, QuantClip):  # no threshold search: theta = lam, v0 = theta/2 (QCFS)
-        lam = np.float32(relu.lam)
-        return IF(relu.name, relu.inputs, theta=lam, v0=np.float32(lam / 2), bias=np.float32(0), max_spikes=1,
+    if isinstance(relu, QuantClip):  # no threshold search: theta = lam, v0 = theta/2 (QCFS), per channel if lam is
+        lam = np.asarray(relu.lam, np.float32)
+        if lam.ndim > 1:
+            raise ConversionError(f"{relu.name} (QuantClip): a ceiling per neuron (shape {lam.shape}, a quantizer "
+                                  "along a spatial axis) cannot be an IF threshold, which is per channel at most")
+        return IF(relu.name, relu.inputs, theta=lam, v0=lam / np.float32(2), bias=np.float32(0), max_spikes=1,
                   max_value=relu.max_value, source_op=relu.source_op)
     theta = np.asarray(theta, np.float32)
     zero = np.zeros_like(theta)
@@ -134,9 +137,13 @@ def to_snn(graph: Graph, theta: dict[str, np.ndarray], *, timesteps: int, shift:
 
 def quant_note(q: QuantClip) -> str:
     """The conversion-log note of a quantized activation layer."""
-    neg = f"; its negative range ({q.lo} levels) is dropped (floor at the zero point)" if q.lo < 0 else ""
-    return (f"quantized activation ({q.source_op}, L={q.levels} levels, lam={q.lam:.6g}): theta = lam, "
-            f"v0 = theta/2, no threshold search{neg}")
+    lo = int(np.min(q.lo))
+    neg = f"; its negative range ({lo} levels) is dropped (floor at the zero point)" if lo < 0 else ""
+    lam = np.asarray(q.lam)
+    per = "" if lam.ndim == 0 else " per channel"
+    lam_text = f"{float(lam):.6g}" if lam.ndim == 0 else f"{lam.min():.6g} to {lam.max():.6g}"
+    return (f"quantized activation ({q.source_op}, L={q.levels_text()} levels{per}, lam={lam_text}): theta = lam"
+            f"{per}, v0 = theta/2, no threshold search{neg}")
 
 
 def update_if(snn: Graph, name: str, **fields) -> Graph:

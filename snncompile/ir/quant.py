@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from snncompile.ir.node import Node
+from snncompile.ir.arrays import per_channel
+from snncompile.ir.node import Node, Shape
 from snncompile.ir.ops import ReLU
 
 __all__ = ["Clamp", "Floor", "QuantClip", "Quantize"]
@@ -18,6 +20,20 @@ ROUNDINGS = ("floor", "half_even")
 
 def _round(u: torch.Tensor, rounding: str) -> torch.Tensor:
     return torch.floor(u) if rounding == "floor" else torch.round(u)  # torch.round: half to even
+
+
+def _t(v, x: torch.Tensor) -> torch.Tensor:
+    """A scalar or a per-channel/per-neuron parameter as a tensor of ``x``'s dtype broadcasting against it."""
+    return per_channel(v, x) if isinstance(v, np.ndarray) else torch.tensor(v, dtype=x.dtype, device=x.device)
+
+
+def _check_params(node: Node, x: Shape, *fields: str) -> None:
+    """Each array field is per channel (``(C,)``, C = x[0]) or per neuron (shape ``x``): ir.arrays' rule."""
+    for f in fields:
+        v = getattr(node, f)
+        if isinstance(v, np.ndarray) and v.ndim and not (
+                (v.ndim == 1 and len(x) >= 1 and v.shape[0] == x[0]) or tuple(v.shape) == tuple(x)):
+            raise node._shape_error(f"{f} of shape {v.shape} is neither per channel nor per neuron for input {x}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,36 +49,61 @@ class QuantClip(ReLU):
     * ONNX QuantizeLinear -> DequantizeLinear (scale s, zero point zp, integer range [qmin, qmax]):
       ``R`` = round half to even, ``phi = 0``, ``lo = qmin - zp``, ``L = qmax - zp`` (saturation).
 
-    ``max_value`` (the ReLU ceiling) is ``lam``. The spiking conversion needs no threshold search:
-    an IF neuron with ``theta = lam`` and ``v0 = theta / 2`` (QCFS's analysis: at T = L steps the SNN
-    follows the ANN); a negative range (``lo < 0``) is dropped there (the neuron floors at the zero
+    ``scale``, ``levels`` and ``lo`` are scalars or, for a per-axis ONNX quantizer (a scale and zero
+    point per channel), numpy arrays per channel (``(C,)``) or per neuron (the sample shape), broadcast
+    by :mod:`snncompile.ir.arrays`' rule: each channel c is its own clipped ReLU with ``L[c]`` levels and
+    ceiling ``lam[c] = L[c] * s[c]``. ``lam`` has the parameters' shape; ``max_value`` (the ReLU ceiling)
+    is the largest ``lam``. The spiking conversion needs no threshold search: an IF neuron with
+    ``theta = lam`` and ``v0 = theta / 2`` (per channel where lam is; QCFS's analysis: at T = L steps the
+    SNN follows the ANN); a negative range (``lo < 0``) is dropped there (the neuron floors at the zero
     point).
     """
 
-    scale: float = 1.0
-    levels: int = 1
-    lo: int = 0
+    scale: float | np.ndarray = 1.0
+    levels: int | np.ndarray = 1
+    lo: int | np.ndarray = 0
     offset: float = 0.0
     rounding: str = "floor"
     op = "QuantClip"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (self.scale > 0 and math.isfinite(self.scale)) or self.levels < 1 or self.lo > 0:
+        s, lv, lo = (np.asarray(v) for v in (self.scale, self.levels, self.lo))
+        if not (np.all(s > 0) and np.isfinite(s).all()) or np.any(lv < 1) or np.any(lo > 0):
             raise self._shape_error(f"needs scale > 0, levels >= 1, lo <= 0; got {self.scale}, {self.levels}, "
                                     f"{self.lo}")
         if self.rounding not in ROUNDINGS:
             raise self._shape_error(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
-        object.__setattr__(self, "max_value", float(self.levels * self.scale))
+        object.__setattr__(self, "max_value", float(np.max(lv * s.astype(np.float64))))
 
     @property
-    def lam(self) -> float:
-        return self.max_value
+    def per_channel(self) -> bool:
+        """Whether any of scale, levels, lo is an array (a per-axis quantizer)."""
+        return any(isinstance(v, np.ndarray) for v in (self.scale, self.levels, self.lo))
+
+    @property
+    def lam(self) -> float | np.ndarray:
+        """The ceiling ``L * s``: a float, or an array of the parameters' broadcast shape."""
+        if not self.per_channel:
+            return self.max_value
+        return np.asarray(self.levels) * np.asarray(self.scale, np.float64)
+
+    def levels_text(self) -> str:
+        """``L`` for reports: ``4``, or ``59 to 231`` when it differs across channels."""
+        lv = np.asarray(self.levels)
+        return str(int(lv.min())) if lv.min() == lv.max() else f"{int(lv.min())} to {int(lv.max())}"
+
+    def infer_shape(self, x: Shape) -> Shape:
+        _check_params(self, x, "scale", "levels", "lo")
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.tensor(self.scale, dtype=x.dtype, device=x.device)
+        s = _t(self.scale, x)
         u = x / s + self.offset if self.offset else x / s
-        return _round(u, self.rounding).clamp_(self.lo, self.levels) * s
+        u = _round(u, self.rounding)
+        if not self.per_channel:
+            return u.clamp_(self.lo, self.levels) * s
+        return torch.minimum(torch.maximum(u, _t(self.lo, x)), _t(self.levels, x)) * s
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,18 +112,24 @@ class Quantize(Node):
 
     .. math:: q = \\mathrm{clip}(\\mathrm{round}(x / s) + zp,\\; q_{min},\\; q_{max})
 
-    (round half to even). Followed by a matching DequantizeLinear it becomes a :class:`QuantClip`.
+    (round half to even). ``scale`` and ``zero_point`` are scalars or (per-axis quantization) numpy
+    arrays per channel or per neuron (:mod:`snncompile.ir.arrays`). Followed by a matching
+    DequantizeLinear it becomes a :class:`QuantClip`.
     """
 
-    scale: float = 1.0
-    zero_point: int = 0
+    scale: float | np.ndarray = 1.0
+    zero_point: int | np.ndarray = 0
     qmin: int = 0
     qmax: int = 255
     op = "Quantize"
 
+    def infer_shape(self, x: Shape) -> Shape:
+        _check_params(self, x, "scale", "zero_point")
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.tensor(self.scale, dtype=x.dtype, device=x.device)
-        return (torch.round(x / s) + self.zero_point).clamp_(self.qmin, self.qmax)
+        zp = _t(self.zero_point, x) if isinstance(self.zero_point, np.ndarray) else self.zero_point
+        return (torch.round(x / _t(self.scale, x)) + zp).clamp_(self.qmin, self.qmax)
 
 
 @dataclass(frozen=True, eq=False)

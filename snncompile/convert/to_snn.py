@@ -14,10 +14,10 @@ membrane integrator in the simulator). ``shift`` chooses the initial condition:
 ``"bias"`` (v0 = 0 and a per-step current theta/(2T): the same total charge spread over time).
 
 A quantized clipped ReLU (:class:`snncompile.ir.QuantClip`: QCFS, or an ONNX QDQ pair) needs no
-threshold: its IF gets ``theta = lam`` (the ceiling), ``v0 = theta/2``, one spike per step (QCFS,
-Bu et al. 2022: at T = L the SNN follows the ANN), whatever threshold the method computed; the
-method's calibration steps (bias/potential correction) still apply on top. ``meta["quant_notes"]``
-says so per layer.
+threshold: its IF gets ``theta = lam`` (the ceiling; per channel for a per-channel quantizer),
+``v0 = theta/2``, one spike per step (QCFS, Bu et al. 2022: at T = L the SNN follows the ANN),
+whatever threshold the method computed; the method's calibration steps (bias/potential correction)
+still apply on top. ``meta["quant_notes"]`` says so per layer.
 """
 
 from __future__ import annotations

@@ -45,10 +45,13 @@ Transpose             a Reshape when no data moves (size-1 axes); else a view (`
                       otherwise a Permute node
 Softmax, LogSoftmax,  Softmax/LogSoftmax/Sigmoid, only on the network output (they keep the
 Sigmoid               argmax; conversion drops them); feeding anything else is refused
-DequantizeLinear      of a constant: folded exactly, ``(w - zp) * s`` (per tensor or per axis);
-                      after a matching QuantizeLinear (its sole consumer): the pair is one QuantClip
-                      (quantized clipped ReLU, round half to even, saturation); else ``(x - zp) * s``
-QuantizeLinear        Quantize (integer output; ANN reference only unless dequantized); per tensor
+DequantizeLinear      of a constant: folded exactly, ``(w - zp) * s`` (per tensor, per axis or
+                      blocked); after a matching QuantizeLinear (its sole consumer): the pair is one
+                      QuantClip (quantized clipped ReLU, round half to even, saturation; per channel
+                      for a per-axis quantizer); else ``(x - zp) * s``
+QuantizeLinear        Quantize (integer output; ANN reference only unless dequantized); per tensor,
+                      per axis (per channel, or per neuron along another axis) or blocked; the
+                      batch axis refused
 Floor                 Floor (ANN reference only); QCFS chains around it become a QuantClip
                       (:mod:`snncompile.frontend.quant_chains`)
 Identity, Dropout     removed (inference)

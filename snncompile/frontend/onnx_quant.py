@@ -1,14 +1,16 @@
 """Importers of the quantization operators (same conventions as :mod:`onnx_ops`).
 
-* DequantizeLinear of a constant (an int8/uint8 weight or int32 bias, per tensor or per channel, with
-  zero points) is folded exactly to floats by :func:`dequantize_constant` (``(w - zp) * s`` in
+* DequantizeLinear of a constant (an int8/uint8 weight or int32 bias, per tensor, per channel or blocked,
+  with zero points) is folded exactly to floats by :func:`dequantize_constant` (``(w - zp) * s`` in
   float32, as onnxruntime computes it), every version alike.
 * QuantizeLinear of an activation is an integer :class:`~snncompile.ir.Quantize`; a DequantizeLinear
   with the same scale and zero point that is its sole consumer turns the pair into one
   :class:`~snncompile.ir.QuantClip` (round half to even, saturation to [qmin, qmax]), the quantized
   clipped ReLU with ``qmax - zp`` levels and ceiling ``(qmax - zp) * s``; where the quantizer removed
   the Relu before it, the pair *is* the activation. Any other DequantizeLinear of an activation is the
-  affine map ``(x - zp) * s``.
+  affine map ``(x - zp) * s``. A per-axis scale and zero point (``axis`` a per-sample axis) are arrays
+  per channel (the first per-sample axis) or per neuron (any other axis, or blocked), by
+  :mod:`snncompile.ir.arrays`' rule, so each channel has its own levels and ceiling.
 * Floor is kept for the ANN reference; :mod:`quant_chains` recognizes the QCFS arrangements around it.
 """
 

@@ -6,6 +6,7 @@ References: the ANN activations (``graph.run``) and the SNN rates from the simul
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from snncompile.convert import convert
@@ -13,8 +14,12 @@ from snncompile.convert.adafire_search import pareto_select, symmetric_kl
 from snncompile.convert.bias_correction import correct_bias, correct_potential, layer_error
 from snncompile.convert.calib_set import make_calib_set
 from snncompile.convert.weight_calibration import (
+    _Adam,
     _block_forward,
     _cache,
+    _DirectGrad,
+    _sqrt_floor,
+    adam_lrs,
     calibrate_weights,
     rate_approx,
     synaptic_block,
@@ -88,10 +93,19 @@ def _wc_reference(ann, snn, calib, name, timesteps, samples, iters, lr, batch=32
     return {n: w.detach().numpy() for n, w in weights.items()}
 
 
-def test_weight_calibration_is_bitwise_the_autograd_adam_loop(cnn, data):
+@pytest.mark.parametrize("direct", [True, False])
+def test_weight_calibration_is_bitwise_the_autograd_adam_loop(cnn, data, direct, monkeypatch):
     """The direct gradient, the in-place Adam and the pooled input computed once give bitwise the
     weights of the plain loop (r2's block has the average pool; T = 8 and 5 not powers of two
-    relative to the batch of 24; a burst neuron, N = 2, moves the clamp's upper edge)."""
+    relative to the batch of 24; a burst neuron, N = 2, moves the clamp's upper edge). ``direct``:
+    the one-layer blocks' weight gradient from the backward kernels called directly (r2: Conv2d, r3:
+    Linear); off, the autograd path that blocks with skip connections take."""
+    calls = []
+    if direct:
+        call = _DirectGrad.__call__
+        monkeypatch.setattr(_DirectGrad, "__call__", lambda self, *a: calls.append(1) or call(self, *a))
+    else:
+        monkeypatch.setattr(_DirectGrad, "of", classmethod(lambda cls, *a: None))
     calib, snn = setup(cnn, data)
     snn = snn.replace({"r3": dataclasses.replace(snn.nodes["r3"], max_spikes=2)})
     for name, timesteps, batch in (("r2", T, 32), ("r3", T, 24), ("r2", 5, 24)):
@@ -101,6 +115,47 @@ def test_weight_calibration_is_bitwise_the_autograd_adam_loop(cnn, data):
         ref = _wc_reference(cnn, snn, calib, name, timesteps, 96, 60, 1e-3, batch)
         for n, w in ref.items():
             assert np.array_equal(new.nodes[n].weight, w), (name, timesteps, n)
+    assert bool(calls) == direct
+
+
+def test_adam_square_root_floor_is_bitwise_torch_adam():
+    """_Adam (the square root of max(v, floor)) against torch.optim.Adam under the cosine schedule, on
+    entries whose gradient is always 0 (v = 0), so small that v underflows to 0 or is subnormal, sometimes
+    0, and ordinary: the same weights bitwise."""
+    assert _sqrt_floor(torch.float32, 0.999, 1e-8) is not None
+    gen = torch.Generator().manual_seed(0)
+    scales = torch.tensor([0.0, 1e-24, 1e-21, 1e-19, 1e-17, 1e-12, 1e-6, 1e-3, 1.0]).repeat(6)
+    w = torch.randn(40, scales.numel(), generator=gen)
+    ref = torch.nn.Parameter(w.clone())
+    opt = torch.optim.Adam([ref], lr=1e-3)
+    mine = _Adam([w])
+    for lr in adam_lrs(1e-3, 80):
+        g = torch.randn(w.shape, generator=gen) * scales * (torch.rand(w.shape, generator=gen) > 0.3)
+        ref.grad = g.clone()
+        opt.param_groups[0]["lr"] = lr
+        opt.step()
+        mine.step([g], lr)
+        assert torch.equal(w, ref.detach())
+
+
+def test_weight_calibration_stops_early_only_on_its_fallback(cnn, data, monkeypatch):
+    """r1 (fed by the analog input): the loss on the cached set is not below its start at the first
+    ``patience`` checks, so the schedule stops there and the weights stay, as the whole schedule would
+    also leave them; r3 improves: every step runs and the weights are bitwise those without the check."""
+    steps = []
+    step = _Adam.step
+    monkeypatch.setattr(_Adam, "step", lambda self, *a: steps.append(1) or step(self, *a))
+    calib, snn = setup(cnn, data)
+    for name, stops in (("r1", True), ("r3", False)):
+        runs = {}
+        for patience in (3, None):
+            steps.clear()
+            runs[patience] = calibrate_weights(cnn, snn, calib, name, T, samples=96, iters=150, lr=1e-3,
+                                               check_every=10, patience=patience)
+            assert len(steps) == (30 if stops and patience else 150), (name, patience)
+        (early, loss), (full, full_loss) = runs[3], runs[None]
+        assert loss == full_loss and (loss[0] == loss[1]) == stops, name
+        assert all(np.array_equal(early.nodes[n].weight, full.nodes[n].weight) for n in ("c1", "c2", "fc1"))
 
 
 def test_srp_reduces_ann_zero_snn_positive_neurons(cnn, data):

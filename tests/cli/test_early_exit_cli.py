@@ -74,6 +74,22 @@ def test_lava_reads_the_same_exit_steps_and_counts_to_them(runs):
     assert "Lava ran every sample for its full window" in md
 
 
+def test_merged_lava_shards_keep_the_early_exit_flags(runs):
+    """report --merge of Lava shards: the exit checks hold only if they hold in every shard, and the merged
+    report still says that Lava ran the full window while counting to the exit steps."""
+    from snncompile.report import merge
+
+    lava = runs["lava"]
+    parts = [{**lava, "shard": f"{i}/2"} for i in range(2)]
+    parts[1]["lava"] = {**lava["lava"], "exit_counts_equal": False}
+    m = merge(parts)
+    assert m["lava"]["exit_steps_equal"] is m["lava"]["ran_full_window"] is True
+    assert m["lava"]["exit_counts_equal"] is False
+    assert m["early_exit"]["counts"] == "exit_step" and m["early_exit"]["note"] == lava["early_exit"]["note"]
+    assert m["latency_steps"] == lava["latency_steps"] and m["spikes_per_sample"] == lava["spikes_per_sample"]
+    jsonschema.validate(m, schema())
+
+
 def test_compare_and_merge_with_early_exit(runs, tmp_path):
     d = runs["dirs"]
     p = snncompile("compare", d / "full", d / "exit", "--max-accuracy-drop", 100)

@@ -59,7 +59,8 @@ class LavaBackend(Backend):
         from snncompile.sim.popsim import simulate_populations
 
         if not self.fixed:  # the float graph's own oracle
-            ref = simulate_populations(graph, evals.x, cfg.timesteps, batch_size=cfg.batch_size, dtype="float64")
+            ref = simulate_populations(graph, evals.x, cfg.timesteps, batch_size=cfg.batch_size, dtype="float64",
+                                       trace=bool(graph.meta.get("early_exit")))  # early exit: counts to the exit step
             reference = from_population_sim(graph, ref, evals.y, "sim-float-populations")
         ran = pipeline(graph)  # once: run_lava finds it done (pipeline is idempotent), the evaluation reads it
         res = run_lava(ran, evals.x, cfg.timesteps, fixed=self.fixed, progress=cfg.progress)

@@ -6,11 +6,12 @@ runs every sample for the full window)."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from snncompile.backends.lava.backend import exit_checks
+from snncompile.backends.lava.backend import LavaBackend, exit_checks
 from snncompile.backends.lava.runner import run_lava
 from snncompile.backends.lava.timing import Relay, origin, pipeline
 
@@ -94,6 +95,20 @@ def test_lava_counts_to_the_exit_step_equal_the_simulators(build):
         assert np.array_equal(a[k], b[k]), k
     assert sum(lava.spikes.values()) < sum(got.spikes.values())  # fewer than Lava's full window
     assert exit_checks(sim, lava) == {"exit_steps_equal": True, "exit_counts_equal": True, "ran_full_window": True}
+
+
+def test_float_lava_target_counts_to_the_exit_step_like_the_float_population_simulator():
+    """lava-sim-float's evaluation: its reference (the float population simulator) counts to the exit steps
+    too, and Lava's floating_pt counts equal it."""
+    q, x, _ = _with_policy(build_residual_snn, n=6)
+    pop = lower_populations(build_residual_snn())
+    pop.meta["early_exit"] = q.meta["early_exit"]
+    evals, cfg = SimpleNamespace(x=x, y=None), SimpleNamespace(timesteps=T, batch_size=256, progress=False)
+    ev, info = LavaBackend(fixed=False).evaluate(pop, evals, cfg, reference=None)
+    assert ev.exit_counts == "exit_step" and info["lava"]["select_tag"] == "floating_pt"
+    assert info["lava"]["exact_samples"] == len(x)
+    assert {k: info["lava"][k] for k in ("exit_steps_equal", "exit_counts_equal", "ran_full_window")} == {
+        "exit_steps_equal": True, "exit_counts_equal": True, "ran_full_window": True}
 
 
 def test_per_window_counts_without_trace_are_the_same_run():

@@ -51,10 +51,17 @@ def _zero_point(b: Builder, n: ONode, zp, output_dtype: int, like: np.ndarray) -
     return z.astype(np.int64), _range(n, z.dtype)
 
 
+def _axis(n: ONode, axis: int, rank: int) -> int:
+    """``axis`` in [0, rank): ONNX accepts [-rank, rank - 1] (onnxruntime refuses the rest)."""
+    if not -rank <= int(axis) < rank:
+        raise n.fail(f"axis={axis} out of range for a tensor of rank {rank}")
+    return int(axis) % rank
+
+
 def _unblock(n: ONode, c: np.ndarray, shape: tuple[int, ...], axis: int, block_size: int, what: str) -> np.ndarray:
     """A blocked quantization parameter (opset 21: one value per ``block_size`` elements along ``axis``,
     the tensor's shape elsewhere) repeated to the tensor's ``shape`` (dim 0 as ``c`` has it)."""
-    ax = int(axis) % len(shape)
+    ax = _axis(n, axis, len(shape))
     want = tuple(-(-d // block_size) if i == ax else d for i, d in enumerate(shape))
     if block_size < 0 or c.shape != want:
         raise n.fail(f"{what} of shape {c.shape} does not block a tensor of shape {shape} along axis {ax} "
@@ -69,14 +76,14 @@ def _params(n: ONode, shape: tuple[int, ...], s: np.ndarray, zp: np.ndarray, axi
     along ``axis`` per axis, repeated over each block when blocked."""
     rank = len(shape) + 1
     if block_size:
-        if int(axis) % rank == 0:
+        if _axis(n, axis, rank) == 0:
             raise n.fail("blocked quantization along the batch axis unsupported")
         full = (s.shape[0] if s.ndim == rank else 1, *shape)
         zp = zp if zp.shape == s.shape else np.broadcast_to(zp, s.shape)
         return (_unblock(n, s, full, axis, block_size, "scale"), _unblock(n, zp, full, axis, block_size, "zero point"))
     if s.size == 1 and zp.size == 1:
         return s.reshape(()), zp.reshape(())
-    ax = int(axis) % rank
+    ax = _axis(n, axis, rank)
     if ax == 0:
         raise n.fail(f"per-axis quantization along the batch axis (scale of shape {s.shape}) unsupported")
     view = [1] * rank
@@ -174,8 +181,13 @@ def dequantize_constant(n: ONode, x, x_scale, x_zero_point=None, *, axis=1, bloc
         s = _unblock(n, s, x.shape, axis, block_size, "x_scale")
         zp = zp if zp.ndim == 0 else _unblock(n, zp, x.shape, axis, block_size, "x_zero_point")
     elif s.size > 1 or zp.size > 1:
+        ax = _axis(n, axis, x.ndim)
+        for what, c in (("x_scale", s), ("x_zero_point", zp)):
+            if c.size > 1 and (c.ndim != 1 or c.size != x.shape[ax]):
+                raise n.fail(f"per-axis {what} of shape {c.shape} does not match axis {ax} of size {x.shape[ax]} "
+                             f"of x {x.shape}")
         view = [1] * x.ndim
-        view[int(axis) % x.ndim] = -1
+        view[ax] = -1
         s, zp = s.reshape(view), zp.reshape(view) if zp.size > 1 else zp
     return ((x.astype(np.int64) - zp).astype(np.float32) * s.astype(np.float32)).astype(s.dtype)
 

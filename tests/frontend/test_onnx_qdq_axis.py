@@ -118,6 +118,33 @@ def test_blocked_dequantize_badly_shaped_scale_is_refused():
         load_onnx(model)
 
 
+@pytest.mark.parametrize("ws, wz", [(np.full(5, 0.1, np.float32), None),
+                                     (np.full(6, 0.1, np.float32), np.zeros(5, np.int8))])
+def test_per_axis_dequantize_of_weights_of_a_wrong_length_is_refused(ws, wz):
+    """A per-axis weight scale (or zero point) whose length is not the axis' size: a one-line error naming
+    the node, not numpy's broadcasting error."""
+    inits = {"W": np.ones((6, 8), np.int8), "ws": ws, **({} if wz is None else {"wz": wz})}
+    nodes = [node("DequantizeLinear", ["W", "ws", *(["wz"] if wz is not None else [])], ["Wf"], axis=0),
+             node("Gemm", ["x", "Wf"], ["y"], transB=1)]
+    with pytest.raises(UnsupportedOperator, match=r"DequantizeLinear\): .* of shape \(5,\) .* axis 0 of size 6"):
+        load_onnx(make_model(nodes, (8,), 13, **inits))
+
+
+@pytest.mark.parametrize("op", ["DequantizeLinear", "QuantizeLinear"])
+def test_quantizer_axis_out_of_range_is_refused(op):
+    """ONNX accepts axis in [-r, r-1]: axis=3 on the rank-2 weights (6, 4) is no alias of axis 1, nor axis=5
+    on the rank-3 activation (N, 2, 4) one of axis 2."""
+    s, z = np.float32([0.1, 0.2, 0.3, 0.4]), np.zeros(4, np.uint8)
+    if op == "DequantizeLinear":
+        nodes = [node(op, ["W", "s", "z"], ["Wf"], axis=3), node("Gemm", ["x", "Wf"], ["y"], transB=1)]
+        model, want = make_model(nodes, (4,), 13, W=np.ones((6, 4), np.uint8), s=s, z=z), "axis=3 .* rank 2"
+    else:
+        nodes = [node(op, ["x", "s", "z"], ["q"], axis=5), node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=5)]
+        model, want = make_model(nodes, (2, 4), 13, s=s, z=z), "axis=5 .* rank 3"
+    with pytest.raises(UnsupportedOperator, match=rf"\({op}\): {want}"):
+        load_onnx(model)
+
+
 def test_blocked_activation_quantizer_of_one_sample_matches_onnxruntime():
     """A blocked QuantizeLinear -> DequantizeLinear on an activation (a batch-1 model: the scales cover
     one sample, blocks of 2 along axis 1) is a QuantClip per neuron, exact against onnxruntime."""

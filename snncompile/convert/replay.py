@@ -142,7 +142,7 @@ def record_run(snn: Graph, x: torch.Tensor, timesteps: int,
     """Simulate the whole ``snn`` on the batch ``x``: (readout at T (B, K), per-sample spikes per IF
     layer (B,) float64, uint8 trains (T, B, *shape) per IF layer). ``keep``: non-IF nodes (e.g. the
     :func:`fork_inputs` of the layers that will be forked) whose float values at every step are also
-    returned, (T, B, *shape) each, in the trains' dict."""
+    returned in the trains' dict, as the list of T tensors (B, *shape) of every step."""
     return _run(_Net(snn), snn, x, timesteps, None, {}, record=True, keep=keep)
 
 
@@ -160,8 +160,8 @@ def fork_inputs(snn: Graph, layer: str) -> list[str]:
 def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str, list[IF]] | None,
          replay: dict[str, torch.Tensor], record: bool = False, count: bool = True, keep: Sequence[str] = ()):
     """Simulate the IF layers that depend on the fork layer (all of them if ``fork`` is None).
-    ``replay`` holds uint8 trains of IF layers and, for other nodes, float values (T, B, *shape) per
-    step, which a fork reads instead of evaluating the node and what feeds it."""
+    ``replay`` holds uint8 trains of IF layers and, for other nodes, their float values (B, *shape)
+    at each step, which a fork reads instead of evaluating the node and what feeds it."""
     dev, b, shapes = x.device, x.shape[0], snn.shapes
     ifs = [n.name for n in snn.of_type(IF)]
     layer, k = (fork[0], len(fork[1])) if fork else ("", 1)
@@ -182,7 +182,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
     spikes = {n: torch.zeros(v[n].shape[0], dtype=torch.float64, device=dev) for n in simulated}
     trains = {n: torch.empty((timesteps, b, *shapes[n]), dtype=torch.uint8, device=dev)
               for n in simulated} if record else {}
-    kept = {n: torch.empty((timesteps, b, *shapes[n]), device=dev) for n in keep}
+    kept: dict[str, list[torch.Tensor]] = {n: [] for n in keep}  # each step's value (a new tensor, never changed)
     acc = None
     fork_out = torch.empty_like(v[layer]) if fork else None
 
@@ -219,7 +219,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
                 else:
                     vals[name] = node.forward(*(arg(name, i, vals) for i in node.inputs))
                     if name in kept:
-                        kept[name][t].copy_(vals[name])
+                        kept[name].append(vals[name])
     out = _tile(acc / timesteps, k if acc.shape[0] == b else 1)
     return out, spikes, {**trains, **kept}
 

@@ -27,7 +27,9 @@ the list. When no candidate is within budget, the most accurate one is deployed 
 Shared work: the ANN's pass over the calibration set is recorded once for all candidates
 (:func:`snncompile.convert.activations.shared_ann_pass`); a method whose conversion does not depend
 on T (:data:`T_INDEPENDENT`) is converted and simulated once at the largest T, every smaller T read
-from that run (:meth:`snncompile.sim.SimResult.truncated`). The other candidates are converted T by T,
+from that run (:meth:`snncompile.sim.SimResult.truncated`); a conversion identical to one already
+simulated at the same T (every array the simulator reads, :func:`_network_key`; on mnist_qcfs adafire
+and adafire+ch convert to calib-light's network) reads that network's runs. The other candidates are converted T by T,
 smallest first, and for ``energy`` and ``latency`` a candidate that cannot win is not converted
 (listed in ``skipped`` with the reason): with ``latency``, any T above the fewest steps within budget
 so far; with ``energy``, the larger T of a method whose energy at a smaller T already exceeds the
@@ -51,6 +53,8 @@ step; ``latency`` ranks by that mean (and prunes nothing, since a larger T may e
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -232,6 +236,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
     jobs = [(m, o, max(grid)) for m, o in plans if m in T_INDEPENDENT]
     jobs += [(m, o, T) for T in grid for m, o in plans if m not in T_INDEPENDENT]
     last: dict[str, Candidate] = {}  # each method's candidate at its largest T so far
+    runs: dict = {}  # (T, network) -> its validation (and calibration) runs: identical conversions simulate once
     with shared_ann_pass():
         for m, opts, T in jobs:
             why = None if exhaustive or (exits and objective == "latency") else \
@@ -243,7 +248,7 @@ def search(ann: Graph, calib_x, val_x, val_y, energy: dict, *, objective: str = 
             bar.set_postfix_str(f"{m} T={T}")
             reads = [t for t in grid if t <= T] if m in T_INDEPENDENT else [T]
             for variants in _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, m, opts, T, reads, seed,
-                                   batch_size, device, exits):
+                                   batch_size, device, exits, runs):
                 for c in variants:
                     c.within_budget = c.drop + c.drop_se <= max_drop / 100.0 + 1e-9
                     candidates.append(c)
@@ -285,12 +290,14 @@ def _plans(methods, fixed, adapt, options) -> list[tuple[str, dict]]:
 
 
 def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, reads, seed, batch_size,
-           device, exits=None) -> list[Candidate]:
+           device, exits=None, runs: dict | None = None) -> list[Candidate]:
     """Convert for T, simulate the validation samples once, read every T in ``reads`` from that run: one list
     of candidates per T (the full-T candidate and/or the early-exit one).
     ``macs``: the ANN's and the analog input's MACs per sample (``estimate``'s ann_macs, input_macs).
     ``exits`` = (early-exit options, the ANN's predictions on ``calib_x``): score with early exit, and also
-    without it when the options say ``searched``."""
+    without it when the options say ``searched``. ``runs``: the runs of the networks already simulated at
+    this T (:func:`_network_key`); a conversion identical to one of them reads its runs instead of
+    simulating again (e.g. mnist_qcfs, where adafire and adafire+ch convert to calib-light's network)."""
     from snncompile.convert import convert
     from snncompile.sim import simulate
 
@@ -299,8 +306,16 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     t0 = time.perf_counter()
     snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
     t1 = time.perf_counter()
-    res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
-    cal = None if exits is None else simulate(snn, calib_x, T, batch_size=batch_size, device=device)
+    key = None if runs is None else (T, _network_key(snn))
+    if key is not None and key in runs:
+        res, cal = runs[key]
+    else:
+        res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
+        cal = None if exits is None else simulate(snn, calib_x, T, batch_size=batch_size, device=device)
+        if key is not None:  # only this T's runs are kept (the jobs go T by T)
+            for k in [k for k in runs if k[0] != T]:
+                del runs[k]
+            runs[key] = (res, cal)
     share, conv_share = (time.perf_counter() - t0) / len(reads), (t1 - t0) / len(reads)
     neurons = sum(res.neurons.values())
     out = []
@@ -325,6 +340,40 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
                                       policy=policy, early_exit=None if policy is None else policy["rule"]))
         out.append(variants)
     return out
+
+
+def _network_key(snn: Graph) -> str:
+    """A digest of everything the simulator reads from ``snn``: every node's type, name, inputs and
+    fields (arrays by dtype, shape and bytes), the outputs, and the meta ``pre_steps`` and ``srp_nodes``."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def add(v) -> None:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        if isinstance(v, dict):
+            v = tuple(sorted(v.items(), key=lambda kv: repr(kv[0])))
+        if isinstance(v, (np.ndarray, np.generic)):
+            a = np.ascontiguousarray(v)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        elif isinstance(v, (tuple, list)):
+            h.update(b"(")
+            for i in v:
+                add(i)
+            h.update(b")")
+        else:
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+
+    for node in snn.nodes.values():
+        add(type(node).__name__)
+        for f in dataclasses.fields(node):
+            add(f.name)
+            add(getattr(node, f.name))
+    add([o.name for o in snn.outputs])
+    meta = getattr(snn, "meta", {}) or {}
+    add(meta.get("pre_steps", 0))
+    add(tuple(meta.get("srp_nodes", ())))
+    return h.hexdigest()
 
 
 def _with_exit(r, cal, exits, rule: str) -> tuple[np.ndarray, float, dict, float, float]:

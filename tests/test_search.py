@@ -250,3 +250,36 @@ def test_small_calibration_source_splits_the_calibration_set():
         c = compile_model(cfg)
     assert c.search["validation_samples"] == 120 and "[360:480]" in c.search["validation"]
     assert "[0:360]" in c.search["validation"] and cfg.timesteps == c.search["chosen"]["timesteps"]
+
+
+def test_identical_conversions_share_their_runs(monkeypatch):
+    """mnist_qcfs: adafire and adafire+ch convert to calib-light's network (theta = the QCFS lambda), so
+    their validation and calibration runs are calib-light's, simulated once per T: the same candidates,
+    the same choice and the same deployed network as with every conversion simulated on its own."""
+    import itertools
+
+    import snncompile.search as search_mod
+    from snncompile import sim
+
+    ann = load_onnx(ROOT / "examples" / "mnist_qcfs.onnx")
+    with np.load(CALIB) as f:
+        x, y = f["x"], f["y"]
+    calls = []
+    real = sim.simulate
+    monkeypatch.setattr(sim, "simulate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+
+    def run():
+        calls.clear()
+        r = search(ann, x[:64], x[64:224], y[64:224], E, methods=("calib-light", "adafire", "adafire+ch"),
+                   grid=(1, 2), max_drop=5.0, exhaustive=True, progress=False, exit_searched=True,
+                   early_exit={"rule": "both", "metric": "entropy", "max_error": 0.002})
+        return r, [{k: v for k, v in c.as_dict().items() if k != "seconds"} for c in r.candidates], len(calls)
+
+    shared, shared_rows, shared_sims = run()
+    fresh = itertools.count()
+    monkeypatch.setattr(search_mod, "_network_key", lambda snn: str(next(fresh)))  # nothing is identical
+    alone, alone_rows, alone_sims = run()
+    assert shared_rows == alone_rows and len(shared_rows) == 2 * 3 * 4  # (T, method) x (full T + 3 rules)
+    assert (shared.chosen.method, shared.chosen.timesteps) == (alone.chosen.method, alone.chosen.timesteps)
+    assert _thetas(shared.chosen.snn) == _thetas(alone.chosen.snn)
+    assert (shared_sims, alone_sims) == (2 * 2, 2 * 3 * 2)  # per T: validation + calibration, once or per method

@@ -249,6 +249,9 @@ def _pool(
     s, d = _axes(n, "strides", strides, rank), _axes(n, "dilations", dilations, rank)
     extent = tuple((kk - 1) * dd + 1 for kk, dd in zip(k, d))
     pad = _pads(n, auto_pad, pads, x.shape[1:], extent, s)
+    if auto_pad == "NOTSET" and any(p >= kk for p, kk in zip(pad, k + k)):
+        raise n.fail(f"pads={list(pad)} invalid: each must be smaller than the kernel {list(k)} (a window could "
+                     "lie wholly in the padding; onnxruntime refuses it too)")
     axes = []
     for i, length in enumerate(x.shape[1:]):
         extra = _ceil_extra(length, extent[i], s[i], pad[i], pad[rank + i]) if ceil_mode else 0

@@ -231,6 +231,18 @@ REFUSED = {
         {},
         "only 1-, 2- and 3-D pooling",
     ),
+    "avgpool_pad_not_below_kernel": (  # a window wholly in the padding: 0/0 for the mean
+        [node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], pads=[2, 0, 0, 0])],
+        (1, 3, 3),
+        {},
+        "smaller than the kernel",
+    ),
+    "maxpool_3d_pad_not_below_kernel": (  # -inf for the maximum
+        [node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2, 2], pads=[0, 0, 0, 2, 0, 0])],
+        (1, 3, 3, 3),
+        {},
+        "smaller than the kernel",
+    ),
     "maxpool_indices_used": (
         [
             node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2]),

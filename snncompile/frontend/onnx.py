@@ -32,7 +32,8 @@ AveragePool           AvgPool2d (dilations, pads, auto_pad, count_include_pad); 
                       padding the divisor never counts; 1-D: on (C, 1, L); 3-D (separable box):
                       over (H, W) on (C*D, H, W), then over depth on (C, D, H'*W')
 MaxPool               MaxPool2d (pad -inf; dilations; 1-D and 3-D as above); a used Indices output
-                      refused
+                      refused; for both pools, explicit pads not below the kernel refused
+                      (onnxruntime's rule: a window could lie wholly in the padding)
 GlobalAveragePool     GlobalAvgPool
 Concat                Concat (axis - 1); the batch axis refused
 Flatten, Reshape      Flatten (1-D result) or Reshape; must keep the batch axis first

@@ -254,7 +254,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
         t0 = time.perf_counter()
         pop_float = lower_populations(snn)
-        pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2)
+        pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2, timesteps=cfg.timesteps)
         pop_int.meta["timesteps"] = cfg.timesteps
         if cfg.early_exit is not None:  # every target's evaluation reads the policy from its graph
             pop_float.meta["early_exit"] = pop_int.meta["early_exit"] = snn.meta["early_exit"]

@@ -48,6 +48,8 @@ class PopulationResult:
     pre_steps: int = 0  # uncounted steps run before them (SRP): latency is pre_steps + T per sample
     # with trace=True: spiking population -> (pre_steps + T, B, 2) per step and sample (spikes, synops)
     trace: dict[str, torch.Tensor] = field(default_factory=dict)
+    # spiking population -> per-neuron payload sums over all samples and steps, shaped like the population
+    payload_sums: dict[str, np.ndarray] = field(default_factory=dict)
 
     def predictions(self, t: int | None = None) -> np.ndarray:
         return self.outputs[(t or self.timesteps) - 1].argmax(-1).numpy()
@@ -121,7 +123,8 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         neurons={p.name: int(np.prod(g.shapes[p.name])) for p in pops},
         layer_spike_counts={k: torch.cat(v).numpy() for k, v in per_sample.items()},
         samples=int(x.shape[0]), timesteps=timesteps, seconds=time.perf_counter() - t0,
-        pre_steps=readout.pre_steps, trace={k: torch.cat(v, 1) for k, v in traces.items()})
+        pre_steps=readout.pre_steps, trace={k: torch.cat(v, 1) for k, v in traces.items()},
+        payload_sums={k: counts[k].numpy() for k in per_sample})
 
 
 def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:

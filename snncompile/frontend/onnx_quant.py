@@ -154,9 +154,15 @@ def DequantizeLinear(b: Builder, n: ONode, x, x_scale, x_zero_point=None, *, axi
 
 def _on_grid(b: Builder, name: str, qc: QuantClip) -> str | None:
     """``name`` when its values are already outputs of a QuantClip equal to ``qc`` (through reshapes,
-    permutations and max pooling, which move values without changing them), else None."""
+    permutations and max pooling, which move values without changing them), else None. A grid that varies
+    across elements stays put only through reshapes (equal parameter shapes then mean the same elements:
+    flat order kept) and, when it varies only per channel, max pooling; a permutation moves values onto
+    another element's grid."""
+    arrays = [np.ndim(getattr(qc, f)) for f in ("scale", "levels", "lo")]
+    movers = ((Flatten, Reshape) + ((MaxPool2d,) if max(arrays) <= 1 else ())
+              + ((Permute,) if not any(arrays) else ()))
     node = b.nodes.get(name)
-    while isinstance(node, (Flatten, Reshape, Permute, MaxPool2d)):
+    while isinstance(node, movers):
         node = b.nodes.get(node.inputs[0])
     same = isinstance(node, QuantClip) and (node.offset, node.rounding) == (qc.offset, qc.rounding) and all(
         _same(getattr(node, f), getattr(qc, f)) for f in ("scale", "levels", "lo"))

@@ -182,6 +182,20 @@ def _qdq_cnn(zp: np.ndarray) -> tuple[onnx.ModelProto, np.ndarray]:
     return make_model(nodes, (2, 8, 8), 13, b=b, **consts), x
 
 
+def test_requantizing_a_per_channel_grid_after_a_transpose_is_no_identity():
+    """Per-channel QDQ along C, Transpose C <-> H (C = H = 4), then the same scale vector along axis 1 (now
+    H): element (c, h) sits on grid s[c] but is re-quantized with s[h], so the second pair is no identity
+    (it was dropped as one: 18 of 160 values off by up to 0.2)."""
+    s, z = np.float32([0.05, 0.1, 0.2, 0.4]), np.zeros(4, np.uint8)
+    nodes = [node("Conv", ["x", "K"], ["c"]), node("QuantizeLinear", ["c", "s", "z"], ["q1"], axis=1),
+             node("DequantizeLinear", ["q1", "s", "z"], ["a"], axis=1),
+             node("Transpose", ["a"], ["t"], perm=[0, 2, 1, 3]),
+             node("QuantizeLinear", ["t", "s", "z"], ["q2"], axis=1),
+             node("DequantizeLinear", ["q2", "s", "z"], ["y"], axis=1)]
+    g = assert_matches_ort(make_model(nodes, (2, 4, 5), 13, K=w(4, 2, 1, 1) * 4, s=s, z=z), (2, 4, 5))
+    assert len(g.of_type(QuantClip)) == 2
+
+
 def test_per_channel_qdq_converts_per_channel_and_follows_the_ann_at_T_equal_L():
     """Levels L = 255 - zp = 4 in every channel, ceilings lam = 4 s[c]: each IF gets theta = lam[c] and
     v0 = lam[c]/2, and at T = L = 4 steps the spiking network's output equals the ANN's (random inputs

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from snncompile.errors import ShapeError
 from snncompile.frontend.onnx_build import Act, Builder, ONode, along
 from snncompile.ir import AvgPool2d, Clamp, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Node, ReLU, Reshape
 from snncompile.ir import LogSoftmax as IRLogSoftmax
@@ -256,6 +257,10 @@ def _pool(
     for i, length in enumerate(x.shape[1:]):
         extra = _ceil_extra(length, extent[i], s[i], pad[i], pad[rank + i]) if ceil_mode else 0
         axes.append(_Axis(k[i], s[i], d[i], pad[i], pad[rank + i] + extra, extra))
+    padded = tuple(length + a.begin + a.end for length, a in zip(x.shape[1:], axes))
+    if any(e > p for e, p in zip(extent, padded)):  # before the 1-/3-D pools' internal reshapes hide the shapes
+        raise ShapeError(f"{n.label} ({n.op}): kernel_shape={list(k)} (dilations {list(d)}) larger than the "
+                         f"padded input {padded}")
     if rank == 2:
         return _pool2d(n.ir, x.name, *axes, count_include_pad)
     if rank == 1:

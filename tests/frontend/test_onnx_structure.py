@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx_helpers import assert_matches_ort, make_model, node
 
-from snncompile.errors import UnsupportedOperator
+from snncompile.errors import ShapeError, UnsupportedOperator
 from snncompile.frontend.onnx import OPS, SUPPORTED_OPS, VERSIONS, load_onnx
 from snncompile.ir import BatchNorm, Conv2d, Flatten, Linear, ReLU, Reshape
 
@@ -198,6 +198,15 @@ def test_same_upper_dilated_pool_pads_the_dilated_extent(op):
     assert list(g.shapes[g.outputs[0].name]) == spec == [2, 5, 8]
     x = np.random.default_rng(0).standard_normal((2, 2, 9, 8)).astype(np.float32)
     np.testing.assert_array_equal(g.run(x).numpy(), want.run(x).numpy())
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pool_window_larger_than_a_tiny_3d_input_names_the_onnx_node(op):
+    """A 2x2x2 window on a (1, 2, 2) volume: the error names the ONNX node and its own shapes, not the
+    internal depth pool of the separable import."""
+    model = make_model([node(op, ["x"], ["y"], kernel_shape=[2, 2, 2])], (3, 1, 2, 2), 17)
+    with pytest.raises(ShapeError, match=rf"^{op}_0 \({op}\): kernel_shape=\[2, 2, 2\] .* padded input \(1, 2, 2\)"):
+        load_onnx(model)
+
 
 REFUSED = {
     "flatten_axis0": ([node("Flatten", ["x"], ["y"], axis=0)], (2, 3), {}, "axis=0"),

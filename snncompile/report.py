@@ -276,9 +276,11 @@ def render_markdown(r: dict) -> str:
         lines.append(f"| {md(c.get('node'))} | {md(c.get('from_op', c.get('from')))} | {md(c.get('to'))} | "
                      f"{md(c.get('notes', ''), 300)} |")
     if "lava" in r and "spike_exact_fraction" in r["lava"]:
-        lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the fixed-point simulator on "
+        # the simulator Lava was checked against: lava-sim-float's is the float population simulator
+        ref = "float population" if r["lava"].get("select_tag") == "floating_pt" else "fixed-point"
+        lines += ["", "## Lava", "", (f"Per-layer spike counts equal to the {ref} simulator on "
                   f"{100 * float(r['lava']['spike_exact_fraction']):.1f} % of samples"
-                  + _lava_exit(r["lava"]) + ".")]
+                  + _lava_exit(r["lava"], ref) + ".")]
     if isinstance(r.get("search"), dict):
         lines += _search_markdown(r["search"])
     timing = ", ".join(f"{md(k, 60)} {v:.2f} s" for k, v in r["timing"].items() if isinstance(v, (int, float)))
@@ -286,11 +288,11 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _lava_exit(lava: dict) -> str:
+def _lava_exit(lava: dict, ref: str) -> str:
     if "exit_steps_equal" not in lava:
         return ""
     same = {True: "equal to", False: "NOT equal to"}
-    out = f"; early-exit steps {same[bool(lava['exit_steps_equal'])]} the fixed-point simulator's on every sample"
+    out = f"; early-exit steps {same[bool(lava['exit_steps_equal'])]} the {ref} simulator's on every sample"
     if "exit_counts_equal" in lava:
         out += f", spikes and synops counted to them {same[bool(lava['exit_counts_equal'])]} the simulator's"
     if lava.get("ran_full_window"):

@@ -90,6 +90,19 @@ def test_merged_lava_shards_keep_the_early_exit_flags(runs):
     jsonschema.validate(m, schema())
 
 
+def test_lava_paragraph_names_the_simulator_lava_was_checked_against(runs):
+    """lava-sim is checked against the fixed-point simulator, lava-sim-float against the float population
+    simulator (backends/lava/backend.py); report.md's Lava paragraph names the one its select_tag implies."""
+    from snncompile.report import render_markdown
+
+    lava = runs["lava"]
+    md = render_markdown(lava)
+    assert "equal to the fixed-point simulator on" in md and "the fixed-point simulator's on every sample" in md
+    flt = render_markdown({**lava, "target": "lava-sim-float", "lava": {**lava["lava"], "select_tag": "floating_pt"}})
+    assert "equal to the float population simulator on" in flt and "the float population simulator's on every" in flt
+    assert "fixed-point simulator" not in flt
+
+
 def test_compare_and_merge_with_early_exit(runs, tmp_path):
     d = runs["dirs"]
     p = snncompile("compare", d / "full", d / "exit", "--max-accuracy-drop", 100)

@@ -108,10 +108,6 @@ def _per_sample(c: np.ndarray, shape: tuple[int, ...]):
     return v[:, 0].copy() if (v == v[:, :1]).all() else full.copy()
 
 
-def _same(a, b) -> bool:
-    return np.shape(a) == np.shape(b) and bool(np.all(np.asarray(a) == np.asarray(b)))
-
-
 def QuantizeLinear(b: Builder, n: ONode, x, y_scale, y_zero_point=None, *, axis=1, saturate=1, block_size=0,
                    output_dtype=0, precision=0) -> Node:
     """``q = clip(round(x / s) + zp, qmin, qmax)`` with round half to even; scale and zero point per tensor,
@@ -139,8 +135,8 @@ def DequantizeLinear(b: Builder, n: ONode, x, x_scale, x_zero_point=None, *, axi
     zp = np.zeros(s.shape, np.int64) if x_zero_point is None else b.const(n, x_zero_point, "x_zero_point")
     s, zp = _params(n, a.shape, s, zp.astype(np.int64), axis, block_size)
     q = b.nodes.get(a.name)
-    if isinstance(q, IRQuantize) and b.refs[a.name] == 1 and _same(_per_sample(s, a.shape), q.scale) and _same(
-            _per_sample(zp, a.shape), q.zero_point) and np.all(q.qmax > np.asarray(q.zero_point)):
+    if (isinstance(q, IRQuantize) and b.refs[a.name] == 1 and np.array_equal(_per_sample(s, a.shape), q.scale)
+            and np.array_equal(_per_sample(zp, a.shape), q.zero_point) and np.all(q.qmax > np.asarray(q.zero_point))):
         qc = QuantClip(a.name, q.inputs, source_op="QuantizeLinear", scale=q.scale, levels=q.qmax - q.zero_point,
                        lo=q.qmin - q.zero_point, rounding="half_even")
         src = _on_grid(b, q.inputs[0], qc)
@@ -165,7 +161,7 @@ def _on_grid(b: Builder, name: str, qc: QuantClip) -> str | None:
     while isinstance(node, movers):
         node = b.nodes.get(node.inputs[0])
     same = isinstance(node, QuantClip) and (node.offset, node.rounding) == (qc.offset, qc.rounding) and all(
-        _same(getattr(node, f), getattr(qc, f)) for f in ("scale", "levels", "lo"))
+        np.array_equal(getattr(node, f), getattr(qc, f)) for f in ("scale", "levels", "lo"))
     return name if same else None
 
 

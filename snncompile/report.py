@@ -336,16 +336,16 @@ def _search_markdown(s: dict) -> list[str]:
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
               + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "
                  f"`{md(ee.get('rule'))}` (exit thresholds calibrated on the calibration samples; accuracy, counts "
-                 f"and energy at each sample's exit step; mean steps n/a: the full T)." if exits else "")),
+                 f"and energy at each sample's exit step; exit `none`: the full T)." if exits else "")),
              "",
-             (f"| method | T |{' mean steps |' if exits else ''} validation accuracy | drop (points, +- se) | "
+             (f"| method | T |{' exit (mean steps) |' if exits else ''} validation accuracy | drop (points, +- se) | "
               "spikes/sample | synops/sample | energy J/sample | ANN/SNN | in budget | seconds |"),
              "|---|---:|" + ("---:|" if exits else "") + "---:|---:|---:|---:|---:|---:|---|---:|"]
     for k in s["candidates"]:
         mark = " **(chosen)**" if (k["method"], k["timesteps"], k.get("early_exit")) == (
             c["method"], c["timesteps"], c.get("early_exit")) else ""
         ratio = f"{ann_e / k['joules_per_sample']:.2f}x" if k["joules_per_sample"] else "n/a"
-        mean = "" if not exits else f" {k['mean_steps']:.2f} |" if "mean_steps" in k else " n/a |"
+        mean = "" if not exits else f" {md(k.get('early_exit') or ee.get('rule'))} ({k['mean_steps']:.2f}) |" if "mean_steps" in k else " none |"
         lines.append(f"| {md(k['method'])}{mark} | {int(k['timesteps'])} |{mean} {_pct(k['accuracy'])} | "
                      f"{k['drop_points']:.2f} +- {k['drop_se_points']:.2f} | {k['spikes_per_sample']:.1f} | {k['synops_per_sample']:.1f} | {k['joules_per_sample']:.3e} | "
                      f"{ratio} | {'yes' if k['within_budget'] else 'no'} | {k['seconds']:.2f} |")

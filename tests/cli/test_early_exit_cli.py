@@ -132,8 +132,8 @@ def test_search_scores_candidates_with_early_exit(tmp_path):
     assert s["chosen"]["mean_steps"] == min(c["mean_steps"] for c in pool)  # latency = the mean exit step
     assert r["early_exit"]["thresholds"] and r["timesteps"] == s["chosen"]["timesteps"]
     md = (tmp_path / "s" / "report.md").read_text()
-    assert "| method | T | mean steps | validation accuracy |" in md
-    assert "candidates in" in md.split("| method | T | mean steps")[0].rstrip().splitlines()[-1]  # one paragraph
+    assert "| method | T | exit (mean steps) | validation accuracy |" in md
+    assert "candidates in" in md.split("| method | T | exit (mean steps)")[0].rstrip().splitlines()[-1]  # one paragraph
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -16,13 +16,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["channel_view", "expand", "per_channel"]
+__all__ = ["channel_view", "expand", "layout_error", "per_channel"]
 
 
 def channel_view(arr, ndim: int):
     """``arr`` (numpy array or tensor) viewed to broadcast against a per-sample array of ``ndim`` axes:
     ``(C,)`` becomes ``(C, 1, ..., 1)``; scalars and full arrays are returned as they are."""
     return arr.reshape(-1, *([1] * (ndim - 1))) if arr.ndim == 1 and ndim > 1 else arr
+
+
+def layout_error(arr, shape: tuple[int, ...]) -> str | None:
+    """Why ``arr`` breaks the rule for a per-sample ``shape``, or None when it is a scalar, per channel
+    (``(C,)``, ``C = shape[0]``) or per neuron (``shape``)."""
+    a, shape = np.shape(arr), tuple(shape)
+    if len(a) == 0 or a == shape or (len(a) == 1 and shape and a[0] == shape[0]):
+        return None
+    return f"shape {a} is neither per channel nor per neuron for input {shape}"
 
 
 def expand(arr, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:

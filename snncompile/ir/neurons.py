@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from snncompile.ir.arrays import per_channel
+from snncompile.ir.arrays import layout_error, per_channel
 from snncompile.ir.node import Node, Shape
 
 __all__ = ["IF", "if_step"]
@@ -88,11 +88,9 @@ class IF(Node):
 
     def infer_shape(self, x: Shape) -> Shape:
         for field in ("theta", "bias", "v0"):
-            arr = getattr(self, field)
-            if arr.ndim == 1 and len(x) >= 1 and arr.shape[0] != x[0]:
-                raise self._shape_error(f"{field} has {arr.shape[0]} channels, input has shape {x}")
-            if arr.ndim > 1 and tuple(arr.shape) != tuple(x):
-                raise self._shape_error(f"{field} shape {arr.shape} does not match input {x}")
+            why = layout_error(getattr(self, field), x)
+            if why:
+                raise self._shape_error(f"{field}: {why}")
         return x
 
     def init_state(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from snncompile.ir.arrays import per_channel
+from snncompile.ir.arrays import layout_error, per_channel
 from snncompile.ir.node import Node, Shape
 from snncompile.ir.ops import ReLU
 
@@ -28,12 +28,11 @@ def _t(v, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_params(node: Node, x: Shape, *fields: str) -> None:
-    """Each array field is per channel (``(C,)``, C = x[0]) or per neuron (shape ``x``): ir.arrays' rule."""
+    """Each field is a scalar, per channel (``(C,)``, C = x[0]) or per neuron (shape ``x``): ir.arrays' rule."""
     for f in fields:
-        v = getattr(node, f)
-        if isinstance(v, np.ndarray) and v.ndim and not (
-                (v.ndim == 1 and len(x) >= 1 and v.shape[0] == x[0]) or tuple(v.shape) == tuple(x)):
-            raise node._shape_error(f"{f} of shape {v.shape} is neither per channel nor per neuron for input {x}")
+        why = layout_error(getattr(node, f), x)
+        if why:
+            raise node._shape_error(f"{f}: {why}")
 
 
 @dataclass(frozen=True, eq=False)

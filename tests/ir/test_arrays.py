@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from snncompile.ir.arrays import channel_view, expand, per_channel
+from snncompile.ir.arrays import channel_view, expand, layout_error, per_channel
 
 
 @pytest.mark.parametrize("shape", [(3,), (3, 4, 5)])
@@ -31,3 +31,10 @@ def test_expand_copies_and_keeps_a_dtype_on_request():
     out = expand(c, (3, 2, 2), dtype=None)
     assert out.dtype == np.int32 and out.flags.writeable
     assert expand(c, (3, 2, 2), np.float32).dtype == np.float32
+
+
+@pytest.mark.parametrize("shape, ok", [((), True), ((3,), True), ((3, 4, 5), True), ((4,), False),
+                                       ((3, 4), False), ((1, 4, 5), False)])
+def test_layout_error_accepts_scalar_per_channel_and_per_neuron_only(shape, ok):
+    """For input (3, 4, 5): a scalar, (3,) or (3, 4, 5); IF and QuantClip refuse anything else with it."""
+    assert (layout_error(np.zeros(shape), (3, 4, 5)) is None) is ok

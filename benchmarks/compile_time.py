@@ -280,7 +280,7 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
                          f"{t.get('convert_s', r['convert_s']):.2f} |")
     if getattr(args, "peers", None):
         lines += peers_markdown(Path(args.peers))
-    lines += ["", REUSE]
+    lines += ["", REUSE, "", SEARCH_COST]
     if stab:
         sh = stab["share"]
         lines += ["", f"**Fewer samples?** Checked on {stab['model']} at T = {stab['T']} (`stability()`): AdaFire's "
@@ -337,6 +337,24 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   steps): 75 steps on the first layer's 784 x 256 weights (about 0.5 ms each) and 300 on the second
   layer (about 25 tensor operations of under 10 us each per step), above 4 simulations; fewer steps
   would change the weights, not done."""
+
+SEARCH_COST = """**Search cost** (issue 19 item 3: the default compile within 4 compiles of the default method at one
+fixed T; whole CLI runs `snncompile MODEL --data mnist_test.npz --calib mnist_calib.npz`, one torch
+thread, process CPU seconds, 2026-12-06 15:50-16:05 UTC at 1-min load 3.8-7.8 on the 2 cores, so wall
+seconds are 1.5-2.5 times these): mnist_cnn, no flags, 6.7 s against `--method adafire -T 4` 4.8 s
+(`-T 32` 12.5 s): 1.4 compiles; mnist_resnet, no flags, 24.4 s against `--method adafire -T 8` 10.5 s
+(`-T 32` 27.5 s): 2.3 compiles, since e7fb6ff (the energy pruning reads each T's full-T candidate; before
+it the early-exit candidates kept adafire alive up to T = 64: 20 conversions, 125 s CPU at load 8). The method
+search at a fixed T (`mnist_resnet -T 32`, four conversions each scored for the full T and three exit
+rules) is 76 s CPU at load 3.8-5.7 (48 s at load 1 earlier the same day, before the search scored early exit), 80 % of
+the search's wall seconds the two AdaFire conversions and their runs: not under 15 s. At one T nothing can be ruled out before
+converting (the energy bound needs the candidate's spikes), and adafire and adafire+ch share no exact
+work (their ANN passes keep per-layer and per-channel statistics, and the per-channel thresholds change
+every network their sensitivity analyses simulate), so what is left there is AdaFire's own conversion cost. What the search shares exactly:
+the ANN pass, the one run of a T-independent method, and since 0d5a5b7 the validation and calibration
+runs of a conversion identical to one already simulated at the same T (every array the simulator reads;
+on mnist_qcfs adafire and adafire+ch convert to calib-light's network: its default compile 8.9 -> 8.2 s
+CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated)."""
 
 
 PEER_NAMES = {"spikingjelly": "SpikingJelly", "sinabs": "sinabs", "snntoolbox": "SNN Toolbox"}

@@ -37,8 +37,11 @@ def compile(args) -> int:
                     method_options=dict(args.method_option), early_exit=args.early_exit,
                     exit_metric=args.exit_metric or RunConfig.exit_metric,  # the flags' defaults: RunConfig's
                     exit_max_error=RunConfig.exit_max_error if args.exit_max_error is None else args.exit_max_error)
-    if args.early_exit is None and (args.exit_metric is not None or args.exit_max_error is not None):
-        raise DataError("--exit-metric and --exit-max-error are options of --early-exit; give --early-exit RULE too")
+    searched = args.method is None or args.timesteps is None  # the search scores early-exit candidates
+    if (args.exit_metric is not None or args.exit_max_error is not None) and (
+            args.early_exit == "off" or (args.early_exit is None and not searched)):
+        raise DataError("--exit-metric and --exit-max-error are options of early exit: give --early-exit RULE, or "
+                        "leave -T or --method out so that the search scores early-exit candidates")
     if cfg.method_options and cfg.method is None:
         raise DataError("-O/--method-option sets an option of one method; give --method too")
     if args.ray is not None or args.shards is not None or args.ray_cpus is not None:

@@ -181,6 +181,9 @@ def _check_config(cfg: RunConfig) -> None:
         from snncompile.sim.early_exit import check_rule
 
         check_rule(cfg.early_exit if cfg.early_exit != "off" else "both", cfg.exit_metric, cfg.exit_max_error)
+        if cfg.early_exit != "off" and not get_backend(cfg.target).supports.early_exit:
+            raise DataError(f"--early-exit {cfg.early_exit}: the {cfg.target} export carries no exit rule (the "
+                            f"exported network runs all T steps); leave --early-exit out for this target")
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:

@@ -328,10 +328,12 @@ def _search_markdown(s: dict) -> list[str]:
     fixed = ", ".join(f"{k} fixed to {md(v)}" for k, v in s["fixed"].items() if v is not None) or "nothing fixed"
     ee = s.get("early_exit")
     exits = isinstance(ee, dict)  # the candidates were scored with early exit: a column of their mean exit step
+    chosen_exit = f" with early exit `{md(c['early_exit'])}`" if c.get("early_exit") else ""
     lines = ["", "## Search", "",
              (f"Objective `{md(s['objective'])}`, budget: drop + one standard error <= {s['max_drop']:g} points "
               f"below the ANN's validation accuracy ({_pct(s['ann_accuracy'])}; {ref}) on {int(s['validation_samples'])} validation samples: "
               f"{md(s['validation'], 300)}; {fixed}. Chosen: `{md(c['method'])}` T = {int(c['timesteps'])}"
+              f"{chosen_exit}"
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
               + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "

@@ -140,6 +140,9 @@ def test_search_scores_candidates_with_early_exit(tmp_path):
     (("--exit-metric", "confidence"), "--early-exit RULE"),
     (("--early-exit", "fast"), "invalid choice"),
     (("--early-exit", "precision", "--exit-max-error", 2), "--exit-max-error"),
+    (("--early-exit", "off", "--exit-metric", "confidence"), "--early-exit RULE"),
+    (("--target", "nir", "--early-exit", "both"), "the nir export carries no exit rule"),
+    (("--target", "netx", "--early-exit", "iat"), "the netx export carries no exit rule"),
 ])
 def test_bad_early_exit_options_are_one_line_errors(tmp_path, extra, message):
     p = snncompile(MODEL, *ARGS, "--out", tmp_path / "o", *extra)

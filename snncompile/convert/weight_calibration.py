@@ -25,10 +25,11 @@ gets its weight gradient from the backward kernel directly instead of through au
 that no trained weight feeds (pools, reshapes) run once on the cached set. All of these give bitwise
 the weights of the plain autograd + ``torch.optim.Adam`` loop (tests/convert/test_methods.py).
 
-Early fallback (``patience``, not exact): every ``check_every`` steps the loss on the whole cached set
-is measured, and when it has not been below its start at any of the first ``patience`` checks (25 and
-3: a quarter of the 300 steps of calib-wc+pc) the layer keeps its original weights without running the
-rest of the schedule - what the end of the schedule decides for such layers on the example models,
+Early fallback (``patience``, not exact): every ``check_every`` steps (default: a twelfth of the
+schedule, at least 25: 25 of calib-wc+pc's 300, 416 of the authors' 5000) the loss on the whole cached
+set is measured, and when it has not been below its start at any of the first ``patience`` checks
+(3: a quarter of a schedule of 300 steps or more) the layer keeps its original weights without running
+the rest of the schedule - what the end of the schedule decides for such layers on the example models,
 e.g. the analog-input layers of mnist_mlp and mnist_cnn, where the straight-through gradient raises
 the loss. It is a heuristic: a layer whose loss falls below its start only late in the cosine schedule
 keeps weights the whole schedule would have changed. On the examples that happens once in 7 models x
@@ -278,12 +279,13 @@ def _sqrt_floor(dtype: torch.dtype, beta2: float, eps: float) -> float | None:
 def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timesteps: int, *,
                       samples: int = 256, iters: int = 300, lr: float = 1e-4, batch: int = 32,
                       fixed: frozenset[str] = frozenset(), seed: int = 0,
-                      check_every: int = 25, patience: int | None = 3,
+                      check_every: int | None = None, patience: int | None = 3,
                       cached: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
                       ) -> tuple[Graph, tuple[float, float]]:
     """WC of IF ``name``; returns the new SNN and the loss (before, after) on the cached set.
 
-    ``check_every``/``patience``: the early fallback of the module doc (``patience=None``: off).
+    ``check_every``/``patience``: the early fallback of the module doc (``check_every=None``: every
+    ``max(25, iters // 12)`` steps; ``patience=None``: off).
     ``cached``: (source rates, ANN targets) of the first ``samples`` samples when the caller already
     has them (the layer-at-a-time calibration), instead of simulating the prefix here."""
     block, sources = synaptic_block(snn, name)
@@ -318,6 +320,7 @@ def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timest
     dloss = _RateLossGrad(node, timesteps, params)
     direct = _DirectGrad.of(snn, block, trainable, inputs)
     before = loss_on(everything)
+    every = max(25, iters // 12) if check_every is None else check_every
     rising = 0  # consecutive checks, from the start, at which the loss on the cached set was not below ``before``
     with torch.no_grad():
         for step, lr_t in enumerate(adam_lrs(lr, iters), 1):
@@ -329,7 +332,7 @@ def calibrate_weights(ann: Graph, snn: Graph, calib: CalibSet, name: str, timest
                     z = output(idx)
                 grads = list(torch.autograd.grad(z, trained, dloss(z, target[idx])))
             opt.step(grads, lr_t)
-            if patience and rising is not None and step % check_every == 0 and step < iters:
+            if patience and rising is not None and step % every == 0 and step < iters:
                 rising = rising + 1 if not loss_on(everything) < before else None
                 if rising == patience:  # no better than the original weights at every check: keep them
                     return snn, (before, before)

@@ -31,6 +31,7 @@ class Evaluation:
     predictions: np.ndarray  # (N,) at T
     per_sample_spikes: dict[str, np.ndarray] = field(default_factory=dict)
     saturations: dict[str, int] = field(default_factory=dict)
+    silent_saturations: dict[str, int] = field(default_factory=dict)  # of those, the ones that changed no spike
     pre_steps: int = 0  # uncounted steps before the T counted ones (SRP's tau), included in the spike counts
     # early exit (graph.meta["early_exit"], --early-exit): each sample's exit step in 1..T, the samples correct
     # at it, and what spikes/synops count: "exit_step" (to each sample's exit step, from a per-step trace: the
@@ -183,7 +184,7 @@ def from_population_sim(pop: Graph, res, y: np.ndarray | None, target: str) -> E
         neurons={k: res.neurons[k] for k in spiking}, synapses={k: syn.get(k, 0) for k in spiking}, ops=ops,
         seconds=res.seconds, predictions=res.outputs[-1].argmax(-1).numpy(),
         per_sample_spikes=dict(res.layer_spike_counts), saturations=dict(res.saturations),
-        pre_steps=res.pre_steps)
+        silent_saturations=dict(getattr(res, "silent_saturations", {})), pre_steps=res.pre_steps)
     policy = _exit_policy(pop)  # counts to each exit step need a per-step trace (popsim's trace=True, Lava's)
     return ev if policy is None else _with_exit(ev, policy, res.outputs, getattr(res, "trace", {}), y)
 

@@ -421,15 +421,21 @@ def _warn_input_range(calib: Dataset, evals: Dataset) -> None:
 
 
 def _warn_saturations(ev: Evaluation, pop: Graph) -> None:
-    """One warning per population whose membrane hit the profile's saturation bound in the integer run."""
+    """One warning per population whose membrane hit the profile's saturation bound in the integer run in a
+    way that may have changed spikes; clips at the floor by neurons that stayed silent for the rest of the
+    sample changed none (popsim's ``silent_saturations``) and are only logged."""
     from snncompile.quantize.numbers import QuantizationWarning
 
     for name, k in ev.saturations.items():
-        if k:
-            bound = getattr(pop.nodes[name], "v_max", None)
-            warnings.warn(f"{name} (IF): membrane saturated {k} times at +-{bound} in the fixed-point simulation "
-                          f"(input per step far beyond the threshold); the charge beyond it is lost",
+        quiet = ev.silent_saturations.get(name, 0)
+        bound = getattr(pop.nodes[name], "v_max", None)
+        if k > quiet:
+            warnings.warn(f"{name} (IF): membrane saturated {k - quiet} times at +-{bound} in the fixed-point "
+                          f"simulation (input per step far beyond the threshold); the charge beyond it is lost",
                           QuantizationWarning, stacklevel=2)
+        if quiet:
+            log.info("%s (IF): membrane held at the floor -%s %d times by neurons silent for the rest of the "
+                     "sample: no spike changed (an unbounded membrane would only sit lower)", name, bound, quiet)
 
 
 def _scatter(ann: Graph, snn: Graph, x: np.ndarray, T: int) -> dict:

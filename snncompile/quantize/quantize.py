@@ -19,21 +19,22 @@ Where a convolution into P would need a negative weight exponent (Lava's Conv ha
 input shift is lowered below 6 instead (our IF neuron takes the shift as a parameter), which keeps
 the convolution's 8-bit resolution.
 
-Bias correction (``bias_correction=True``, the default; the empirical bias correction of Nagel et al.
-2019, "Data-free quantization through weight equalization and bias correction", section 4.2): rounding
-the weights of a connection c into P to mantissas changes P's input by ``E_c s`` every step, where
-``E_c`` is the rounding error of the integer-domain weights and ``s`` the source's payload. Its
-systematic part, ``E_c`` applied to the mean payload ``s_bar`` of the source on the calibration data,
-is subtracted from P's per-step bias (per neuron: ``b' = b*sigma_P - sum_c (E_c s_bar) << shift`` for
-IF targets, ``b' = b*sigma_R - sum_c E_c s_bar`` for the readout), then the bias is quantized as
-before. ``s_bar`` is the quantized input's mean for the source and the float population graph's mean
-payload per step (a run of ``timesteps`` steps on up to ``CORRECTION_SAMPLES`` calibration samples)
-for IF populations. What it removes is the error of the mean, which dominates wherever a population
-sums large payloads whose float weights nearly cancel (a relu-tree difference ``v - u`` of a max
-pool, logits that vary little around a large common value): on the 3-D + dilated pooling test model
-(tests/frontend/test_onnx_pool_snn.py) sim-int's agreement with sim goes from 86 % to 94 %. The
-remaining per-sample part ``E_c (s - s_bar)`` and the flooring of negative-exponent dense sums are
-not corrected.
+Mean-compensated rounding (``compensate=True``, the default): rounding each weight to its nearest
+mantissa leaves every target neuron an input error ``sum_j E_ij s_j`` per step (``E`` the rounding
+error of the integer-domain weights, ``s`` the source's payload) whose mean over the data,
+``r_i = sum_j E_ij s_bar_j``, adds up over the row: it dominates wherever a population sums large
+payloads whose weights nearly cancel (a relu-tree difference ``v - u`` of a max pool, logits that
+vary little around a large common value). Each row instead rounds some weights to their other
+neighbouring mantissa (never an exact or zero weight, never out of range), those closest to half a
+step first, as many as bring ``|r_i|`` to its least, so each weight stays within one step of its
+value and the row's mean error nearly vanishes. ``s_bar`` is the mean payload on the calibration
+data: the quantized input's for the source, the float population graph's spike count per step (a
+run of ``timesteps`` steps on up to ``CORRECTION_SAMPLES`` samples) for IF populations; a
+convolution uses the mean over output positions of each kernel tap's input. Unlike a bias
+correction (Nagel et al. 2019, 4.2), this keeps a silent input silent: with no payload the row adds
+nothing, as in the float network. On the 3-D + dilated pooling test model
+(tests/frontend/test_onnx_pool_snn.py) sim-int's agreement with sim goes from 86 % to 94 %; the
+per-sample part ``E (s - s_bar)`` and the flooring of negative-exponent dense sums remain.
 """
 
 from __future__ import annotations
@@ -43,27 +44,28 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from snncompile.errors import DataError
 from snncompile.ir import Graph
 from snncompile.ir.arrays import channel_view, expand
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
-from snncompile.quantize.numbers import quantize_bias, quantize_weights
+from snncompile.quantize.numbers import _stats, quantize_bias, quantize_weights
 from snncompile.quantize.profile import LOIHI2, HardwareProfile
 
 __all__ = ["CORRECTION_SAMPLES", "CORRECTION_TIMESTEPS", "quantize"]
 
-CORRECTION_SAMPLES = 256  # calibration samples the bias correction's mean payloads are measured on
+CORRECTION_SAMPLES = 256  # calibration samples the compensated rounding's mean payloads are measured on
 CORRECTION_TIMESTEPS = 16  # steps of that run when neither ``timesteps`` nor ``pop.meta["timesteps"]`` says
 
 
 def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIHI2, timesteps: int | None = None,
-             bias_correction: bool = True) -> Graph:
+             compensate: bool = True) -> Graph:
     """Integer population graph; ``g.meta["quantization"]`` lists per-layer formats and losses.
 
-    ``bias_correction`` folds the mean effect of weight rounding into the biases (module docstring),
-    measured on ``calib_x`` over ``timesteps`` steps (default ``pop.meta["timesteps"]``, else
-    ``CORRECTION_TIMESTEPS``), the T the network will run."""
+    ``compensate`` rounds each row of weights so that its mean error on the calibration data nearly
+    vanishes (module docstring), with mean payloads measured on ``calib_x`` over ``timesteps`` steps
+    (default ``pop.meta["timesteps"]``, else ``CORRECTION_TIMESTEPS``), the T the network will run."""
     x = np.asarray(calib_x, np.float64)
     if x.size == 0 or not np.isfinite(x).all():
         raise DataError("calibration data: empty or not finite; cannot choose the input scale")
@@ -71,7 +73,7 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
     xmax = float(np.abs(x).max()) or 1.0
     s_in = (2 ** (profile.input_bits - signed) - 1) / xmax
     steps = int(timesteps or pop.meta.get("timesteps") or CORRECTION_TIMESTEPS)
-    mean = _mean_payloads(pop, x[:CORRECTION_SAMPLES], s_in, profile, signed, steps) if bias_correction else None
+    mean = _mean_payloads(pop, x[:CORRECTION_SAMPLES], s_in, profile, signed, steps) if compensate else None
     unit = {}  # population -> payload value of one LSB in its float units^-1 (the scale of its payload)
     sigma = {}  # population -> membrane / readout scale (array per channel or scalar)
     layers, new = [], {}
@@ -85,19 +87,15 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
             conns = [pop.nodes[c] for c in n.inputs]
             sigma[n.name] = _sigma(n, conns, unit, profile)
             shift = _act_shift(n, conns, sigma[n.name], unit, pop, profile)
-            drift = None  # per neuron: the mean input error of the rounded weights, in the connections' units
             for c in conns:
-                qc, info, err = _quantize_conn(c, n, sigma[n.name], unit[c.inputs[0]], pop, profile, shift)
-                new[c.name] = qc
+                m = None if mean is None else _tap_means(c, mean[c.inputs[0]])
+                new[c.name], info = _quantize_conn(c, n, sigma[n.name], unit[c.inputs[0]], pop, profile, shift, m)
                 layers.append(info)
-                if mean is not None:
-                    d = _apply(c, err, mean[c.inputs[0]])
-                    drift = d if drift is None else drift + d
-            new[n.name], info = _quantize_population(n, sigma[n.name], profile, shift, drift, pop.shapes[n.name])
+            new[n.name], info = _quantize_population(n, sigma[n.name], profile, shift)
             layers.append(info)
     g = pop.replace({k: v for k, v in new.items()})
     g.meta["quantization"] = {"profile": profile.name, "input_scale": s_in, "layers": layers,
-                               "bias_correction": None if mean is None else {
+                               "compensated_rounding": None if mean is None else {
                                    "timesteps": steps, "samples": int(min(len(x), CORRECTION_SAMPLES))}}
     g.meta["stage"] = "integer"
     g.meta["float32_exact"] = all(i.get("accum_bits", 0) < profile.accum_exact_bits for i in layers)
@@ -118,10 +116,41 @@ def _mean_payloads(pop: Graph, x: np.ndarray, s_in: float, profile: HardwareProf
     return mean
 
 
-def _apply(c, err: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Connection ``c`` with weights ``err`` (real, no rounding) applied to one payload ``mean``."""
-    lin = dataclasses.replace(c, weight=err, weight_exp=0, fixed=False)
-    return lin.forward(torch.as_tensor(mean, dtype=torch.float64)[None])[0].numpy()
+def _tap_means(c, mean: np.ndarray) -> np.ndarray:
+    """The mean payload each weight of connection ``c`` multiplies, shaped like its weight: the source's
+    mean per input for a dense matrix (every row alike); for a convolution, per output channel and tap,
+    the mean over output positions of the input that tap reads (zero in the padding)."""
+    m = torch.as_tensor(np.asarray(mean, np.float64))
+    w = np.asarray(c.weight)
+    if isinstance(c, DenseConn):
+        return np.broadcast_to(m.reshape(1, -1).numpy(), w.shape)
+    o, cg, kh, kw = w.shape
+    cols = F.unfold(m[None], (kh, kw), dilation=c.dilation, padding=c.padding, stride=c.stride)[0].mean(1)
+    per_group = cols.reshape(c.groups, cg, kh, kw).numpy()  # input channels of group g: g*cg .. (g+1)*cg - 1
+    return np.repeat(per_group, o // c.groups, axis=0)
+
+
+def _compensate(q, real: np.ndarray, m: np.ndarray, profile: HardwareProfile):
+    """``q`` (nearest rounding of ``real``) with some weights of each row moved to their other neighbouring
+    mantissa so that the row's mean error ``sum_j (q_j - real_j) m_j`` is least (module docstring)."""
+    mixed = bool(real.min() < 0 < real.max())
+    lo, hi, step = profile.weight_range(mixed)
+    unit = 2.0**q.exp
+    rows = real.shape[0]
+    w, mant, mm = real.reshape(rows, -1), q.mant.reshape(rows, -1).astype(np.float64), m.reshape(rows, -1)
+    err = mant * unit - w
+    r = (err * mm).sum(1, keepdims=True)  # each row's mean error
+    flip = mant - np.sign(err) * step  # the other neighbour of each weight
+    cand = ((w != 0) & (err != 0) & (flip >= lo) & (flip <= hi) & (mm != 0)
+            & (np.sign(err * mm) == np.sign(r)))  # moving it reduces |r|
+    gain = np.where(cand, step * unit * np.abs(mm), 0.0)
+    order = np.argsort(np.where(cand, -np.abs(err), np.inf), axis=1, kind="stable")  # nearest half a step first
+    done = np.concatenate([np.zeros((rows, 1)), np.cumsum(np.take_along_axis(gain, order, 1), 1)], 1)
+    k = np.argmin(np.abs(np.abs(r) - done), axis=1)  # how many of them to move
+    moved = np.zeros_like(cand)
+    np.put_along_axis(moved, order, np.arange(w.shape[1])[None] < k[:, None], 1)
+    mant = np.where(moved & cand, flip, mant).reshape(q.mant.shape)
+    return _stats(real, mant, q.exp, q.clipped)
 
 
 def _sigma(n, conns, unit, profile: HardwareProfile):
@@ -175,16 +204,19 @@ def _real(c, target, sig, src_unit: float, pop: Graph, act_shift: int) -> np.nda
     return real
 
 
-def _quantize_conn(c, target, sig, src_unit: float, pop: Graph, profile: HardwareProfile, act_shift: int):
+def _quantize_conn(c, target, sig, src_unit: float, pop: Graph, profile: HardwareProfile, act_shift: int,
+                   tap_means: np.ndarray | None = None):
     real = _real(c, target, sig, src_unit, pop, act_shift)
     q = quantize_weights(real, profile, name=c.name, allow_negative_exp=isinstance(c, DenseConn))
+    if tap_means is not None and real.size:
+        q = _compensate(q, real, tap_means, profile)
     src = pop.nodes[c.inputs[0]]
     max_payload = int(src.max_spikes) if isinstance(src, IFPop) else 2**profile.input_bits - 1  # else: the Source
     bound = _accum_bound(q, c) * max_payload
     info = {"name": c.name, "kind": "dense" if isinstance(c, DenseConn) else "conv", "weight_exp": q.exp,
             "weight_bits": q.bits, "clipped": q.clipped, "zeroed": q.zeroed, "rel_error": q.rel_error,
             "synapses": int((q.mant != 0).sum()), "accum_bits": math.ceil(math.log2(bound + 1))}
-    return dataclasses.replace(c, weight=q.mant.astype(np.float64), weight_exp=q.exp, fixed=True), info, q.value - real
+    return dataclasses.replace(c, weight=q.mant.astype(np.float64), weight_exp=q.exp, fixed=True), info
 
 
 def _accum_bound(q, c) -> float:
@@ -193,17 +225,9 @@ def _accum_bound(q, c) -> float:
     return float(m.reshape(m.shape[0], -1).sum(1).max()) if m.size else 0.0
 
 
-def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int, drift=None, shape=()):
-    """The population's integer threshold, bias and v0; ``drift`` (per neuron, or None) is the mean input
-    error of its rounded weights, subtracted from the bias (bias correction, module docstring)."""
+def _quantize_population(n, sig, profile: HardwareProfile, act_shift: int):
     sig_arr = np.asarray(sig, np.float64)  # scalar or per channel; channel_view leaves a scalar as it is
-    bias = np.asarray(n.bias, np.float64) * channel_view(sig_arr, np.ndim(n.bias))
-    if drift is not None and np.any(drift):
-        bias, drift = expand(bias, shape).reshape(shape[0], -1), drift.reshape(shape[0], -1)
-        if len(shape) > 1 and np.all(bias == bias[:, :1]):  # a bias constant within each channel stays per
-            bias, drift = bias[:, 0], drift.mean(1)  # channel, corrected by the channel's mean (NIR needs it)
-        bias = (bias - drift * 2.0**act_shift).reshape(-1 if bias.ndim == 1 else shape)
-    qb = quantize_bias(bias, profile, name=n.name)
+    qb = quantize_bias(np.asarray(n.bias, np.float64) * channel_view(sig_arr, np.ndim(n.bias)), profile, name=n.name)
     info = {"name": n.name, "kind": "readout" if isinstance(n, Readout) else "if", "bias_exp": qb.exp,
             "bias_clipped": qb.clipped, "bias_rel_error": qb.rel_error}
     if isinstance(n, Readout):

@@ -50,6 +50,9 @@ class PopulationResult:
     trace: dict[str, torch.Tensor] = field(default_factory=dict)
     # spiking population -> per-neuron payload sums over all samples and steps, shaped like the population
     payload_sums: dict[str, np.ndarray] = field(default_factory=dict)
+    # population -> those of its saturation events that changed no spike: floor clamps of neurons that
+    # stayed silent for the rest of the sample (see simulate_populations)
+    silent_saturations: dict[str, int] = field(default_factory=dict)
 
     def predictions(self, t: int | None = None) -> np.ndarray:
         return self.outputs[(t or self.timesteps) - 1].argmax(-1).numpy()
@@ -91,6 +94,13 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     counts with it up to each sample's exit step).
 
     ``x`` may be any array-like that slices (e.g. a memory map): only one batch is materialized at a time.
+
+    Fixed point: ``saturations`` counts every membrane clip at ``-v_max`` or ``v_max``;
+    ``silent_saturations`` counts the clips at the floor ``-v_max`` of neurons that emit no spike for the
+    rest of their sample (populations without SRP). Those changed no spike: from the clip on, an
+    unbounded membrane would sit below the clipped one by the charge cut off and receive the same inputs,
+    so while the clipped neuron stays below its threshold the unbounded one does too. The rest
+    (ceiling clips, floor clips followed by a spike) may have changed spikes.
     """
     want = g.shapes[g.input.name]
     if tuple(x.shape[1:]) != tuple(want) or x.shape[0] == 0:
@@ -102,6 +112,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     counts = {p.name: torch.zeros(g.shapes[p.name], dtype=torch.float64) for p in pops}
     per_sample = {p.name: [] for p in pops if isinstance(p, IFPop)}
     sat = {p.name: 0 for p in pops if isinstance(p, IFPop)}
+    silent = dict(sat)
     outs, t0 = [], time.perf_counter()
     fo = _trace_fanouts(g, pops) if trace else None
     traces: dict[str, list] = {k: [] for k in (fo or {})}
@@ -109,7 +120,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             xb = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float64).to(dt)
-            outs.append(_run_batch(g, xb, timesteps, counts, per_sample, sat, fo, traces))
+            outs.append(_run_batch(g, xb, timesteps, counts, per_sample, sat, fo, traces, silent))
             bar.update(xb.shape[0])
     bar.close()
     synops = {p.name: 0.0 for p in pops}
@@ -124,7 +135,7 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         layer_spike_counts={k: torch.cat(v).numpy() for k, v in per_sample.items()},
         samples=int(x.shape[0]), timesteps=timesteps, seconds=time.perf_counter() - t0,
         pre_steps=readout.pre_steps, trace={k: torch.cat(v, 1) for k, v in traces.items()},
-        payload_sums={k: counts[k].numpy() for k in per_sample})
+        payload_sums={k: counts[k].numpy() for k in per_sample}, silent_saturations=silent)
 
 
 def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
@@ -140,10 +151,12 @@ def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
     return out
 
 
-def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=None, traces=None) -> torch.Tensor:
+def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=None, traces=None,
+               silent=None) -> torch.Tensor:
     """One batch for the readout's pre-steps + T steps; accumulates counts (all steps) in place;
     returns (T, B, K) average outputs over the counted steps. With ``fo`` (see :func:`_trace_fanouts`)
-    appends to ``traces[name]`` the (steps, B, 2) per-step (spikes, synops) of each population in it."""
+    appends to ``traces[name]`` the (steps, B, 2) per-step (spikes, synops) of each population in it;
+    with ``silent`` adds each population's floor clips that changed no spike (:func:`simulate_populations`)."""
     s: dict[str, torch.Tensor] = {}
     v: dict[str, torch.Tensor] = {}
     mask: dict[str, torch.Tensor] = {}  # SRP masks, set after each population's srp_steps
@@ -158,6 +171,7 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=N
         steps.remove(n)
     acc, out, pre = None, [], readout.pre_steps
     steps_tr = {k: [] for k in (fo or {})}
+    floor: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # population -> (floor clips, spiked after one)
     for t in range(pre + T):
         for n in steps:
             if isinstance(n, IFPop):
@@ -168,6 +182,8 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=N
                     mask[n.name] = n.suppress(v[n.name])
                 s[n.name], v[n.name], k = n.step(a, v[n.name], mask.get(n.name))
                 sat[n.name] += k
+                if silent is not None and n.fixed and not n.srp_steps and (k or n.name in floor):
+                    _track_floor(floor, n, s[n.name], v[n.name])
             else:  # connections, Readout
                 s[n.name] = n.forward(*(s[i] for i in n.inputs))
             if n.name in counts:
@@ -178,6 +194,8 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=N
             r = s[readout.name].double()
             acc = r if acc is None else acc + r
             out.append(acc / ((t - pre + 1) * readout.scale))
+    for k, (clips, after) in floor.items():
+        silent[k] = min(silent[k] + int(clips[~after].sum()), sat[k])
     counts[src.name] += (s[src.name] != 0).sum(0).double() * (pre + T)
     for k, v in steps_tr.items():
         traces[k].append(torch.stack(v))
@@ -186,3 +204,14 @@ def _run_batch(g: Graph, xb: torch.Tensor, T: int, counts, per_sample, sat, fo=N
         if k in per_sample:
             per_sample[k].append(tot.reshape(xb.shape[0], -1).sum(1).double())
     return torch.stack(out)
+
+
+def _track_floor(floor: dict, n: IFPop, spikes: torch.Tensor, v: torch.Tensor) -> None:
+    """After a step of fixed-point population ``n``: marks the neurons that spike after an earlier clip at
+    the floor, then counts this step's floor clips (a clipped membrane sits at exactly ``-v_max``, below
+    the threshold, so it did not spike this step)."""
+    if n.name not in floor:
+        floor[n.name] = (torch.zeros_like(v), torch.zeros_like(v, dtype=torch.bool))
+    clips, after = floor[n.name]
+    after |= (clips > 0) & (spikes > 0)
+    clips += v == -float(n.v_max)

@@ -280,7 +280,7 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
                          f"{t.get('convert_s', r['convert_s']):.2f} |")
     if getattr(args, "peers", None):
         lines += peers_markdown(Path(args.peers))
-    lines += ["", REUSE, "", SEARCH_COST]
+    lines += ["", REUSE, "", ADAFIRE_COST, "", SEARCH_COST]
     if stab:
         sh = stab["share"]
         lines += ["", f"**Fewer samples?** Checked on {stab['model']} at T = {stab['T']} (`stability()`): AdaFire's "
@@ -308,6 +308,8 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
 * **Forked candidates** (AdaFire's burst and SSC searches): one recorded run of the base network, then per
   layer one run of that layer and its descendants with the candidate settings stacked on the batch axis,
   upstream layers replayed from the recording: the prefix once plus K suffixes instead of K networks.
+  Since 5f10515 not even the prefix: the recorded run keeps the per-step values the forks read from
+  upstream (each layer's input current, the skip connections into its descendants).
 * **Searches stop where the answer is fixed**: burst sizes that cannot fit the budget are not simulated;
   AdaFire's IAT run reuses the outputs BC simulated on its subset and simulates only the other samples.
 * The MSE threshold grid is evaluated in blocks with in-place operations (same values, less memory
@@ -337,6 +339,52 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   steps): 75 steps on the first layer's 784 x 256 weights (about 0.5 ms each) and 300 on the second
   layer (about 25 tensor operations of under 10 us each per step), above 4 simulations; fewer steps
   would change the weights, not done."""
+
+ADAFIRE_COST = """**Where AdaFire's cost goes** (issue 21 item 1; mnist_resnet, T = 32, process CPU seconds
+on one thread, cProfile and the conversion's stages on a CPU clock, 2026-12-06 at load 7-9, so +-10 %), in
+simulations of the calibration set: burst search 5.3, SSC search 5.1, BC 0.95, IAT 0.5, ANN pass 0.15
+(the thresholds, 0.3, inside the searches). By operation: `conv2d` 37 % (the MaxPool rewrite's four
+depthwise 2x2 convolutions of the stem's output cost twice the block's 16x16 3x3 one per sample), the IF
+update 27 % (add, div, floor, clamp, addcmul), the residual Adds 7 %, the forked runs' per-step Python 4 %,
+replaying recorded trains 3 %, tiling upstream values for the stacked candidates 3 %. The searches do the
+work their definition asks for: per search, one recorded run of the base network on the 128 search
+samples (0.5 simulation) and, per IF layer, that layer and every IF layer after it for the 3 other
+settings (0.5 x 3 x the fraction of the network's neurons at or after the layer). Those fractions sum to
+1.33-1.34 on the 2- and 3-layer examples and 2.79 on mnist_resnet's 7 layers, so the forked runs alone
+are 4.0 and 8.4 simulations, and with the two recorded runs (1.0), BC (two passes of each layer on 128
+samples: 1.0) and IAT (the other 128 samples: 0.5) 6.5 and 10.9: what the table measures on the CNN
+examples and on mnist_resnet. mnist_mlp costs more than its 6.5 (14-17): its simulation takes 15 ms, and
+the MSE threshold grid of its 8 (layer, N) thresholds (96 candidates over a 65,536-value subsample each) is
+6.5 of its simulations alone. The target of 4 needs AdaFire to compute less, not faster.
+
+Cut, exactly (5f10515, 5a0adf2): a forked run no longer recomputes what is upstream of its layer: the base
+run keeps the per-step values the forks read (`replay.fork_inputs`; up to `CACHE_BYTES`), which drops 1,920
+of mnist_resnet's 6,231 convolutions. The sensitivity tables, bursts, SSC ratios, thresholds, biases and
+IAT thresholds are bitwise those of before on all 7 examples at T = 32 (tests/convert/test_replay.py checks
+a fork and a conversion with and without). Convert CPU seconds, with against without, alternating in one
+process, best of 3 (load 5-6): mnist_mlp -7 %, mnist_cnn -10 %, mnist_resnet -12 %, mnist_relu6 -11 %,
+mnist_concat -11 %, mnist_functional -6 %, mnist_qcfs -3 %. Evaluated, not done:
+
+* KL for burst size N from one run at the largest N (truncation, analytic relations): theta_l(N) is
+  re-derived for each N (mnist_resnet's stem: 3.42, 1.67, 0.93, 0.47 for N = 1, 2, 4, 8) and the membrane
+  keeps what a smaller N cannot emit, so no candidate's spike trains follow from another's.
+* Skipping candidates no budget allows (done for the mean-N budget): under the spike budget only the stem's
+  N = 8 is infeasible on mnist_resnet and mnist_cnn, and it is the base, simulated anyway.
+* Stopping a layer's scan once its answer is fixed: the picks minimize a sum over layers under one shared
+  budget, and S_l is not monotone in N or rho in a way a bound can use; the one bound there is (S >= 0, so
+  a partial sum over samples bounds S from below) would drop only the stem's N = 1 and 2 on mnist_resnet
+  for the last third of the samples, about 7 % of a burst search.
+* Reusing the burst search's runs for SSC: SSC's base network has the chosen burst sizes, which change the
+  stem on every example, so none of the burst search's networks is one of SSC's.
+* Time-batched convolutions (one call over T x K x B samples instead of T calls): no faster on one thread
+  (3.6 ms per 384 samples either way for the 16x16 3x3 convolution on 14x14, twice slower on 7x7).
+* One forked chunk for all 128 samples instead of `batch_size // K`: bitwise the same on mnist_mlp and
+  mnist_cnn and 5-15 % less CPU there, but the forks would hold 3 x 128 rows, over `--batch-size`.
+* fp64: only the 10-class KL and the per-sample spike sums use it.
+* Approximate: fewer search samples. `-O search_samples=32` meets 4 on mnist_resnet (3.7) but moves test
+  accuracy by -0.8 to +5.0 points (docs/methods.md); the check below shows why: the picks are not settled
+  even on all 128 samples. Not the default."""
+
 
 SEARCH_COST = """**Search cost** (issue 19 item 3: the default compile within 4 compiles of the default method at one
 fixed T; whole CLI runs `snncompile MODEL --data mnist_test.npz --calib mnist_calib.npz`, one torch

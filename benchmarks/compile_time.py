@@ -334,7 +334,9 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   0.2040, only in the last steps) and classifies the 1000 test samples exactly as before (97.1 %).
   Measured after commit 58562e4 (`--methods calib-wc+pc --repeats 2`, load 6.5-12 on the 2 cores,
   CPU ratios; the table's calib-wc+pc column is from before it): mnist_mlp 10.4 simulations (38.3
-  with the code before it, same run), the CNN examples 1.8-2.5 (2.3-3.5). What is left on the MLP,
+  with the code before it, same run), the CNN examples 1.8-2.5 (2.3-3.5); with the early fallback off
+  (`patience=None`, another run at load 5) mnist_mlp 24.3 and mnist_cnn 3.3, against 11.0 and 2.8 with
+  it; mnist_qcfs (not in the table) 3.1 (3.4). What is left on the MLP,
   whose simulation takes about 15 ms (its analog input layer's current is computed once for all
   steps): 75 steps on the first layer's 784 x 256 weights (about 0.5 ms each) and 300 on the second
   layer (about 25 tensor operations of under 10 us each per step), above 4 simulations; fewer steps

@@ -18,6 +18,14 @@ at T_max (``time_simulator``; median of 3, wall and CPU time); the other modes s
 run's ``timing.simulate_s`` (``simulate_int_s`` for sim-int) over samples x T_max, measured while
 other jobs shared the machine, which includes snncompile's own per-step counters.
 
+Early exit (``--early-exit iat|precision|both``, :mod:`snncompile.sim.early_exit`): every float-simulator
+run is also scored with each rule of ``snncompile.search.SEARCHED_EXIT_RULES``, as its own mode
+(``<method> exit <rule>``). The same SNN is simulated once more on the calibration samples, each rule's
+thresholds are calibrated there against the ANN's predictions, and the test run is read with each
+sample stopped at its exit step: accuracy at the exit step, spikes and synops per sample counted to
+it, and the mean exit step (``snncompile.search._with_exit``, the scoring of the default search and
+of a deployed ``--early-exit`` run; no extra test simulation). The full-T modes are unchanged.
+
 Run with the product venv: ``.venv/bin/python benchmarks/peers/run_snncompile.py``.
 ``PEERS_REUSE=1`` keeps run reports already in results/snncompile_runs/ (default: rerun);
 ``PEERS_METHODS`` limits the methods (comma list).
@@ -25,6 +33,7 @@ Run with the product venv: ``.venv/bin/python benchmarks/peers/run_snncompile.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -91,8 +100,11 @@ def _run(model: str, method: str, target: str, T: int) -> dict:
         if key not in _COMPILED:
             _COMPILED.clear()
             _COMPILED[key] = compile_model(dataclasses.replace(cfg, target="sim-int" if default else target))
-        result = evaluate(_COMPILED[key], cfg, shard_of(_COMPILED[key].evals, None))
+        with _recording(_COMPILED[key].snn) as runs:
+            result = evaluate(_COMPILED[key], cfg, shard_of(_COMPILED[key].evals, None))
         report = result.report
+        if target == "sim":
+            report["early_exit_modes"] = _exit_modes(_COMPILED[key], runs[0], T)
         if default and target == "sim" and T == P.t_grid()[-1]:
             _net_path(model).parent.mkdir(parents=True, exist_ok=True)
             _net_path(model).write_bytes(pickle.dumps(result.snn))
@@ -102,6 +114,54 @@ def _run(model: str, method: str, target: str, T: int) -> dict:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(report, default=float))
     return report
+
+
+@contextlib.contextmanager
+def _recording(snn):
+    """Keep the SimResults of ``snncompile.sim.simulate`` on ``snn`` while ``evaluate`` runs (its float
+    simulation of the test samples, with the per-step trace the exit counts read)."""
+    import snncompile.sim as sim
+
+    runs, plain = [], sim.simulate
+
+    def simulate(graph, *args, **kwargs):
+        res = plain(graph, *args, **kwargs)
+        if graph is snn:
+            runs.append(res)
+        return res
+
+    sim.simulate = simulate
+    try:
+        yield runs
+    finally:
+        sim.simulate = plain
+
+
+def _exit_modes(compiled, res, T: int) -> dict:
+    """The float test run ``res`` scored with each early-exit rule: thresholds calibrated on one simulation of
+    the calibration samples against the ANN's predictions (entropy score, the CLI's default max error)."""
+    from snncompile.evaluate import ann_predictions
+    from snncompile.pipeline import RunConfig
+    from snncompile.search import SEARCHED_EXIT_RULES, _with_exit
+    from snncompile.sim import simulate
+
+    t0 = time.time()
+    calib_x, _, y = P.load_data()
+    defaults = RunConfig(model=Path(), data=Path())
+    opts = {"metric": defaults.exit_metric, "max_error": defaults.exit_max_error}
+    cal = simulate(compiled.snn, calib_x, T, batch_size=P.BATCH)
+    exits = (opts, ann_predictions(compiled.ann, calib_x, P.BATCH))
+    out = {}
+    for rule in SEARCHED_EXIT_RULES:
+        pred, mean_steps, policy, spikes, synops = _with_exit(res, cal, exits, rule)
+        out[rule] = {
+            "accuracy": float((pred == y[: len(pred)]).mean()),
+            "spikes_per_sample": spikes,
+            "synops_per_sample": synops,
+            "mean_steps": mean_steps,
+            "policy": policy,
+        }
+    return {"rules": out, "wall_s": round(time.time() - t0, 1), **opts}
 
 
 def _cli_check(model: str, method: str, T: int = 8) -> dict:
@@ -187,6 +247,45 @@ def _mode(model: str, method: str, target: str) -> dict:
     return rec
 
 
+def _exit_mode(model: str, method: str, rule: str) -> dict | None:
+    """``<method> exit <rule>``: the float-simulator runs of ``method`` scored with early exit ``rule`` (None
+    where no run of the method has them: runs cached before early exit was scored)."""
+    grid = P.t_grid()
+    runs = [json.loads(p.read_text()) if (p := _cache(model, method, "sim", T)).exists() else None for T in grid]
+    runs = [None if r is None or "error" in r else r for r in runs]
+    ex = [None if r is None else r.get("early_exit_modes", {}).get("rules", {}).get(rule) for r in runs]
+    if not any(ex):
+        return None
+    done = [r for r, e in zip(runs, ex) if e is not None]
+    conv = done[-1]["conversion"]
+    max_spikes = max((c.get("max_spikes") or 1) for c in conv)
+    opts = done[-1]["early_exit_modes"]
+
+    def col(key):
+        return [None if e is None else e[key] for e in ex]
+
+    steps = ", ".join(f"{e['mean_steps']:.2f} at T={T}" for T, e in zip(grid, ex) if e is not None)
+    notes = [f"early exit {rule} ({opts['metric']}, max error {opts['max_error']:g}; thresholds calibrated on "
+             f"the calibration samples against the ANN): counts to each sample's exit step; mean exit step {steps}"]
+    notes += [] if max_spikes == 1 else [f"burst neurons, up to {max_spikes} spikes per step"]
+    missing = [T for T, e in zip(grid, ex) if e is None]
+    notes += [f"not run at T={','.join(map(str, missing))}"] if missing else []
+    rec = P.mode_record(
+        f"{method} exit {rule}",
+        acc=col("accuracy"),
+        spikes=col("spikes_per_sample"),
+        synops=col("synops_per_sample"),
+        binary=max_spikes == 1,
+        spiking_layers=[c["node"] for c in conv if str(c.get("to", "")).startswith("IF")],
+        analog_layers=[],
+        notes="; ".join(notes),
+    )
+    rec.update(method=method, early_exit=rule, mean_steps=col("mean_steps"),
+               thresholds=[None if e is None else e["policy"]["thresholds"] for e in ex])
+    rec["wall_s"] = sum(r["early_exit_modes"]["wall_s"] for r in done) / len(opts["rules"])
+    return rec
+
+
 def time_simulator(model: str, repeats: int = 3) -> dict[str, float]:
     """Timing-only run of the float simulator on the default method's own network at T_max (saved
     by its accuracy run; converted here if missing): one batch of 100 to T_max after an untimed
@@ -221,6 +320,9 @@ def collect(model: str, methods: list[str], default: str, started: float, check:
             m["us_per_sample_step"], m["cpu_us_per_sample_step"] = timing["wall"], timing["cpu"]
     if default in methods:
         modes.append(_mode(model, default, "sim-int"))
+    from snncompile.search import SEARCHED_EXIT_RULES
+
+    modes += [r for m in methods for rule in SEARCHED_EXIT_RULES if (r := _exit_mode(model, m, rule)) is not None]
     ann = next((m["ann_accuracy"] for m in modes if m.get("ann_accuracy") is not None), None)
     from snncompile import __version__
 

@@ -99,7 +99,7 @@ def test_compiles_for_sim_int(files):
     assert main([str(files / "m.onnx"), "--data", str(files / "d.npz"), "--samples", "200", "--target", "sim-int",
                  "-T", "32", "--method", "adafire", "--out", str(out), "-q"]) == 0
     acc = json.loads((out / "report.json").read_text())["accuracy"]
-    assert acc["ann"] == 1.0 and acc["snn_float"] >= 0.9 and acc["snn"] >= 0.85, acc  # measured 0.975, 0.92
+    assert acc["ann"] == 1.0 and acc["snn_float"] >= 0.9 and acc["snn"] >= 0.85, acc  # measured 0.975, 0.95
 
 
 @pytest.mark.parametrize("target,reason", [

@@ -98,6 +98,7 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
                 kl[layer][k].append(_kl_per_sample(outs[j].cpu(), rc))
                 total[layer][k].append(upstream + sum(v[j].cpu() for v in sp.values()))
                 own[layer][k].append(sp[layer][j].cpu())
+        del trains  # freed before the next chunk's run: TRAIN_BYTES and CACHE_BYTES bound one chunk's
     def per_sample(table):
         return {n: [float(torch.cat(v).sum()) / len(x) for v in table[n]] for n in layers}
     return Sensitivity({n: [float(torch.cat(v).mean()) for v in kl[n]] for n in layers}, per_sample(total),

@@ -141,3 +141,32 @@ def test_timing_meta_names_the_stages(cnn, data):
     assert {"ann_pass", "burst_search", "ssc_search", "bias_correction", "iat_thresholds"} <= set(t["stages"])
     assert sum(t["stages"].values()) + t["other_s"] + t["prepare_s"] <= t["convert_s"] + 1e-3
     assert all(v >= 0 for v in t["stages"].values())
+
+
+def test_sensitivity_holds_one_chunk_of_recorded_values(cnn, data, monkeypatch):
+    """The trains and kept fork inputs of one chunk are freed before the next chunk's recorded run
+    (not held beside it): the memory bounds (TRAIN_BYTES, CACHE_BYTES) are per chunk."""
+    import weakref
+
+    search = sys.modules["snncompile.convert.adafire_search"]
+    ann = rewrite_maxpool(cnn)
+    x = data[:48]
+    calib = make_calib_set(ann, x, batch_size=64, progress=False)
+    names = relu_names(ann)
+    rec = record_ann(ann, calib, names, keep=len(x))
+    b = sys.modules["snncompile.convert.adafire"]._Builder(ann, rec.stats, T)
+    top = dict.fromkeys(names, 4)
+    refs, alive = [], []
+    real = search.record_run
+
+    def watched(*a, **k):
+        alive.append(sum(r() is not None for r in refs))
+        out = real(*a, **k)
+        refs[:] = [weakref.ref(v) for v in out[2].values() if isinstance(v, torch.Tensor)]
+        refs.extend(weakref.ref(s) for v in out[2].values() if isinstance(v, list) for s in v)
+        return out
+
+    monkeypatch.setattr(search, "record_run", watched)
+    sensitivity(lambda layer, n: b.build({**top, layer: n}, {}), names, (1, 2, 4), calib.x, rec.logits, T,
+                base=4, batch_size=32)  # chunks of 16: three recorded runs
+    assert len(alive) == 3 and refs and alive == [0, 0, 0]

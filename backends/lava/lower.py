@@ -58,17 +58,11 @@ class LavaNetwork:
 
 
 def fanout(g: Graph, name: str) -> np.ndarray:
-    """Synapses each neuron of population ``name`` drives, summed over its outgoing connections
-    (:func:`snncompile.sim.popsim.synapses_per_neuron`): int64, shaped like the population (our layout;
+    """:func:`snncompile.sim.popsim.fanout` as int64 numpy, shaped like the population (our layout;
     :func:`to_lava` converts it)."""
-    from snncompile.sim.popsim import synapses_per_neuron
+    from snncompile.sim.popsim import fanout as synapses_out
 
-    shape = g.shapes[name]
-    f = np.zeros(shape, np.int64)
-    for c in g.of_type(DenseConn, ConvConn):
-        if c.inputs[0] == name:
-            f += synapses_per_neuron(c, shape).numpy().astype(np.int64)
-    return f
+    return synapses_out(g, name).numpy().astype(np.int64)
 
 
 def build_network(g: Graph, x: np.ndarray, T: int, *, fixed: bool, per_step: bool = False) -> LavaNetwork:

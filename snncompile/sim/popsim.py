@@ -29,7 +29,7 @@ from snncompile.ir import Graph, Input, Output
 from snncompile.ir.node import cached
 from snncompile.ir.populations import ConvConn, DenseConn, IFPop, Readout, Source
 
-__all__ = ["PopulationResult", "simulate_populations", "synapses_per_neuron"]
+__all__ = ["PopulationResult", "fanout", "simulate_populations", "synapses_per_neuron"]
 
 
 @dataclass
@@ -138,15 +138,22 @@ def simulate_populations(g: Graph, x: np.ndarray | torch.Tensor, timesteps: int,
         payload_sums={k: counts[k].numpy() for k in per_sample}, silent_saturations=silent)
 
 
+def fanout(g: Graph, name: str) -> torch.Tensor:
+    """Synapses each neuron of population ``name`` drives, summed over its outgoing connections
+    (:func:`synapses_per_neuron`): float64, shaped like the population."""
+    f = torch.zeros(g.shapes[name], dtype=torch.float64)
+    for c in g.of_type(DenseConn, ConvConn):
+        if c.inputs[0] == name:
+            f += synapses_per_neuron(c, g.shapes[name])
+    return f
+
+
 def _trace_fanouts(g: Graph, pops) -> dict[str, torch.Tensor]:
     """Per spiking population, its (neurons, 2) counter ``[1, f]`` (f = synapses each neuron drives)."""
     out = {}
     for p in pops:
         if not isinstance(p, Source):  # the spiking populations
-            f = torch.zeros(int(np.prod(g.shapes[p.name])), dtype=torch.float64)
-            for c in g.of_type(DenseConn, ConvConn):
-                if c.inputs[0] == p.name:
-                    f += synapses_per_neuron(c, g.shapes[p.name]).reshape(-1)
+            f = fanout(g, p.name).reshape(-1)
             out[p.name] = torch.stack([torch.ones_like(f), f], 1)
     return out
 

@@ -318,8 +318,8 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   each run the block forward and its weight gradient on 32 samples; the loss's gradient with respect
   to the block output is computed directly, in place, by the same operations autograd's backward
   would run (two exact shortcuts: the straight-through floor is `floor(u)` and the clamp's mask one
-  fused `hardtanh_backward`); a block that is one Conv2d/Linear on fixed inputs (all but blocks with an Add
-  or a Concat) gets its weight gradient from the backward kernel called directly, without an
+  fused `hardtanh_backward`); a block that is one Conv2d/Linear on fixed inputs (not one with an Add or a
+  Concat, or with a pool or BatchNorm after its trained layer) gets its weight gradient from the backward kernel called directly, without an
   autograd graph per step; the Adam step is torch's arithmetic without the optimizer's bookkeeping,
   its square root taken of max(v, floor) (the CPU's square root of 0 - a weight fed by a pixel that
   is 0 on every calibration sample, 30 % of the MLP's first layer - or of a subnormal costs 20-60

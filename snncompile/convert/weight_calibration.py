@@ -180,7 +180,9 @@ def _fixed_part(snn: Graph, block: list[str], trainable: list[str]) -> list[str]
 
 class _DirectGrad:
     """The block output and weight gradient of a block that is one trained Conv2d/Linear on fixed
-    inputs (a block without Add or Concat, once its pools ran on the cached set; the others take autograd):
+    inputs once its weight-independent nodes (pools before it) ran on the cached set; a block with an
+    Add or a Concat, or with a node after the trained one (a pool, BatchNorm or reshape before the IF
+    layer), takes autograd:
     the forward and the weight part of the backward that autograd would run (Linear: ``dz^T x``;
     Conv2d: ``aten.convolution_backward``), called directly - bitwise ``torch.autograd.grad``'s
     (tests/convert/test_methods.py) without recording a graph at every step."""

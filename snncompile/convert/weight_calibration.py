@@ -91,10 +91,7 @@ def _weighted(node: Conv2d | Linear, x: torch.Tensor, w: torch.Tensor) -> torch.
     b = torch.as_tensor(node.bias, dtype=x.dtype, device=x.device)
     if isinstance(node, Linear):
         return F.linear(x, w, b)
-    t, l, bt, r = node.padding
-    pad: tuple[int, int] | int = (t, l)
-    if (t, l) != (bt, r):
-        x, pad = F.pad(x, (l, r, t, bt)), 0
+    x, pad = node.pad_input(x)
     return F.conv2d(x, w, b, node.stride, pad, node.dilation, node.groups)
 
 
@@ -190,12 +187,10 @@ class _DirectGrad:
     def __init__(self, node: Conv2d | Linear, x: torch.Tensor):
         self.node, self.x = node, x
         self.b = torch.as_tensor(node.bias, dtype=x.dtype, device=x.device)
-        if isinstance(node, Conv2d):
-            t, l, bt, r = node.padding
-            self.pad = [t, l]
-            if (t, l) != (bt, r):  # as _weighted: the asymmetric padding applied to the input once
-                self.x, self.pad = F.pad(x, (l, r, t, bt)), [0, 0]
-            self.stride, self.dilation = list(_pair(node.stride)), list(_pair(node.dilation))
+        if isinstance(node, Conv2d):  # an asymmetric padding applied to the cached input once
+            self.x, pad = node.pad_input(x)
+            self.pad = list(pad)
+            self.stride, self.dilation = [int(i) for i in node.stride], [int(i) for i in node.dilation]
 
     @classmethod
     def of(cls, snn: Graph, block: list[str], trainable: list[str], inputs: dict[str, torch.Tensor]):
@@ -215,10 +210,6 @@ class _DirectGrad:
         return [torch.ops.aten.convolution_backward(dloss(z, target[idx]), x, w, [w.shape[0]], self.stride, self.pad,
                                                     self.dilation, False, [0, 0], node.groups,
                                                     [False, True, False])[1]]
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else tuple(int(i) for i in v)
 
 
 @functools.lru_cache(maxsize=16)

@@ -53,12 +53,15 @@ class Conv2d(Node):
         return (o, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t, l, b, r = self.padding
-        pad: tuple[int, int] | int = (t, l)
-        if (t, l) != (b, r):
-            x, pad = F.pad(x, (l, r, t, b)), 0
+        x, pad = self.pad_input(x)
         return F.conv2d(x, param(self, "weight", x), param(self, "bias", x), self.stride, pad,
                         self.dilation, self.groups)
+
+    def pad_input(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(x, (top, left)) for ``F.conv2d``, which pads both sides alike: an asymmetric ``padding``
+        is applied to ``x`` here instead, and the conv's own padding is then (0, 0)."""
+        t, l, b, r = self.padding
+        return (x, (t, l)) if (t, l) == (b, r) else (F.pad(x, (l, r, t, b)), (0, 0))
 
 
 @dataclass(frozen=True, eq=False)

@@ -45,7 +45,8 @@ from snncompile.ir.ops import Input, Output
 
 __all__ = ["CACHE_BYTES", "LayerwiseSim", "fits_in_memory", "fork_inputs", "fork_outputs", "record_run"]
 
-CACHE_BYTES = 1 << 30  # float input currents kept between passes of one layer (above: recomputed)
+CACHE_BYTES = 1 << 30  # float values kept for reuse (above: recomputed): a layer's input current between
+# its passes (LayerwiseSim), the fork inputs one chunk's recorded run keeps (adafire_search.sensitivity)
 TRAIN_BYTES = 3 << 30  # recorded uint8 trains of one run; above this the callers use the old full runs
 
 
@@ -137,8 +138,8 @@ def _tile(val: torch.Tensor, k: int) -> torch.Tensor:
     return val.repeat(k, *([1] * (val.dim() - 1))) if k > 1 else val
 
 
-def record_run(snn: Graph, x: torch.Tensor, timesteps: int,
-               keep: Sequence[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def record_run(snn: Graph, x: torch.Tensor, timesteps: int, keep: Sequence[str] = ()
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor | list[torch.Tensor]]]:
     """Simulate the whole ``snn`` on the batch ``x``: (readout at T (B, K), per-sample spikes per IF
     layer (B,) float64, uint8 trains (T, B, *shape) per IF layer). ``keep``: non-IF nodes (e.g. the
     :func:`fork_inputs` of the layers that will be forked) whose float values at every step are also
@@ -158,7 +159,8 @@ def fork_inputs(snn: Graph, layer: str) -> list[str]:
 
 
 def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str, list[IF]] | None,
-         replay: dict[str, torch.Tensor], record: bool = False, count: bool = True, keep: Sequence[str] = ()):
+         replay: dict[str, torch.Tensor | list[torch.Tensor]], record: bool = False, count: bool = True,
+         keep: Sequence[str] = ()):
     """Simulate the IF layers that depend on the fork layer (all of them if ``fork`` is None).
     ``replay`` holds uint8 trains of IF layers and, for other nodes, their float values (B, *shape)
     at each step, which a fork reads instead of evaluating the node and what feeds it."""
@@ -225,7 +227,8 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
 
 
 def fork_outputs(snn: Graph, layer: str, variants: list[IF], x: torch.Tensor, timesteps: int,
-                 trains: dict[str, torch.Tensor], count: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 trains: dict[str, torch.Tensor | list[torch.Tensor]], count: bool = True
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Readout at T (K, B, classes) and per-sample spikes (K, B) of the IF layers downstream of
     ``layer`` (inclusive) with ``layer`` replaced by each of the K ``variants``; every other IF
     layer replays ``trains`` (from :func:`record_run` on the same ``x``), and the non-IF nodes

@@ -141,19 +141,17 @@ class _RateLossGrad:
     def __init__(self, node: IF, timesteps: int, params: tuple):
         self.theta, self.v0, self.bias = params
         self.T, self.top = timesteps, node.max_spikes * timesteps
-        self.buf: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.k = torch.ones(())
+        self.buf: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # u, g, 2 (1/n) for z's shape
 
     def __call__(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.buf is None or self.buf[0].shape != z.shape:
-            self.buf = (torch.empty_like(z), torch.empty_like(z))
-            self.k = self.scale(z)
-        u, g = self.buf
+            self.buf = (torch.empty_like(z), torch.empty_like(z), self.scale(z))
+        u, g, k = self.buf
         torch.add(z, self.bias, out=u)
         u.mul_(self.T).add_(self.v0).div_(self.theta).floor_()           # floor((v0 + T (z + b)) / theta)
         torch.clamp(u, 0, self.top, out=g)
         g.mul_(self.theta).div_(self.T).sub_(target)                     # r_hat - target
-        g.mul_(self.k)                                                   # d(sum g^2 / n) = (1/n) (2 g)
+        g.mul_(k)                                                        # d(sum g^2 / n) = (1/n) (2 g)
         g.div_(self.T).mul_(self.theta)                                  # back through / T, * theta
         torch.ops.aten.hardtanh_backward.grad_input(g, u, -0.5, self.top + 0.5, grad_input=g)   # the clamp
         return g.div_(self.theta).mul_(self.T)                           # ... / theta, * T

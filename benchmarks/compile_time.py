@@ -333,7 +333,7 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   same SNN; mnist_mlp at T = 64 does not (its second layer's loss falls below its start, 0.2067 ->
   0.2040, only in the last steps) and classifies the 1000 test samples exactly as before (97.1 %).
   Measured after commit 58562e4 (`--methods calib-wc+pc --repeats 2`, load 6.5-12 on the 2 cores,
-  CPU ratios; the table's calib-wc+pc column is from before it): mnist_mlp 10.4 simulations (38.3
+  CPU ratios; the table's calib-wc+pc column, rerun since, agrees): mnist_mlp 10.4 simulations (38.3
   with the code before it, same run), the CNN examples 1.8-2.5 (2.3-3.5); with the early fallback off
   (`patience=None`, another run at load 5) mnist_mlp 24.3 and mnist_cnn 3.3, against 11.0 and 2.8 with
   it; mnist_qcfs (not in the table) 3.1 (3.4). What is left on the MLP,

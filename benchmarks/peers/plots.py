@@ -34,8 +34,8 @@ def _series(data: dict, model: str, key: str):
     for tool, doc in data.get(model, {}).items():
         default = doc.get("default_method")
         for i, m in enumerate(doc["modes"]):
-            if m["status"] == "error" or m["accuracy"] is None:
-                continue
+            if m["status"] == "error" or m["accuracy"] is None or m.get("early_exit"):
+                continue  # early-exit modes: in the tables (their T is the most steps a sample may run)
             pts = [
                 (x, a)
                 for x, a in zip(m["T"] if key == "T" else m[key], m["accuracy"])

@@ -45,6 +45,12 @@ Do not edit by hand.
   `normalize_weights(percentile=99.9)`; SNN Toolbox 0.6.0 INI simulator with its 99.9 percentile
   normalization; snncompile with every method of `snncompile.convert.METHODS` on the float
   simulator (`sim`) and its default method also on the fixed-point simulator (`sim-int`).
+  snncompile's early exit (`--early-exit iat|precision|both`; no peer has one) is reported as
+  modes of its own, `<method> exit <rule>`: the same float-simulator run, each sample stopped at
+  the first step at which its readout is confident enough (entropy score; thresholds calibrated on
+  one more simulation of the calibration samples against the ANN's predictions), its accuracy
+  read and its spikes and synops counted to that step; T is then the most steps a sample may run.
+  The plots show the full-T modes only.
 - **Spikes per sample**: all spiking layers, cumulative up to T (n spikes in one step count n);
   the output layer is a readout and not counted (for SNN Toolbox, whose output layer spikes, its
   spikes are left out too; its spiking average-pool layers are counted).
@@ -165,11 +171,22 @@ def model_tables(model: str, docs: dict[str, dict], grid: list[int]) -> list[str
         ("spikes_per_sample", "Spikes per sample"),
         ("synops_per_sample", "Synops per sample"),
     ):
-        lines += ["", f"{title} (cumulative up to T):", "", head + " |", "|---|" + "---:|" * len(grid)]
+        lines += ["", f"{title} (cumulative up to T; early exit: up to each sample's exit step):", "",
+                  head + " |", "|---|" + "---:|" * len(grid)]
         for label, _, m, _ in _rows(docs):
             if m is not None and m["status"] != "error":
                 lines.append(f"| {label} | " + " | ".join(_fmt(_at(m, key, T), "n") for T in grid) + " |")
-    notes = [f"- {label}: {m['notes']}" for label, _, m, _ in _rows(docs) if m and m.get("notes")]
+    exits = [(label, m) for label, _, m, _ in _rows(docs) if m and m.get("early_exit") and m["status"] != "error"]
+    if exits:
+        m0 = exits[0][1]
+        lines += ["", f"snncompile's early-exit modes (`<method> exit <rule>`, {m0.get('exit_metric')} score, "
+                  f"max error {m0.get('exit_max_error')}): mean exit step (of at most T):", "",
+                  head + " |", "|---|" + "---:|" * len(grid)]
+        for label, m in exits:
+            lines.append(f"| {label} | " + " | ".join(
+                "–" if (v := _at(m, "mean_steps", T)) is None else f"{v:.2f}" for T in grid) + " |")
+    notes = [f"- {label}: {m['notes']}" for label, _, m, _ in _rows(docs)
+             if m and m.get("notes") and not m.get("early_exit")]  # an exit mode's notes are its method's
     return lines + ([""] + notes if notes else []) + [""]
 
 

@@ -11,9 +11,15 @@
 4. Synops at equal accuracy (issue 19): the best fully spiking peer accuracy A (any mode, any T);
    on each side the fewest synops per sample of any (mode, T) within 0.5 pt of A or above; the
    target is at most half the peer's (snncompile's float-simulator methods, binary or burst, without
-   ``srp``, whose pre-steps come before the counted T).
+   ``srp``, whose pre-steps come before the counted T; each for the full T and with each early-exit
+   rule, ``<method> exit <rule>``, counted to each sample's exit step: a deployable mode of snncompile's,
+   ``--early-exit RULE``; none of the peers has one). The table also shows snncompile's best without
+   early exit.
 5. The QCFS-trained CNN at T = 4 (issue 18): snncompile's default and best method against the best
    binary peer mode.
+
+Targets 2 and 5 compare at equal T and read snncompile's full-T modes only (an early-exit mode at T
+stops most samples before T).
 """
 
 from __future__ import annotations
@@ -88,12 +94,7 @@ def _accuracy(data: dict, key_t) -> list[str]:
 def _binary_snncompile(docs: dict) -> list[dict]:
     """snncompile's float-simulator modes with binary spikes, at equal T: not ``srp``, which runs
     tau extra steps before the T that are counted."""
-    modes = docs.get("snncompile", {}).get("modes", [])
-    return [
-        m
-        for m in modes
-        if m["status"] == "ok" and m.get("binary") and "sim-int" not in m["mode"] and m["mode"] != "srp"
-    ]
+    return [m for m in _snncompile_float(docs) if m.get("binary")]
 
 
 def _fewest_spikes(modes, acc: float | None):
@@ -189,10 +190,12 @@ def _timing(data: dict) -> list[str]:
     return lines + [""]
 
 
-def _snncompile_float(docs: dict) -> list[dict]:
-    """snncompile's float-simulator modes that ran (binary or burst), without ``srp`` (pre-steps)."""
+def _snncompile_float(docs: dict, exits: bool = False) -> list[dict]:
+    """snncompile's float-simulator modes that ran (binary or burst), without ``srp`` (pre-steps); the
+    full-T modes, and with ``exits`` also the early-exit modes (``<method> exit <rule>``)."""
     modes = docs.get("snncompile", {}).get("modes", [])
-    return [m for m in modes if m["status"] == "ok" and "sim-int" not in m["mode"] and m["mode"] != "srp"]
+    return [m for m in modes if m["status"] == "ok" and "sim-int" not in m["mode"]
+            and m.get("method", m["mode"]) != "srp" and (exits or not m.get("early_exit"))]
 
 
 def _fewest(modes, key: str, acc: float | None):
@@ -212,28 +215,45 @@ def _synops(data: dict) -> list[str]:
         "",
         "A = the highest accuracy of any fully spiking peer mode at any T. On each side the fewest synops per "
         "sample of any (mode, T) reaching A - 0.5 pt (snncompile: its float-simulator methods, binary or burst, "
-        "not srp). Target: snncompile at most half the peer's synops (ratio peer / snncompile >= 2).",
+        "not srp, each for the full T and with early exit). Target: snncompile at most half the peer's synops "
+        "(ratio peer / snncompile >= 2).",
+        "",
+        "Early exit (`--early-exit iat|precision|both`, modes `<method> exit <rule>`) is a deployable mode of "
+        "snncompile's and none of the peers has one: each sample stops at the first step at which its readout is "
+        "confident enough (thresholds calibrated on the calibration samples against the ANN's predictions), and "
+        "its spikes and synops are counted to that step; T is then the most steps a sample may run, and the "
+        "early-exit column gives the mean exit step. The last columns are snncompile's best without early exit "
+        "(full T).",
         "",
         "| model | best peer accuracy A (mode, T) | peer synops at A - 0.5 (mode, T) | snncompile synops at A - 0.5 "
-        "(method, T) | peer / snncompile | target |",
-        "|---|---|---:|---:|---:|---|",
+        "(method, T) | early exit | peer / snncompile | target | snncompile without early exit (method, T) | "
+        "peer / that |",
+        "|---|---|---:|---:|---|---:|---|---:|---:|",
     ]
     for model, docs in data.items():
         peers = [m | {"mode": n} for n, m in _peer_modes(docs)]
         best = [(a, n, T) for m in peers for T, a in zip(m["T"], m["accuracy"] or []) if a is not None
                 for n in (m["mode"],)]
         if not best:
-            lines.append(f"| {model} | – | – | – | – | n/a |")
+            lines.append(f"| {model} | – | – | – | – | – | n/a | – | – |")
             continue
         A, name, T_a = max(best)
         p, T_p, m_p = _fewest(peers, "synops_per_sample", A - 0.005)
-        s_, T_s, m_s = _fewest(_snncompile_float(docs), "synops_per_sample", A - 0.005)
-        ratio = None if p is None or not s_ else p / s_
+        mine = _snncompile_float(docs, exits=True)
+        s_, T_s, m_s = _fewest(mine, "synops_per_sample", A - 0.005)
+        f_, T_f, m_f = _fewest(_snncompile_float(docs), "synops_per_sample", A - 0.005)
+        chosen = next((m for m in mine if m["mode"] == m_s), None)
+        ex = "–" if chosen is None else "no (full T)" if not chosen.get("early_exit") else (
+            f"{chosen['early_exit']}, mean {_val(chosen, 'mean_steps', T_s):.2f} of {T_s} steps")
+
+        def ratio(v):
+            return "–" if p is None or not v else f"{p / v:.1f}x"
+
         ok = None if p is None else (s_ is not None and s_ <= p / 2)
         cell = (lambda v, m, T: "–" if v is None else f"{_n(v)} ({m}, T={T})")
         lines.append(
-            f"| {model} | {_pct(A)} ({name}, T={T_a}) | {cell(p, m_p, T_p)} | {cell(s_, m_s, T_s)} | "
-            f"{'–' if ratio is None else f'{ratio:.1f}x'} | {_mark(ok)} |"
+            f"| {model} | {_pct(A)} ({name}, T={T_a}) | {cell(p, m_p, T_p)} | {cell(s_, m_s, T_s)} | {ex} | "
+            f"{ratio(s_)} | {_mark(ok)} | {cell(f_, m_f, T_f)} | {ratio(f_)} |"
         )
     return lines + [""]
 

@@ -179,8 +179,8 @@ def model_tables(model: str, docs: dict[str, dict], grid: list[int]) -> list[str
     exits = [(label, m) for label, _, m, _ in _rows(docs) if m and m.get("early_exit") and m["status"] != "error"]
     if exits:
         m0 = exits[0][1]
-        lines += ["", f"snncompile's early-exit modes (`<method> exit <rule>`, {m0.get('exit_metric')} score, "
-                  f"max error {m0.get('exit_max_error')}): mean exit step (of at most T):", "",
+        lines += ["", (f"snncompile's early-exit modes (`<method> exit <rule>`, {m0.get('exit_metric')} score, "
+                       f"max error {m0.get('exit_max_error')}): mean exit step (of at most T):"), "",
                   head + " |", "|---|" + "---:|" * len(grid)]
         for label, m in exits:
             lines.append(f"| {label} | " + " | ".join(

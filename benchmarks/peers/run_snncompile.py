@@ -120,7 +120,7 @@ def _run(model: str, method: str, target: str, T: int) -> dict:
 def _recording(snn):
     """Keep the SimResults of ``snncompile.sim.simulate`` on ``snn`` while ``evaluate`` runs (its float
     simulation of the test samples, with the per-step trace the exit counts read)."""
-    import snncompile.sim as sim
+    from snncompile import sim
 
     runs, plain = [], sim.simulate
 

@@ -213,21 +213,21 @@ def _synops(data: dict) -> list[str]:
     lines = [
         "### 4. Synops at equal accuracy (within 0.5 pt of the best fully spiking peer's accuracy)",
         "",
-        "A = the highest accuracy of any fully spiking peer mode at any T. On each side the fewest synops per "
-        "sample of any (mode, T) reaching A - 0.5 pt (snncompile: its float-simulator methods, binary or burst, "
-        "not srp, each for the full T and with early exit). Target: snncompile at most half the peer's synops "
-        "(ratio peer / snncompile >= 2).",
+        ("A = the highest accuracy of any fully spiking peer mode at any T. On each side the fewest synops per "
+         "sample of any (mode, T) reaching A - 0.5 pt (snncompile: its float-simulator methods, binary or burst, "
+         "not srp, each for the full T and with early exit). Target: snncompile at most half the peer's synops "
+         "(ratio peer / snncompile >= 2)."),
         "",
-        "Early exit (`--early-exit iat|precision|both`, modes `<method> exit <rule>`) is a deployable mode of "
-        "snncompile's and none of the peers has one: each sample stops at the first step at which its readout is "
-        "confident enough (thresholds calibrated on the calibration samples against the ANN's predictions), and "
-        "its spikes and synops are counted to that step; T is then the most steps a sample may run, and the "
-        "early-exit column gives the mean exit step. The last columns are snncompile's best without early exit "
-        "(full T).",
+        ("Early exit (`--early-exit iat|precision|both`, modes `<method> exit <rule>`) is a deployable mode of "
+         "snncompile's and none of the peers has one: each sample stops at the first step at which its readout is "
+         "confident enough (thresholds calibrated on the calibration samples against the ANN's predictions), and "
+         "its spikes and synops are counted to that step; T is then the most steps a sample may run, and the "
+         "early-exit column gives the mean exit step. The last columns are snncompile's best without early exit "
+         "(full T)."),
         "",
-        "| model | best peer accuracy A (mode, T) | peer synops at A - 0.5 (mode, T) | snncompile synops at A - 0.5 "
-        "(method, T) | early exit | peer / snncompile | target | snncompile without early exit (method, T) | "
-        "peer / that |",
+        ("| model | best peer accuracy A (mode, T) | peer synops at A - 0.5 (mode, T) | snncompile synops at A - 0.5 "
+         "(method, T) | early exit | peer / snncompile | target | snncompile without early exit (method, T) | "
+         "peer / that |"),
         "|---|---|---:|---:|---|---:|---|---:|---:|",
     ]
     for model, docs in data.items():
@@ -246,7 +246,7 @@ def _synops(data: dict) -> list[str]:
         ex = "–" if chosen is None else "no (full T)" if not chosen.get("early_exit") else (
             f"{chosen['early_exit']}, mean {_val(chosen, 'mean_steps', T_s):.2f} of {T_s} steps")
 
-        def ratio(v):
+        def ratio(v, p=p):
             return "–" if p is None or not v else f"{p / v:.1f}x"
 
         ok = None if p is None else (s_ is not None and s_ <= p / 2)

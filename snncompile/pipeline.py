@@ -286,9 +286,7 @@ def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, found) 
 def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: dict, backend):
     """Search method and/or T (snncompile.search) on the validation split; the chosen candidate keeps its SNN."""
     from snncompile.convert.for_target import method_for_target
-    from snncompile.search import search
-
-    from snncompile.search import SEARCHED_EXIT_RULES
+    from snncompile.search import SEARCHED_EXIT_RULES, search
 
     objective = cfg.objective or "energy"
     searched = cfg.early_exit is None and objective != "accuracy" and backend.supports.early_exit

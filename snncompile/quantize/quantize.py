@@ -75,14 +75,16 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
     xmax = float(np.abs(x).max()) or 1.0
     s_in = (2 ** (profile.input_bits - signed) - 1) / xmax
     steps = int(timesteps or pop.meta.get("timesteps") or CORRECTION_TIMESTEPS)
-    mean = _mean_payloads(pop, x[:CORRECTION_SAMPLES], s_in, profile, signed, steps) if compensate else None
+    sources = {n.name: dataclasses.replace(n, scale=s_in, bits=profile.input_bits, signed=signed, fixed=True)
+               for n in pop.of_type(Source)}  # the input encoding x_int = round(x * s_in)
+    mean = _mean_payloads(pop, x[:CORRECTION_SAMPLES], sources, steps) if compensate else None
     unit = {}  # population -> payload value of one LSB in its float units^-1 (the scale of its payload)
     sigma = {}  # population -> membrane / readout scale (array per channel or scalar)
     layers, new = [], {}
     for n in pop.nodes.values():
         if isinstance(n, Source):
             unit[n.name] = s_in
-            new[n.name] = dataclasses.replace(n, scale=s_in, bits=profile.input_bits, signed=signed, fixed=True)
+            new[n.name] = sources[n.name]
             layers.append({"name": n.name, "kind": "input", "scale": s_in, "bits": profile.input_bits})
         elif isinstance(n, (IFPop, Readout)):
             unit[n.name] = 1.0
@@ -104,17 +106,15 @@ def quantize(pop: Graph, calib_x: np.ndarray, *, profile: HardwareProfile = LOIH
     return g
 
 
-def _mean_payloads(pop: Graph, x: np.ndarray, s_in: float, profile: HardwareProfile, signed: bool,
-                   steps: int) -> dict[str, np.ndarray]:
+def _mean_payloads(pop: Graph, x: np.ndarray, sources: dict, steps: int) -> dict[str, np.ndarray]:
     """Mean payload per step of every population that emits (per neuron, shaped like it): the quantized
     input's mean for the Source, the float run's spike counts per step (pre-steps included) for IF."""
     from snncompile.sim.popsim import simulate_populations  # the simulator imports the IR, not this module
 
     res = simulate_populations(pop, x, steps)  # float32: a mean needs no more
     mean = {k: v / (len(x) * (res.pre_steps + steps)) for k, v in res.payload_sums.items()}
-    for n in pop.of_type(Source):
-        q = dataclasses.replace(n, scale=s_in, bits=profile.input_bits, signed=signed, fixed=True)
-        mean[n.name] = q.forward(torch.as_tensor(x)).mean(0).numpy()
+    for name, q in sources.items():  # the quantized Source nodes
+        mean[name] = q.forward(torch.as_tensor(x)).mean(0).numpy()
     return mean
 
 

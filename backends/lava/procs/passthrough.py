@@ -23,7 +23,8 @@ emit the bias. Gating ``t - 1 < d`` keeps the output of window ``k`` (steps
 
 Used as a readout at depth ``D``, the host sums the sink's record over each window; used as a
 relay it delays a signal by one step per hop (see the delay formula in ``docs/lava_internals.md``).
-This module imports only numpy and Lava (Lava executes every file in this directory).
+This module imports only numpy, Lava and its sibling ``if_soft`` (numpy and Lava only; Lava executes every
+file in this directory, each standalone, so the import is absolute).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from snncompile.backends.lava.procs.if_soft import _broadcast
 
 __all__ = ["Passthrough", "PyPassthroughModelFixed", "PyPassthroughModelFloat"]
 
@@ -95,13 +97,6 @@ class Passthrough(AbstractProcess):
         self.fanout = Var(shape=shape, init=fanout)
         self.counts = Var(shape=(max(int(n_windows), 1), int(period) if per_step else 1, 2), init=0)
 
-
-def _broadcast(label: str, field: str, value, shape: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(value)
-    try:
-        return np.broadcast_to(arr, shape).copy()
-    except ValueError:
-        raise ValueError(f"{label}: {field} of shape {arr.shape} does not broadcast to {shape}") from None
 
 
 class _PassthroughModel(PyLoihiProcessModel):

@@ -41,7 +41,7 @@ import torch
 from snncompile.ir import Graph
 from snncompile.ir.arrays import per_channel
 from snncompile.ir.neurons import IF, if_step
-from snncompile.ir.ops import Input, Output
+from snncompile.ir.ops import Add, Input, Output, add_all
 
 __all__ = ["CACHE_BYTES", "LayerwiseSim", "fits_in_memory", "fork_inputs", "fork_outputs", "record_run"]
 
@@ -218,6 +218,12 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
                             torch.mul(n, p.theta, out=fork_out[j * rows:(j + 1) * rows])
                     if len(ps) > 1:
                         vals[name] = fork_out
+                elif isinstance(node, Add) and name in forked and any(i not in forked for i in node.inputs):
+                    # the candidates' rows (K, B, ...) plus the shared inputs (B, ...) by broadcasting,
+                    # in the Add's order: the sums _tile would give, without K copies of the shared inputs
+                    vals[name] = add_all([vals[i].view(k, -1, *vals[i].shape[1:]) if i in forked
+                                          else vals[i] if i in vals else static[i]
+                                          for i in node.inputs]).flatten(0, 1)
                 else:
                     vals[name] = node.forward(*(arg(name, i, vals) for i in node.inputs))
                     if name in kept:

@@ -17,9 +17,11 @@ __all__ = ["PROBABILITY_OUTPUTS", "Add", "Concat", "Flatten", "Input", "LogSoftm
 
 def add_all(xs) -> torch.Tensor:
     """Elementwise sum of equally shaped tensors (the inputs of an Add, or the connections of a population)."""
-    out = xs[0]
-    for x in xs[1:]:
-        out = out + x
+    if len(xs) == 1:
+        return xs[0]
+    out = xs[0] + xs[1]
+    for x in xs[2:]:  # into the fresh sum, in the same order: (a + b) + c
+        out = out.add_(x) if x.shape == out.shape and x.dtype == out.dtype else out + x
     return out
 
 

@@ -6,6 +6,14 @@ The conversion is the function ``snncompile.convert.convert`` (``from snncompile
 
 __version__ = "0.1.0"
 
+import os
+
+# Before torch loads OpenMP: its worker threads sleep when idle instead of spinning. On a machine shared
+# with other jobs (CI runners) spinning threads take the cores the working thread needs: mnist_resnet's
+# `--method adafire -T 32` took 147-153 s with spinning and 29-37 s without at load 4-6 on 2 cores
+# (docs/benchmarks.md, compile time). A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from snncompile.errors import CompileError, UnsupportedOperator
 from snncompile.ir import Graph
 

@@ -213,6 +213,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     energy = load_constants(cfg.energy)
+    t_load = time.perf_counter()
     ann = load_onnx(cfg.model)
     need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples + (
         VALIDATION_SAMPLES if _searching(cfg) else 0))
@@ -230,6 +231,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         evals, calib, val = (None if d is None else d.in_layout(ann.input) for d in (evals, calib, val))
     if not backend.integer:  # integer targets say so when their input encoding clips (_warn_input_clipping)
         _warn_input_range(calib, evals)
+    load_s = time.perf_counter() - t_load
     # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only
     found = None
     if val is not None:
@@ -247,6 +249,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         t0 = time.perf_counter()
         snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
+    timing = {"load_s": load_s, **timing}
     timing.update({f"convert_{k}_s": v for k, v in snn.meta.get("timing", {}).get("stages", {}).items()})
     if cfg.early_exit is not None:
         t0 = time.perf_counter()
@@ -257,6 +260,8 @@ def compile_model(cfg: RunConfig) -> Compiled:
     if backend.graph != "snn":  # population targets; the integer graph is their fixed-point reference
         t0 = time.perf_counter()
         pop_float = lower_populations(snn)
+        timing["lower_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         pop_int = quantize(pop_float, calib.x, profile=backend.profile or LOIHI2, timesteps=cfg.timesteps)
         pop_int.meta["timesteps"] = cfg.timesteps
         if cfg.early_exit is not None:  # every target's evaluation reads the policy from its graph
@@ -323,7 +328,9 @@ def evaluate(c: Compiled, cfg: RunConfig, evals: Dataset) -> RunResult:
 
     timing = dict(c.timing)
     checkpoint()
+    t1 = time.perf_counter()
     ann_ok = ann_correct(c.ann, evals.x, evals.y, cfg.batch_size)
+    timing["ann_s"] = time.perf_counter() - t1
     log.info("ANN accuracy on %d samples: %s", len(evals), _fmt(None if ann_ok is None else ann_ok / len(evals)))
     t1 = time.perf_counter()
     res = simulate(c.snn, evals.x, cfg.timesteps, batch_size=cfg.batch_size, device=cfg.device, progress=cfg.progress)

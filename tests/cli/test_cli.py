@@ -64,6 +64,15 @@ def test_lava_target_is_spike_exact_and_reports_quantized_accuracy(runs):
     assert r["accuracy"]["snn"] == r["accuracy"]["snn_quantized"]
 
 
+@pytest.mark.parametrize("target,parts", [("sim", {"load_s", "convert_s", "ann_s", "simulate_s"}),
+                                          ("lava-sim", {"load_s", "convert_s", "lower_s", "quantize_s", "ann_s",
+                                                        "simulate_s", "simulate_int_s", "lava-sim_s"})])
+def test_timing_names_every_part_of_the_run(runs, target, parts):
+    t = json.loads((runs[target] / "report.json").read_text())["timing"]
+    assert parts <= set(t) and all(v >= 0 for v in t.values())
+    assert "lower_s" not in t if target == "sim" else True
+
+
 def test_compare_identical_is_ok_and_lower_accuracy_regresses(runs, tmp_path):
     a = runs["sim"] / "report.json"
     assert snncompile("compare", a, a).returncode == 0

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ class LayerStats:
     sample: torch.Tensor  # (C, k) uniform subsample of the activation values
     keys: torch.Tensor  # (C, k) their random keys
     count: int  # activation values seen per channel
+    # (sample, its per-channel sort and prefix sums in float64): the MSE threshold search's, for this sample
+    sorted_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     def update(self, a: torch.Tensor, cap: int, gen: torch.Generator) -> None:
         """Fold a (C, M) batch of values into the running max and the reservoir."""

@@ -12,7 +12,9 @@ Modes (a = ReLU activations on the calibration set, per layer or per channel):
      0, NT\\big)
 
   over the grid G = (max a / N) * {0.05, 0.06, ..., 1.0}; delta = 0 (``floor``, v0 = 0) or 1/2
-  (``round``, v0 = theta/2).
+  (``round``, v0 = theta/2). The argmin is that of the error evaluated in float32 on the subsample;
+  candidates that a float64 bound from the sorted subsample shows cannot attain it are not
+  evaluated (the same threshold, bitwise, for a few of the 96 evaluations).
 
 Clipped activations (``max_value`` c finite, e.g. ReLU6): the SNN's largest output N*theta must
 not exceed c, so theta = min(theta, c / N); for N = 1 that is min(theta, c) and the neuron
@@ -52,25 +54,121 @@ def clip_quantize(a: torch.Tensor, theta: torch.Tensor, timesteps: int, max_spik
 def _mse_threshold(st: LayerStats, timesteps: int, max_spikes: int, rounding: str) -> torch.Tensor:
     top = st.max.clamp_min(0) / max_spikes  # (C,)
     cand = _GRID.view(-1, 1, 1) * top.view(1, -1, 1)  # (G, C, 1)
+    theta = cand.clamp_min(1e-12)
     a = st.sample.unsqueeze(0)  # (1, C, k)
     at = a * timesteps
-    err = torch.cat([_quantization_error(a, at, c, timesteps, max_spikes, rounding)
-                     for c in cand.clamp_min(1e-12).split(_GRID_CHUNK)])  # (G, C)
-    return cand[err.argmin(0), torch.arange(cand.shape[1]), 0]
+    cols = torch.arange(cand.shape[1])
+    rows = _contenders(st, theta[..., 0], timesteps, max_spikes, rounding)
+    if rows is None:  # every candidate through the float32 error
+        buf = a.new_empty(min(_GRID_CHUNK, len(theta)), *a.shape[1:])
+        err = torch.cat([_quantization_error(a, at, c, timesteps, max_spikes, rounding, buf[:len(c)])
+                         for c in theta.split(_GRID_CHUNK)])  # (G, C)
+        return cand[err.argmin(0), cols, 0]
+    err = _quantization_error(a, at, theta[rows, cols], timesteps, max_spikes, rounding)  # (R, C)
+    return cand[rows[err.argmin(0), cols], cols, 0]
 
 
 _GRID_CHUNK = 32  # candidates per pass: (chunk, C, k) temporaries instead of (96, C, k)
 
 
 def _quantization_error(a: torch.Tensor, at: torch.Tensor, theta: torch.Tensor, timesteps: int, max_spikes: int,
-                        rounding: str) -> torch.Tensor:
-    """mean_k (a - Q_T(a; theta))^2 for a (1, C, k), at = a * T and theta (g, C, 1): clip_quantize's
-    operations, in place on one temporary (the same values as the one-pass formula)."""
-    q = torch.div(at, theta)
+                        rounding: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_k (a - Q_T(a; theta))^2 for a (1, C, k), at = a * T and theta (g, C, 1) in float32:
+    clip_quantize's values, bitwise, in place on one (g, C, k) temporary (``out`` if given: a fresh
+    one per call costs more than the arithmetic). For T a power of two, fl(n * fl(theta / T)) =
+    fl(fl(n * theta) / T) (scaling by 2^-j is exact), and fl(q - a) = -fl(a - q) has the same square."""
+    q = torch.div(at, theta, out=out)
     if rounding == "round":
         q.add_(0.5)
-    q.floor_().clamp_(0, max_spikes * timesteps).mul_(theta).div_(timesteps)
-    return q.neg_().add_(a).pow_(2).mean(-1)
+    q.floor_().clamp_(0, max_spikes * timesteps)
+    if timesteps & (timesteps - 1) == 0:
+        q.mul_(theta / timesteps)
+    else:
+        q.mul_(theta).div_(timesteps)
+    return q.sub_(a).pow_(2).mean(-1)
+
+
+_U = 2.0 ** -24  # unit roundoff of float32
+
+
+def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes: int,
+                rounding: str) -> torch.Tensor | None:
+    """Indices (R, C) of the candidates theta (G, C) whose float32 error, as :func:`_quantization_error`
+    computes it, can be the smallest of their channel (in ascending order; a channel with fewer than R
+    repeats its last), or None where bounding would cost more than evaluating every candidate.
+
+    The bound, in float64 from the sorted sample and its prefix sums (computed once per sample): the
+    float32 level floor(fl(fl(aT)/theta) + delta) is monotone in a and equals the exact level
+    floor(aT/theta + delta) outside a window of relative width 4u(m + 1) around each level boundary
+    m (u = 2^-24), so one binary search per boundary gives every level's count and sum, hence the
+    exact-arithmetic error E; the window's elements (counted) may take the neighbouring level; the
+    float32 error of each term is below 8u (a - c)^2 + 4u c^2 (c = its level's value), and any order
+    of summing k non-negative terms is within gamma_{k-1} = (k-1)u / (1 - (k-1)u) of their sum.
+    A candidate whose lower bound exceeds some candidate's upper bound (times 1 + 8u, for the
+    division by k) cannot be the argmin, nor tie with it, so dropping it changes nothing."""
+    c, k = st.sample.shape
+    levels = max_spikes * timesteps
+    live = st.max > 0
+    if (levels * 128 > k or not live.any()  # a binary search per boundary: ~60x one element's error
+            or not bool(((st.max[live] >= 1e-6) & (st.max[live] <= 1e6)).all())):
+        return None
+    srt, p1, p2 = _sorted_sample(st)
+    g = theta.shape[0]
+    h = theta.double().T.contiguous().unsqueeze(-1) / timesteps  # (C, G, 1): the level spacing
+    m = torch.arange(1, levels + 1, dtype=torch.float64)  # level boundaries m = 1..M
+    delta = 0.5 if rounding == "round" else 0.0
+    b, w = (m - delta) * h, 4 * _U * (m + 1) * h  # (C, G, M): boundary and window half-width
+    lo = torch.searchsorted(srt, (b - w).view(c, -1))  # (C, G M): the elements surely below level m
+    amb = _window_counts(srt, lo, (b + w).view(c, -1)).view(c, g, levels)  # ... and those in m's window
+    lo = lo.view(c, g, levels)
+    h = h.squeeze(-1)
+    sum_p1 = p1.gather(1, lo.view(c, -1)).view(c, g, levels).sum(-1)  # (C, G)
+    sum_j = (lo.double() * (2 * m - 1)).sum(-1)
+    top, p1t, p2t = levels * h, p1[:, -1:], p2[:, -1:]
+    # E = sum_i (a_i - c(level_i))^2 with c(m) = m h, by levels (Abel summation over the boundaries)
+    sq_levels = top * top * k - h * h * sum_j  # sum_i c(level_i)^2
+    e = p2t - 2 * top * p1t + 2 * h * sum_p1 + sq_levels
+    size = p2t + 2 * top * p1t + 2 * h * sum_p1 + top * top * k + h * h * sum_j
+    swap = (amb * (h.unsqueeze(-1) * (h.unsqueeze(-1) * abs(1 - 2 * delta) + 2 * w)
+                   + 32 * _U * h.unsqueeze(-1) ** 2)).sum(-1)  # window elements at the other level
+    bound = (8 * _U * (e.clamp_min(0) + swap) + 4 * _U * sq_levels + swap
+             + 4 * (k + levels + 16) * 2.0 ** -53 * size + k * 2.0 ** -120)
+    gamma = (k - 1) * _U / (1 - (k - 1) * _U)
+    lower, upper = (e - bound).clamp_min(0) * (1 - gamma), (e + bound) * (1 + gamma)
+    alive = lower <= upper.min(1, keepdim=True).values * (1 + 8 * _U)  # (C, G)
+    alive[~live] = False  # a dead channel's candidates are all the same: the first one
+    alive[~live, 0] = True
+    count = alive.sum(1)
+    r = int(count.max())
+    if r > g // 2:
+        return None
+    r = max(r, 2 if c == 1 else 1)  # one output in all: a threaded sum would split the row
+    order = (torch.arange(g) + g * (~alive)).argsort(1)[:, :r]  # alive first, ascending
+    pick = torch.minimum(torch.arange(r), (count - 1).unsqueeze(1))
+    return order.gather(1, pick).T
+
+
+def _window_counts(srt: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """#{i >= lo : srt_i <= hi} per query, as float64; only the windows holding an element are searched."""
+    k = srt.shape[1]
+    hit = (lo < k) & (srt.gather(1, lo.clamp(max=k - 1)) <= hi)
+    count = torch.zeros(lo.shape, dtype=torch.float64)
+    if srt.shape[0] == 1:
+        count[hit] = (torch.searchsorted(srt[0], hi[hit], side="right") - lo[hit]).double()
+    elif hit.any():
+        count = torch.where(hit, torch.searchsorted(srt, hi, side="right") - lo, 0).double()
+    return count
+
+
+def _sorted_sample(st: LayerStats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sample sorted per channel in float64 and its prefix sums of a and a^2 (C, k + 1), kept on the
+    stats while their sample is the same tensor (every burst size N and T of a layer reuses them)."""
+    if st.sorted_cache is None or st.sorted_cache[0] is not st.sample:
+        srt = st.sample.double().sort(1).values
+        zero = srt.new_zeros(srt.shape[0], 1)
+        st.sorted_cache = (st.sample, srt, torch.cat([zero, srt.cumsum(1)], 1),
+                           torch.cat([zero, (srt * srt).cumsum(1)], 1))
+    return st.sorted_cache[1:]
 
 
 def _percentile(st: LayerStats, p: float) -> torch.Tensor:

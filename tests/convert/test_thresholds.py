@@ -90,3 +90,41 @@ def test_max_only_pass_keeps_no_subsample_and_the_same_maximum(cnn, data, per_ch
         assert torch.equal(bare[n].max, a.max(1).values)
         for_max = threshold_from_stats(n, bare[n], "max", timesteps=8)
         assert np.array_equal(for_max, threshold_from_stats(n, full[n], "max", timesteps=8))
+
+
+def _grid_search(st, timesteps, max_spikes, rounding):
+    """The MSE threshold's definition: every candidate of the grid through clip_quantize's float32 error."""
+    from snncompile.convert.thresholds import _GRID
+    cand = _GRID.view(-1, 1, 1) * (st.max.clamp_min(0) / max_spikes).view(1, -1, 1)
+    a = st.sample.unsqueeze(0)
+    err = (a - clip_quantize(a, cand.clamp_min(1e-12), timesteps, max_spikes, rounding)).pow(2).mean(-1)
+    return cand[err.argmin(0), torch.arange(cand.shape[1]), 0]
+
+
+@pytest.mark.parametrize("kind", ["relu", "on_levels", "channels"])
+def test_mse_threshold_is_the_grid_argmin_bitwise(kind):
+    """The search bounds most candidates away in float64 and evaluates only the rest in float32: the
+    threshold must be bitwise the argmin of the float32 error over the whole grid - also for data on
+    the quantization levels' boundaries (where float32 and exact levels differ) and per channel with a
+    dead channel."""
+    from snncompile.convert.activations import LayerStats
+    from snncompile.convert.thresholds import _contenders, _mse_threshold
+    gen = torch.Generator().manual_seed(0)
+    if kind == "relu":
+        s = torch.relu(torch.randn(1, 65536, generator=gen)) * 3
+    elif kind == "on_levels":  # every value a multiple of 1/16: many sit exactly on level boundaries
+        s = (torch.rand(1, 65536, generator=gen) * 80).floor() / 16
+    else:
+        s = torch.relu(torch.randn(4, 16384, generator=gen) + 1) * torch.tensor([[0.0], [1.0], [3.0], [0.5]])
+    st = LayerStats(s.max(1).values, s, torch.zeros_like(s), s.shape[1])
+    pruned = 0
+    for timesteps in (4, 5, 32):
+        for max_spikes in (1, 4):
+            for rounding in ("floor", "round"):
+                got = _mse_threshold(st, timesteps, max_spikes, rounding)
+                assert torch.equal(got, _grid_search(st, timesteps, max_spikes, rounding)), \
+                    (timesteps, max_spikes, rounding)
+                theta = (torch.linspace(0.05, 1.0, 96).view(-1, 1) * st.max.clamp_min(0) / max_spikes)
+                rows = _contenders(st, theta.clamp_min(1e-12), timesteps, max_spikes, rounding)
+                pruned += rows is not None and rows.shape[0] <= 8
+    assert pruned >= 6  # the bound does prune (the speed-up this guards)

@@ -95,57 +95,89 @@ def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes:
                 rounding: str) -> torch.Tensor | None:
     """Indices (R, C) of the candidates theta (G, C) whose float32 error, as :func:`_quantization_error`
     computes it, can be the smallest of their channel (in ascending order; a channel with fewer than R
-    repeats its last), or None where bounding would cost more than evaluating every candidate.
+    repeats its last), or None where the bounds leave more than half of the candidates.
 
-    The bound, in float64 from the sorted sample and its prefix sums (computed once per sample): the
-    float32 level floor(fl(fl(aT)/theta) + delta) is monotone in a and equals the exact level
-    floor(aT/theta + delta) outside a window of relative width 4u(m + 1) around each level boundary
-    m (u = 2^-24), so one binary search per boundary gives every level's count and sum, hence the
-    exact-arithmetic error E; the window's elements (counted) may take the neighbouring level; the
-    float32 error of each term is below 8u (a - c)^2 + 4u c^2 (c = its level's value), and any order
-    of summing k non-negative terms is within gamma_{k-1} = (k-1)u / (1 - (k-1)u) of their sum.
-    A candidate whose lower bound exceeds some candidate's upper bound (times 1 + 8u, for the
-    division by k) cannot be the argmin, nor tie with it, so dropping it changes nothing."""
+    Bounds on the sum of the float32 terms, in float64 from the sorted sample and its prefix sums
+    (computed once per sample): the float32 level floor(fl(fl(aT)/theta) + delta) is monotone in a and
+    equals the exact level floor(aT/theta + delta) outside a window of relative width 4u(m + 1) around
+    each level boundary m (u = 2^-24), and the float32 error of a term at level value c is within
+    8u (a - c)^2 + 4u c^2 of (a - c)^2 (:func:`_level_bounds`, :func:`_tail_bounds`). Any order of summing
+    k non-negative terms is within gamma_{k-1} = (k-1)u / (1 - (k-1)u) of their sum, so a candidate
+    whose lower bound exceeds some candidate's upper bound (times 1 + 8u, for the division by k)
+    cannot be the argmin, nor tie with it: dropping it changes nothing."""
     c, k = st.sample.shape
     levels = max_spikes * timesteps
     live = st.max > 0
-    if (levels * 128 > k or not live.any()  # a binary search per boundary: ~60x one element's error
-            or not bool(((st.max[live] >= 1e-6) & (st.max[live] <= 1e6)).all())):
+    if k < 2 or not live.any() or not bool(((st.max[live] >= 1e-6) & (st.max[live] <= 1e6)).all()):
         return None
-    srt, p1, p2 = _sorted_sample(st)
     g = theta.shape[0]
-    h = theta.double().T.contiguous().unsqueeze(-1) / timesteps  # (C, G, 1): the level spacing
-    m = torch.arange(1, levels + 1, dtype=torch.float64)  # level boundaries m = 1..M
+    h = theta.double().T.contiguous() / timesteps  # (C, G): the level spacing
     delta = 0.5 if rounding == "round" else 0.0
+    gamma = (k - 1) * _U / (1 - (k - 1) * _U)
+    stats = _sorted_sample(st)
+    lo, hi = _tail_bounds(*stats, h, levels, delta)
+
+    def left(lo, hi):
+        alive = lo.clamp_min(0) * (1 - gamma) <= (hi * (1 + gamma)).min(1, keepdim=True).values * (1 + 8 * _U)
+        alive[~live] = False  # a dead channel's candidates are all the same: the first one
+        alive[~live, 0] = True
+        count = alive.sum(1)
+        order = (torch.arange(g) + g * (~alive)).argsort(1)  # alive first, ascending
+        return order.gather(1, torch.minimum(torch.arange(g), (count - 1).unsqueeze(1))), int(count.max())
+
+    rows, r = left(lo, hi)
+    if levels * 128 <= k and r > 1:  # the tight bounds for the candidates left (~60 terms' cost per level)
+        rows = rows[:, :r]
+        lo2, hi2 = _level_bounds(*stats, h.gather(1, rows), levels, delta)
+        rows, r = left(lo.scatter(1, rows, torch.maximum(lo.gather(1, rows), lo2)),
+                       hi.scatter(1, rows, torch.minimum(hi.gather(1, rows), hi2)))
+    if r > g // 2:
+        return None
+    return rows[:, :max(r, 2 if c == 1 else 1)].T  # one output in all: a threaded sum would split the row
+
+
+def _level_bounds(srt, p1, p2, h, levels, delta) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tight bounds: one binary search per level boundary gives every level's count and sum, hence the
+    exact-arithmetic error E; the elements in a boundary's window (counted) may take the neighbouring
+    level."""
+    c, k = srt.shape
+    g = h.shape[1]
+    h = h.unsqueeze(-1)
+    m = torch.arange(1, levels + 1, dtype=torch.float64)  # level boundaries m = 1..M
     b, w = (m - delta) * h, 4 * _U * (m + 1) * h  # (C, G, M): boundary and window half-width
     lo = torch.searchsorted(srt, (b - w).view(c, -1))  # (C, G M): the elements surely below level m
     amb = _window_counts(srt, lo, (b + w).view(c, -1)).view(c, g, levels)  # ... and those in m's window
     lo = lo.view(c, g, levels)
-    h = h.squeeze(-1)
     sum_p1 = p1.gather(1, lo.view(c, -1)).view(c, g, levels).sum(-1)  # (C, G)
     sum_j = (lo.double() * (2 * m - 1)).sum(-1)
+    swap = (amb * (h * (h * abs(1 - 2 * delta) + 2 * w) + 32 * _U * h * h)).sum(-1)  # window terms' other level
+    h = h.squeeze(-1)
     top, p1t, p2t = levels * h, p1[:, -1:], p2[:, -1:]
     # E = sum_i (a_i - c(level_i))^2 with c(m) = m h, by levels (Abel summation over the boundaries)
     sq_levels = top * top * k - h * h * sum_j  # sum_i c(level_i)^2
     e = p2t - 2 * top * p1t + 2 * h * sum_p1 + sq_levels
     size = p2t + 2 * top * p1t + 2 * h * sum_p1 + top * top * k + h * h * sum_j
-    swap = (amb * (h.unsqueeze(-1) * (h.unsqueeze(-1) * abs(1 - 2 * delta) + 2 * w)
-                   + 32 * _U * h.unsqueeze(-1) ** 2)).sum(-1)  # window elements at the other level
     bound = (8 * _U * (e.clamp_min(0) + swap) + 4 * _U * sq_levels + swap
              + 4 * (k + levels + 16) * 2.0 ** -53 * size + k * 2.0 ** -120)
-    gamma = (k - 1) * _U / (1 - (k - 1) * _U)
-    lower, upper = (e - bound).clamp_min(0) * (1 - gamma), (e + bound) * (1 + gamma)
-    alive = lower <= upper.min(1, keepdim=True).values * (1 + 8 * _U)  # (C, G)
-    alive[~live] = False  # a dead channel's candidates are all the same: the first one
-    alive[~live, 0] = True
-    count = alive.sum(1)
-    r = int(count.max())
-    if r > g // 2:
-        return None
-    r = max(r, 2 if c == 1 else 1)  # one output in all: a threaded sum would split the row
-    order = (torch.arange(g) + g * (~alive)).argsort(1)[:, :r]  # alive first, ascending
-    pick = torch.minimum(torch.arange(r), (count - 1).unsqueeze(1))
-    return order.gather(1, pick).T
+    return e - bound, e + bound
+
+
+def _tail_bounds(srt, p1, p2, h, levels, delta) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loose bounds for many levels (N T): two binary searches per candidate. The terms surely at level 0
+    (a^2) and surely clipped at level M ((a - M h)^2) are summed exactly; each term in between lies in
+    [0, (max(delta, 1 - delta) h + 8u (M + 1) h)^2]."""
+    k = srt.shape[1]
+    top, p1t, p2t = levels * h, p1[:, -1:], p2[:, -1:]
+    j1 = torch.searchsorted(srt, (1 - delta - 8 * _U) * h)  # below the window of boundary 1
+    j2 = torch.searchsorted(srt, (levels - delta + 4 * _U * (levels + 1)) * h, side="right")
+    head = p2.gather(1, j1)
+    clipped = k - j2
+    tail = p2t - p2.gather(1, j2) - 2 * top * (p1t - p1.gather(1, j2)) + top * top * clipped
+    near = (max(delta, 1 - delta) + 8 * _U * (levels + 1)) * h
+    f64 = 4 * (k + 16) * 2.0 ** -53 * (p2t + 2 * top * p1t + top * top * k) + k * 2.0 ** -120
+    rounding = _U * head + 8 * _U * tail.clamp_min(0) + 4 * _U * top * top * clipped + f64
+    return (head + tail - rounding,
+            head + tail + rounding + (j2 - j1) * near * near * (1 + 4 * _U))
 
 
 def _window_counts(srt: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

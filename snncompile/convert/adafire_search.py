@@ -70,10 +70,10 @@ def sensitivity(build: Callable[[str, object], Graph], layers: Sequence[str], se
     or when the recording would not fit in memory, every (layer, setting) is simulated whole."""
     others = [s for s in settings if s != base]
     chunk = max(1, batch_size // max(1, len(others)))  # the forked runs hold len(others) * chunk samples
-    if base is None or base not in settings or not fits_in_memory(build(layers[0], base), chunk, timesteps):
+    net = build(layers[0], base) if base is not None and base in settings else None
+    if net is None or not fits_in_memory(net, chunk, timesteps):
         return _sensitivity_full(build, layers, settings, x, ann_logits, timesteps, base=base,
                                  batch_size=batch_size, device=device)
-    net = build(layers[0], base)
     variants = {layer: [build(layer, s).nodes[layer] for s in others] for layer in layers}
     keep = _kept_inputs(net, layers if others else [], min(chunk, len(x)), timesteps)
     ref = ann_logits.reshape(len(x), -1)

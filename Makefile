@@ -46,7 +46,7 @@ bench-quant: $(STAMP)
 	$(BIN)/python benchmarks/quantization.py
 
 # the default compile (energy search) of each example: chosen point, ANN/SNN energy, frontier plots in
-# docs/img/ (the "Energy search" section; roughly 30-60 minutes on 2 shared cores)
+# docs/img/ (the "Energy search" section; 1.2 min at load 2 on 2 cores)
 bench-frontiers: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/frontiers.py
 

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from snncompile.convert.activations import collect_activations
+from snncompile.convert.activations import LayerStats, collect_activations
 from snncompile.convert.calib_set import make_calib_set
-from snncompile.convert.thresholds import DEAD_THETA, clip_quantize, threshold_from_stats
+from snncompile.convert.thresholds import (
+    _GRID,
+    DEAD_THETA,
+    _contenders,
+    _level_bounds,
+    _mse_threshold,
+    _sorted_sample,
+    _tail_bounds,
+    clip_quantize,
+    threshold_from_stats,
+)
 from tests.convert.conftest import small_cnn
 
 
@@ -94,7 +104,6 @@ def test_max_only_pass_keeps_no_subsample_and_the_same_maximum(cnn, data, per_ch
 
 def _grid_search(st, timesteps, max_spikes, rounding):
     """The MSE threshold's definition: every candidate of the grid through clip_quantize's float32 error."""
-    from snncompile.convert.thresholds import _GRID
     cand = _GRID.view(-1, 1, 1) * (st.max.clamp_min(0) / max_spikes).view(1, -1, 1)
     a = st.sample.unsqueeze(0)
     err = (a - clip_quantize(a, cand.clamp_min(1e-12), timesteps, max_spikes, rounding)).pow(2).mean(-1)
@@ -107,8 +116,6 @@ def test_mse_threshold_is_the_grid_argmin_bitwise(kind):
     threshold must be bitwise the argmin of the float32 error over the whole grid - also for data on
     the quantization levels' boundaries (where float32 and exact levels differ) and per channel with a
     dead channel."""
-    from snncompile.convert.activations import LayerStats
-    from snncompile.convert.thresholds import _contenders, _mse_threshold
     gen = torch.Generator().manual_seed(0)
     if kind == "relu":
         s = torch.relu(torch.randn(1, 65536, generator=gen)) * 3
@@ -128,3 +135,25 @@ def test_mse_threshold_is_the_grid_argmin_bitwise(kind):
                 rows = _contenders(st, theta.clamp_min(1e-12), timesteps, max_spikes, rounding)
                 pruned += rows is not None and rows.shape[0] <= 8
     assert pruned >= 6  # the bound does prune (the speed-up this guards)
+
+
+@pytest.mark.parametrize("kind", ["relu", "on_levels"])
+def test_mse_error_bounds_hold_the_float32_terms(kind):
+    """Both bounds the search prunes with (per level; loose, from the level-0 and clipped terms) must hold
+    the exact sum of the float32 error terms of every candidate - including terms on level boundaries."""
+    gen = torch.Generator().manual_seed(1)
+    if kind == "relu":
+        s = torch.relu(torch.randn(2, 8192, generator=gen)) * torch.tensor([[3.0], [0.01]])
+    else:
+        s = (torch.rand(2, 8192, generator=gen) * 80).floor() / 16
+    st = LayerStats(s.max(1).values, s, torch.zeros_like(s), s.shape[1])
+    for timesteps, max_spikes in ((4, 1), (5, 2), (16, 4)):
+        theta = (_GRID.view(-1, 1) * st.max / max_spikes).clamp_min(1e-12)  # (G, C)
+        for rounding, delta in (("floor", 0.0), ("round", 0.5)):
+            a = s.unsqueeze(0)
+            terms = (a - clip_quantize(a, theta.unsqueeze(-1), timesteps, max_spikes, rounding)).pow(2)
+            exact = terms.double().sum(-1).T  # (C, G)
+            h = theta.double().T.contiguous() / timesteps
+            for bounds in (_level_bounds, _tail_bounds):
+                lo, hi = bounds(*_sorted_sample(st), h, max_spikes * timesteps, delta)
+                assert bool((lo <= exact).all() and (exact <= hi).all()), (bounds.__name__, timesteps, rounding)

@@ -95,7 +95,8 @@ def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes:
                 rounding: str) -> torch.Tensor | None:
     """Indices (R, C) of the candidates theta (G, C) whose float32 error, as :func:`_quantization_error`
     computes it, can be the smallest of their channel (in ascending order; a channel with fewer than R
-    repeats its last), or None where the bounds leave more than half of the candidates.
+    repeats its last), or None: activations outside [1e-6, 1e6] (no margin analysis there), or more than
+    half of the candidates left.
 
     Bounds on the sum of the float32 terms, in float64 from the sorted sample and its prefix sums
     (computed once per sample): the float32 level floor(fl(fl(aT)/theta) + delta) is monotone in a and
@@ -126,7 +127,7 @@ def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes:
         return order.gather(1, torch.minimum(torch.arange(g), (count - 1).unsqueeze(1))), int(count.max())
 
     rows, r = left(lo, hi)
-    if levels * 128 <= k and r > 1:  # the tight bounds for the candidates left (~60 terms' cost per level)
+    if levels * 128 <= k and r > 1:  # tight bounds for those left: a binary search per level costs ~60 terms
         rows = rows[:, :r]
         lo2, hi2 = _level_bounds(*stats, h.gather(1, rows), levels, delta)
         rows, r = left(lo.scatter(1, rows, torch.maximum(lo.gather(1, rows), lo2)),

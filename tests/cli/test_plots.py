@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import subprocess
 import sys
@@ -90,3 +91,23 @@ def test_write_plots_does_not_import_pyplot(tmp_path):
               "print('matplotlib.pyplot' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert p.stdout.strip() == "False" and (Path(tmp_path) / "activations_vs_rates.png").is_file()
+
+
+def test_write_plots_pauses_the_collector_and_restores_it(tmp_path, monkeypatch):
+    from snncompile import report
+
+    seen, save = [], report._save
+
+    def spy(fig, path):  # the collector's state while each figure is drawn and saved
+        seen.append(gc.isenabled())
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "_save", spy)
+    try:
+        write_plots(_report(), tmp_path, {"x": _pairs(50_000)})
+        assert seen == [False, False, False] and gc.isenabled()
+        gc.disable()
+        write_plots(_report(), tmp_path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -8,11 +8,30 @@ __version__ = "0.1.0"
 
 import os
 
-# Before torch loads OpenMP: its worker threads sleep when idle instead of spinning. On a machine shared
-# with other jobs (CI runners) spinning threads take the cores the working thread needs: mnist_resnet's
-# `--method adafire -T 32` took 147-153 s with spinning and 29-37 s without at load 4-6 on 2 cores
-# (docs/benchmarks.md, compile time). A value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _omp_wait_policy(load: float | None, env) -> str | None:
+    """OMP_WAIT_POLICY to set before torch loads OpenMP: "PASSIVE" (idle worker threads sleep) unless the
+    machine looks idle (1-minute load average below 0.5) or the user chose a policy or spin count.
+
+    torch's OpenMP threads spin between parallel regions; on an idle machine that is what makes two
+    threads faster than one, on a shared one (CI runners) the spinning threads take the cores the
+    working ones need. mnist_resnet's adafire conversion at T = 8 on 2 cores: idle, 3.4 s spinning and
+    5.1 s sleeping; beside one busy process, 24-34 s spinning and 5.8-6.8 s sleeping (docs/benchmarks.md,
+    compile time)."""
+    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env or load is None or load < 0.5:
+        return None
+    return "PASSIVE"
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average on this platform
+        return None
+
+
+if (_policy := _omp_wait_policy(_load_average(), os.environ)) is not None:
+    os.environ["OMP_WAIT_POLICY"] = _policy
 
 from snncompile.errors import CompileError, UnsupportedOperator
 from snncompile.ir import Graph

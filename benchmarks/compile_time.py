@@ -280,7 +280,7 @@ def markdown(rows: list[dict], args, baseline: dict, minutes: float, stab: dict 
                          f"{t.get('convert_s', r['convert_s']):.2f} |")
     if getattr(args, "peers", None):
         lines += peers_markdown(Path(args.peers))
-    lines += ["", REUSE, "", ADAFIRE_COST, "", SEARCH_COST]
+    lines += ["", REUSE, "", ADAFIRE_COST, "", SEARCH_COST, "", THREADS]
     if stab:
         sh = stab["share"]
         lines += ["", f"**Fewer samples?** Checked on {stab['model']} at T = {stab['T']} (`stability()`): AdaFire's "
@@ -312,8 +312,21 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   upstream (each layer's input current, the skip connections into its descendants).
 * **Searches stop where the answer is fixed**: burst sizes that cannot fit the budget are not simulated;
   AdaFire's IAT run reuses the outputs BC simulated on its subset and simulates only the other samples.
-* The MSE threshold grid is evaluated in blocks with in-place operations (same values, less memory
-  traffic); WC's rate approximation converts the IF arrays once per layer, not at every Adam step.
+* The MSE threshold search (`convert/thresholds.py`; 4258fa3, 511202c) evaluates in float32 only the
+  candidates a float64 bound leaves: from the layer's sorted subsample and its prefix sums, with margins
+  for float32 rounding, values on level boundaries and any summation order, the bound rules out every
+  candidate that cannot be the float32 argmin (2-4 of 96 left per layer, 4-25 per channel); the
+  survivors get the original error, so the thresholds are bitwise the same (19,188 arrays of the 7
+  examples x 8 MSE-based methods x T = 4, 32; tests/convert/test_thresholds.py checks the argmin and
+  that the bounds contain the exact error). mnist_mlp's 8 AdaFire thresholds per layer: 78-91 -> 13-15 ms
+  CPU. WC's rate approximation converts the IF arrays once per layer, not at every Adam step.
+* **The float operators themselves** (d9a5224, exact): the MaxPool rewrite's selections and differences
+  (depthwise convolutions with one or two taps of +-1 and no bias) are computed from strided views of
+  their input instead of a depthwise `conv2d` (3-4x faster per call, bitwise equal:
+  tests/ir/test_conv_selection.py); an Add of three or more inputs sums into its fresh result in place;
+  a forked Add broadcasts its inputs shared by the stacked candidates instead of copying them K times.
+  They speed the simulation as much as the conversion (mnist_resnet's float simulation of the calibration
+  set, 1 thread: about 5 -> 1.2-1.3 s CPU), so the ratios below hardly move; the seconds do.
 * **Weight calibration** (calib-wc+pc; `convert/weight_calibration.py`): its 300 Adam steps per layer
   each run the block forward and its weight gradient on 32 samples; the loss's gradient with respect
   to the block output is computed directly, in place, by the same operations autograd's backward
@@ -346,18 +359,21 @@ ADAFIRE_COST = """**Where AdaFire's cost goes** (issue 21 item 1; mnist_resnet, 
 on one thread, cProfile and the conversion's stages on a CPU clock, 2026-12-06 at load 7-9, so +-10 %), in
 simulations of the calibration set: burst search 5.3, SSC search 5.1, BC 0.95, IAT 0.5, ANN pass 0.15
 (the thresholds, 0.3, inside the searches). By operation: `conv2d` 37 % (the MaxPool rewrite's four
-depthwise 2x2 convolutions of the stem's output cost twice the block's 16x16 3x3 one per sample), the IF
+depthwise 2x2 convolutions of the stem's output cost twice the block's 16x16 3x3 one per sample; since
+d9a5224 they are strided views, a third of that), the IF
 update 27 % (add, div, floor, clamp, addcmul), the residual Adds 7 %, the forked runs' per-step Python 4 %,
-replaying recorded trains 3 %, tiling upstream values for the stacked candidates 3 %. The searches do the
+replaying recorded trains 3 %, tiling upstream values for the stacked candidates 3 % (broadcast since
+d9a5224). The searches do the
 work their definition asks for: per search, one recorded run of the base network on the 128 search
 samples (0.5 simulation) and, per IF layer, that layer and every IF layer after it for the 3 other
 settings (0.5 x 3 x the fraction of the network's neurons at or after the layer). Those fractions sum to
 1.33-1.34 on the 2- and 3-layer examples and 2.79 on mnist_resnet's 7 layers, so the forked runs alone
 are 4.0 and 8.4 simulations, and with the two recorded runs (1.0), BC (two passes of each layer on 128
 samples: 1.0) and IAT (the other 128 samples: 0.5) 6.5 and 10.9: what the table measures on the CNN
-examples and on mnist_resnet. mnist_mlp costs more than its 6.5 (14-17): its simulation takes 15 ms, and
-the MSE threshold grid of its 8 (layer, N) thresholds (96 candidates over a 65,536-value subsample each) is
-6.5 of its simulations alone. The target of 4 needs AdaFire to compute less, not faster.
+examples and on mnist_resnet. mnist_mlp cost more than its 6.5 (14-17) while the MSE threshold grid of its 8
+(layer, N) thresholds (96 candidates over a 65,536-value subsample each) was 6.5 of its 15 ms simulations;
+with the bounded search (4258fa3, 511202c) that is about one, and mnist_mlp's adafire 8.5-11. The target
+of 4 needs AdaFire to compute less, not faster.
 
 Cut, exactly (5f10515, 5a0adf2): a forked run no longer recomputes what is upstream of its layer: the base
 run keeps the per-step values the forks read (`replay.fork_inputs`; up to `CACHE_BYTES`), which drops 1,920
@@ -408,6 +424,18 @@ the ANN pass, the one run of a T-independent method, and since 0d5a5b7 the valid
 runs of a conversion identical to one already simulated at the same T (every array the simulator reads;
 on mnist_qcfs adafire and adafire+ch convert to calib-light's network: its default compile 8.9 -> 8.2 s
 CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated)."""
+
+
+THREADS = """**On a shared machine** (the issue's "300-600 s under the load of two jobs"): torch's OpenMP worker
+threads spin between parallel regions, and beside another busy process they take the cores the working
+threads need. mnist_resnet's adafire conversion at T = 8, 2 threads, 2 cores, 2026-12-06 (alternating runs,
+wall seconds): idle, 3.4 s with the default spin, 5.1 s with `OMP_WAIT_POLICY=PASSIVE`, 4.9-5.1 s on one
+thread, 3.6-3.9 s with `GOMP_SPINCOUNT=10000`; beside one busy process 24-34 s spinning, 5.8-6.8 s
+passive, 5.0-5.5 s on one thread, 11.7-11.9 s with the shorter spin; beside two, 24-31 s and 5.8-9.7 s.
+The whole CLI run `mnist_resnet --method adafire -T 32` at load 4-6: 147 and 153 s spinning, 29 and 37 s
+passive. Since 3776010 `import snncompile` sets `OMP_WAIT_POLICY=PASSIVE` before torch loads when the
+1-minute load average is 0.5 or more (and neither it nor `GOMP_SPINCOUNT` is set), and keeps the spin on an
+idle machine, where it is faster."""
 
 
 PEER_NAMES = {"spikingjelly": "SpikingJelly", "sinabs": "sinabs", "snntoolbox": "SNN Toolbox"}

@@ -95,8 +95,9 @@ def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes:
                 rounding: str) -> torch.Tensor | None:
     """Indices (R, C) of the candidates theta (G, C) whose float32 error, as :func:`_quantization_error`
     computes it, can be the smallest of their channel (in ascending order; a channel with fewer than R
-    repeats its last), or None: activations outside [1e-6, 1e6] (no margin analysis there), or more than
-    half of the candidates left.
+    repeats its last), or None: fewer than 2 values a channel, no live channel, a live channel's largest
+    activation outside [1e-6, 1e6] (no margin analysis there), a sample too large for the summation bound,
+    or more than half of the candidates left.
 
     Bounds on the sum of the float32 terms, in float64 from the sorted sample and its prefix sums
     (computed once per sample): the float32 level floor(fl(fl(aT)/theta) + delta) is monotone in a and
@@ -109,8 +110,9 @@ def _contenders(st: LayerStats, theta: torch.Tensor, timesteps: int, max_spikes:
     c, k = st.sample.shape
     levels = max_spikes * timesteps
     live = st.max > 0
-    if k < 2 or not live.any() or not bool(((st.max[live] >= 1e-6) & (st.max[live] <= 1e6)).all()):
-        return None
+    if k < 2 or (k - 1) * _U >= 0.5 or not live.any() or \
+            not bool(((st.max[live] >= 1e-6) & (st.max[live] <= 1e6)).all()):
+        return None  # (k - 1) u >= 1/2: gamma_{k-1} is no bound there (a sample of 2^23 + 1 values or more)
     g = theta.shape[0]
     h = theta.double().T.contiguous() / timesteps  # (C, G): the level spacing
     delta = 0.5 if rounding == "round" else 0.0

@@ -64,8 +64,9 @@ class Conv2d(Node):
         """((p, q, sign), ...) when the conv is depthwise, every channel has the same kernel of one or two
         taps of +-1 and the bias is 0 (the MaxPool rewrite's selections and differences), else None.
         Such a conv is computed from strided views of its input: a sum of at most two terms of +-x is
-        rounded once in any order, so the result equals ``F.conv2d``'s (up to the sign of a zero), at a
-        fraction of the cost of a depthwise convolution on the CPU."""
+        rounded once in any order, so for finite inputs the result equals ``F.conv2d``'s (up to the sign
+        of a zero), at a fraction of the cost of a depthwise convolution on the CPU (an inf or NaN at a
+        zero-weight tap, which ``F.conv2d`` multiplies into a NaN, is not read here)."""
         w = self.weight
         if self.groups != w.shape[0] or w.shape[1] != 1 or self.bias.any() or not (w == w[:1]).all():
             return None

@@ -221,7 +221,7 @@ def _run(net: _Net, snn: Graph, x: torch.Tensor, timesteps: int, fork: tuple[str
                 elif isinstance(node, Add) and name in forked and any(i not in forked for i in node.inputs):
                     # the candidates' rows (K, B, ...) plus the shared inputs (B, ...) by broadcasting,
                     # in the Add's order: the sums _tile would give, without K copies of the shared inputs
-                    vals[name] = add_all([vals[i].view(k, -1, *vals[i].shape[1:]) if i in forked
+                    vals[name] = add_all([vals[i].reshape(k, -1, *vals[i].shape[1:]) if i in forked
                                           else vals[i] if i in vals else static[i]
                                           for i in node.inputs]).flatten(0, 1)
                 else:

@@ -10,7 +10,8 @@ from onnx import helper as oh
 
 from snncompile.frontend.onnx import load_onnx
 
-__all__ = ["ATOL", "RTOL", "assert_matches_ort", "make_model", "node", "ort_run"]
+__all__ = ["ATOL", "POOL_SHAPE", "RTOL", "assert_matches_ort", "make_model", "node", "ort_run", "pool_case",
+           "pool_model"]
 
 RTOL, ATOL = 1e-4, 1e-5
 node = oh.make_node
@@ -70,3 +71,32 @@ def assert_matches_ort(
         assert got.shape == want.shape, f"shape {got.shape} != onnxruntime {want.shape}"
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
     return g
+
+
+POOL_SHAPE = (2, 4, 8, 8)  # (C, D, H, W)
+
+
+def pool_model(bias: np.ndarray | None = None) -> onnx.ModelProto:
+    """Relu -> MaxPool 2x2x2 -> AveragePool (2, 3, 3) padded -> Reshape (C, H, W) -> Conv 3x3 -> Relu ->
+    MaxPool 2x2 dilated 2 -> Flatten -> Gemm (10 classes), opset 19 (tests/frontend/test_onnx_pool_snn.py,
+    tests/quantize/test_compensated_rounding.py)."""
+    rng = np.random.default_rng(0)
+    w, b, g = (rng.standard_normal(s).astype(np.float32) * 0.5 for s in ((6, 2, 3, 3), (6,), (10, 24)))
+    nodes = [node("Relu", ["x"], ["r0"]),
+             node("MaxPool", ["r0"], ["p1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
+             node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 3, 3], pads=[0, 1, 1, 0, 1, 1]),
+             node("Reshape", ["p2", "s"], ["q"]),
+             node("Conv", ["q", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+             node("Relu", ["c"], ["r1"]),
+             node("MaxPool", ["r1"], ["p3"], kernel_shape=[2, 2], dilations=[2, 2]),
+             node("Flatten", ["p3"], ["f"]),
+             node("Gemm", ["f", "G", "C"], ["y"], transB=1)]
+    return make_model(nodes, POOL_SHAPE, 19, s=np.array([0, 2, 4, 4]), W=w, B=0.1 * b, G=g,
+                      C=np.zeros(10, np.float32) if bias is None else bias)
+
+
+def pool_case(n: int = 300) -> tuple[onnx.ModelProto, np.ndarray]:
+    """:func:`pool_model` with its logits centred on ``n`` standard normal samples (so the classes vary),
+    and those samples."""
+    x = np.random.default_rng(1).standard_normal((n, *POOL_SHAPE)).astype(np.float32)
+    return pool_model(-ort_run(pool_model(), x).mean(0)), x

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from onnx_helpers import assert_matches_ort, make_model, node, ort_run
+from onnx_helpers import POOL_SHAPE, assert_matches_ort, ort_run, pool_case
 
 from snncompile.cli import main
 from snncompile.convert import convert
@@ -24,38 +24,17 @@ from snncompile.frontend.onnx import load_onnx
 from snncompile.ir import Conv2d, MaxPool2d, ReLU
 from snncompile.sim import simulate
 
-SHAPE = (2, 4, 8, 8)  # (C, D, H, W)
-
-
-def _model(bias: np.ndarray | None = None) -> onnx.ModelProto:
-    """Relu -> MaxPool 2x2x2 -> AveragePool (2, 3, 3) padded -> Reshape (C, H, W) -> Conv 3x3 -> Relu ->
-    MaxPool 2x2 dilated 2 -> Flatten -> Gemm (10 classes)."""
-    rng = np.random.default_rng(0)
-    w, b, g = (rng.standard_normal(s).astype(np.float32) * 0.5 for s in ((6, 2, 3, 3), (6,), (10, 24)))
-    nodes = [node("Relu", ["x"], ["r0"]),
-             node("MaxPool", ["r0"], ["p1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
-             node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 3, 3], pads=[0, 1, 1, 0, 1, 1]),
-             node("Reshape", ["p2", "s"], ["q"]),
-             node("Conv", ["q", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-             node("Relu", ["c"], ["r1"]),
-             node("MaxPool", ["r1"], ["p3"], kernel_shape=[2, 2], dilations=[2, 2]),
-             node("Flatten", ["p3"], ["f"]),
-             node("Gemm", ["f", "G", "C"], ["y"], transB=1)]
-    return make_model(nodes, SHAPE, 19, s=np.array([0, 2, 4, 4]), W=w, B=0.1 * b, G=g,
-                      C=np.zeros(10, np.float32) if bias is None else bias)
-
 
 @pytest.fixture(scope="module")
 def case():
     """The model with its logits centred on the data (so the classes vary), the data and its labels."""
-    x = np.random.default_rng(1).standard_normal((300, *SHAPE)).astype(np.float32)
-    model = _model(-ort_run(_model(), x).mean(0))
+    model, x = pool_case()
     return model, x, ort_run(model, x).argmax(1)
 
 
 def test_imports_equal_to_onnxruntime(case):
     model, _, _ = case
-    g = assert_matches_ort(model, SHAPE)
+    g = assert_matches_ort(model, POOL_SHAPE)
     pools = {n.name: n for n in g.of_type(MaxPool2d)}
     assert pools["MaxPool_1.hw"].kernel == (2, 2) and pools["MaxPool_1.depth"].kernel == (2, 1)
     assert pools["MaxPool_6"].dilation == (2, 2)

@@ -1,7 +1,8 @@
 """Mean-compensated weight rounding and the classification of membrane saturations (fixed point).
 
-The max-pool model is the one of the bug report (tests/frontend/test_onnx_pool_snn.py: Relu -> 3-D MaxPool ->
-3-D AveragePool -> Conv -> Relu -> dilated MaxPool -> Gemm, logits centred on the data): its logits vary little
+The max-pool model is the one of the bug report (tests/frontend/onnx_helpers.py ``pool_case``, also used by
+tests/frontend/test_onnx_pool_snn.py: Relu -> 3-D MaxPool -> 3-D AveragePool -> Conv -> Relu -> dilated MaxPool
+-> Gemm, logits centred on the data): its logits vary little
 around a large common value, so the mean error of nearest rounding moves them; sim-int agreed with sim on 86 %
 of the samples with nearest rounding, 95.5 % with the compensated rounding.
 """
@@ -11,11 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, numpy_helper
-from onnx import helper as oh
 
 from snncompile.convert import convert
 from snncompile.frontend.onnx import load_onnx
@@ -25,39 +22,11 @@ from snncompile.lower import lower_populations
 from snncompile.quantize import LOIHI2, quantize, quantize_weights
 from snncompile.quantize.quantize import _compensate
 from snncompile.sim.popsim import simulate_populations
-
-SHAPE = (2, 4, 8, 8)  # (C, D, H, W)
-
-
-def _pool_model(bias: np.ndarray | None = None) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    w, b, g = (rng.standard_normal(s).astype(np.float32) * 0.5 for s in ((6, 2, 3, 3), (6,), (10, 24)))
-    n = oh.make_node
-    nodes = [n("Relu", ["x"], ["r0"]),
-             n("MaxPool", ["r0"], ["p1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
-             n("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 3, 3], pads=[0, 1, 1, 0, 1, 1]),
-             n("Reshape", ["p2", "s"], ["q"]),
-             n("Conv", ["q", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
-             n("Relu", ["c"], ["r1"]),
-             n("MaxPool", ["r1"], ["p3"], kernel_shape=[2, 2], dilations=[2, 2]),
-             n("Flatten", ["p3"], ["f"]),
-             n("Gemm", ["f", "G", "C"], ["y"], transB=1)]
-    inits = {"s": np.array([0, 2, 4, 4]), "W": w, "B": 0.1 * b, "G": g,
-             "C": np.zeros(10, np.float32) if bias is None else bias}
-    graph = oh.make_graph(nodes, "pool", [oh.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *SHAPE])],
-                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-                          initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
-
-
-def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
+from tests.frontend.onnx_helpers import pool_case
 
 
 def test_maxpool_model_on_sim_int_follows_sim():
-    x = np.random.default_rng(1).standard_normal((300, *SHAPE)).astype(np.float32)
-    model = _pool_model(-_ort(_pool_model(), x).mean(0))
+    model, x = pool_case()
     T = 32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

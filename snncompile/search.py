@@ -53,8 +53,6 @@ step; ``latency`` ranks by that mean (and prunes nothing, since a larger T may e
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -69,6 +67,7 @@ from tqdm import tqdm
 from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
+from snncompile.ir.graph import content_digest
 
 __all__ = ["OBJECTIVES", "SEARCHED_EXIT_RULES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
            "search"]
@@ -343,37 +342,10 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
 
 
 def _network_key(snn: Graph) -> str:
-    """A digest of everything the simulator reads from ``snn``: every node's type, name, inputs and
-    fields (arrays by dtype, shape and bytes), the outputs, and the meta ``pre_steps`` and ``srp_nodes``."""
-    h = hashlib.blake2b(digest_size=16)
-
-    def add(v) -> None:
-        if isinstance(v, torch.Tensor):
-            v = v.detach().cpu().numpy()
-        if isinstance(v, dict):
-            v = tuple(sorted(v.items(), key=lambda kv: repr(kv[0])))
-        if isinstance(v, (np.ndarray, np.generic)):
-            a = np.ascontiguousarray(v)
-            h.update(f"{a.dtype}{a.shape}".encode())
-            h.update(a.tobytes())
-        elif isinstance(v, (tuple, list)):
-            h.update(b"(")
-            for i in v:
-                add(i)
-            h.update(b")")
-        else:
-            h.update(f"{type(v).__name__}:{v!r};".encode())
-
-    for node in snn.nodes.values():
-        add(type(node).__name__)
-        for f in dataclasses.fields(node):
-            add(f.name)
-            add(getattr(node, f.name))
-    add([o.name for o in snn.outputs])
+    """A digest of everything the simulator reads from ``snn``: its nodes and outputs
+    (:func:`snncompile.ir.graph.content_digest`) and the meta ``pre_steps`` and ``srp_nodes``."""
     meta = getattr(snn, "meta", {}) or {}
-    add(meta.get("pre_steps", 0))
-    add(tuple(meta.get("srp_nodes", ())))
-    return h.hexdigest()
+    return content_digest(snn, meta.get("pre_steps", 0), tuple(meta.get("srp_nodes", ())))
 
 
 def _with_exit(r, cal, exits, rule: str) -> tuple[np.ndarray, float, dict, float, float]:

@@ -11,18 +11,17 @@ only the maximum (method "max" needs nothing else; drawing and merging the keys 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from snncompile.convert.calib_set import CalibSet
 from snncompile.convert.stages import stage
 from snncompile.ir import Graph
+from snncompile.ir.graph import content_digest
 
 __all__ = ["RESERVOIR", "AnnRecord", "LayerStats", "collect_activations", "record_ann", "shared_ann_pass"]
 
@@ -117,16 +116,9 @@ def _kept(rec: AnnRecord) -> int:
 
 
 def _fingerprint(graph: Graph, calib: CalibSet) -> tuple:
-    """What a record depends on: the graph's nodes, shapes and weights, and the calibration samples."""
-    h = hashlib.blake2b(digest_size=16)
-    for n in graph.nodes.values():
-        h.update(f"{n.name}|{n.op}|{graph.shapes.get(n.name)}|{list(n.inputs)}".encode())
-        for attr in ("weight", "bias"):
-            w = getattr(n, attr, None)
-            if w is not None:
-                h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
-    h.update(np.ascontiguousarray(calib.x.numpy()).tobytes())
-    return h.hexdigest(), tuple(calib.x.shape)
+    """What a record depends on: the graph (:func:`snncompile.ir.graph.content_digest`) and the calibration
+    samples."""
+    return content_digest(graph, calib.x), tuple(calib.x.shape)
 
 
 def _record_ann(graph, calib, names, per_channel, reservoir, seed, keep) -> AnnRecord:

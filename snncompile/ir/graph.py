@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 
 import networkx as nx
@@ -13,7 +14,7 @@ from snncompile.errors import CompileError, GraphError, ShapeError
 from snncompile.ir.node import Node, Shape
 from snncompile.ir.ops import Input, Output
 
-__all__ = ["Graph"]
+__all__ = ["Graph", "content_digest"]
 
 
 class Graph:
@@ -174,3 +175,36 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {len(self.nodes)} nodes>"
+
+
+def content_digest(graph: Graph, *extra) -> str:
+    """A digest of everything that defines ``graph``'s computation: every node's type and fields (name,
+    inputs, arrays by dtype, shape and bytes, scalars by repr), the outputs, and ``extra`` values (arrays,
+    tensors, tuples, dicts, scalars). Equal digests: the same network, whatever objects hold it."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def add(v) -> None:
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        if isinstance(v, dict):
+            v = tuple(sorted(v.items(), key=lambda kv: repr(kv[0])))
+        if isinstance(v, (np.ndarray, np.generic)):
+            a = np.ascontiguousarray(v)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        elif isinstance(v, (tuple, list)):
+            h.update(b"(")
+            for i in v:
+                add(i)
+            h.update(b")")
+        else:
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+
+    for node in graph.nodes.values():
+        add(type(node).__name__)
+        for f in dataclasses.fields(node):
+            add(f.name)
+            add(getattr(node, f.name))
+    add([o.name for o in graph.outputs])
+    add(extra)
+    return h.hexdigest()

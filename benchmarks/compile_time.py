@@ -434,8 +434,12 @@ thread, 3.6-3.9 s with `GOMP_SPINCOUNT=10000`; beside one busy process 24-34 s s
 passive, 5.0-5.5 s on one thread, 11.7-11.9 s with the shorter spin; beside two, 24-31 s and 5.8-9.7 s.
 The whole CLI run `mnist_resnet --method adafire -T 32` at load 4-6: 147 and 153 s spinning, 29 and 37 s
 passive. Since 3776010 `import snncompile` sets `OMP_WAIT_POLICY=PASSIVE` before torch loads when the
-1-minute load average is 0.5 or more (and neither it nor `GOMP_SPINCOUNT` is set), and keeps the spin on an
-idle machine, where it is faster."""
+machine is busy (and neither it nor `GOMP_SPINCOUNT` is set), and keeps the spin on an idle machine, where
+it is faster. "Busy" first read the 1-minute load average (0.5 or more), which lags: a compile right after
+another one (the CI job, this benchmark) took the passive path, `--method adafire -T 32` on mnist_resnet
+32 s against 19-21 s spinning, alternating runs 20 s apart. It now reads the kernel's count of runnable
+tasks (5 reads, 1 ms apart: another process runnable in each, beyond the cores `OMP_NUM_THREADS` leaves
+free), the load average only where that count is unknown; two back-to-back runs: 19.7 and 18.2 s."""
 
 
 PEER_NAMES = {"spikingjelly": "SpikingJelly", "sinabs": "sinabs", "snntoolbox": "SNN Toolbox"}

@@ -9,18 +9,49 @@ __version__ = "0.1.0"
 import os
 
 
-def _omp_wait_policy(load: float | None, env) -> str | None:
-    """OMP_WAIT_POLICY to set before torch loads OpenMP: "PASSIVE" (idle worker threads sleep) unless the
-    machine looks idle (1-minute load average below 0.5) or the user chose a policy or spin count.
+def _omp_wait_policy(others: int | None, load: float | None, env, cores: int = 2) -> str | None:
+    """OMP_WAIT_POLICY to set before torch loads OpenMP: "PASSIVE" (idle worker threads sleep) when other
+    work competes for the cores torch's threads would use, unless the user chose a policy or spin count.
+
+    ``others``: tasks of other processes runnable right now (:func:`_runnable_elsewhere`; None where the
+    platform does not say); torch runs ``OMP_NUM_THREADS`` threads (default: one per core), so the machine
+    is oversubscribed when ``others`` exceeds the cores left over. Without ``others``, the 1-minute load
+    average ``load`` decides (0.5 or more: busy); it lags, so it also counts work that has just ended
+    (a previous compile), which is why it is only the fallback.
 
     torch's OpenMP threads spin between parallel regions; on an idle machine that is what makes two
     threads faster than one, on a shared one (CI runners) the spinning threads take the cores the
     working ones need. mnist_resnet's adafire conversion at T = 8 on 2 cores: idle, 3.4 s spinning and
     5.1 s sleeping; beside one busy process, 24-34 s spinning and 5.8-6.8 s sleeping (docs/benchmarks.md,
     compile time)."""
-    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env or load is None or load < 0.5:
+    if "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
         return None
-    return "PASSIVE"
+    if others is not None:
+        try:
+            threads = int(str(env.get("OMP_NUM_THREADS", "")).split(",")[0])
+        except ValueError:
+            threads = cores
+        threads = cores if threads < 1 else min(threads, cores)
+        return "PASSIVE" if others > cores - threads else None
+    return "PASSIVE" if load is not None and load >= 0.5 else None
+
+
+def _runnable_elsewhere(reads: int = 5) -> int | None:
+    """Tasks runnable right now besides this one: the kernel's count of runnable tasks (/proc/loadavg's
+    4th field, ours included) minus one, the least of ``reads`` reads 1 ms apart (a task that is busy is
+    runnable in every read, a short-lived one is not); None without /proc/loadavg."""
+    import time
+
+    seen = []
+    try:
+        for i in range(reads):
+            if i:
+                time.sleep(0.001)
+            with open("/proc/loadavg") as f:
+                seen.append(int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(min(seen), 0)
 
 
 def _load_average() -> float | None:
@@ -30,7 +61,15 @@ def _load_average() -> float | None:
         return None
 
 
-if (_policy := _omp_wait_policy(_load_average(), os.environ)) is not None:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ and \
+        (_policy := _omp_wait_policy(_runnable_elsewhere(), _load_average(), os.environ, _cores())) is not None:
     os.environ["OMP_WAIT_POLICY"] = _policy
 
 from snncompile.errors import CompileError, UnsupportedOperator

@@ -73,11 +73,13 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="accuracy budget of the search: points of validation accuracy below the ANN (default 1.0)")
     p.add_argument("--early-exit", metavar="RULE", choices=("iat", "precision", "both", "off"),
                    help="stop each sample at its own step once the readout is confident (AdaFire's input-aware "
-                        "adaptive timesteps): per-step thresholds lambda_t on the readout's score, calibrated on "
-                        "the calibration data against the ANN's predictions. RULE: iat (the AdaFire authors' "
+                        "adaptive timesteps): per-step thresholds lambda_t on the readout's score, calibrated "
+                        "against the ANN's predictions on held-out samples (the search's validation split; a fixed "
+                        "run: the samples after --calib-samples in the calibration source when at least 100 "
+                        "follow, else the calibration samples). RULE: iat (the AdaFire authors' "
                         "heuristic lambda_t = 0.6 + 0.4 exp(min_t e_t - e_t), e_t the mean entropy of the samples "
                         "right at t), precision (the lowest lambda_t at which at most --exit-max-error of the "
-                        "calibration samples that would exit at t disagree with the ANN), both (the larger of the "
+                        "samples that would exit at t disagree with the ANN), both (the larger of the "
                         "two), off (never). sim and sim-int count spikes, synops and energy to each sample's exit step; "
                         "Lava too, from the per-step counts its processes record, though it runs every sample's "
                         "full window (the report says so). The search scores its candidates with "
@@ -88,7 +90,7 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="score of --early-exit: entropy (1 - normalized entropy of softmax of the readout, "
                         "default) or confidence (its largest probability)")
     p.add_argument("--exit-max-error", type=float, default=None, metavar="FRACTION",
-                   help="--early-exit precision/both: the largest fraction of calibration samples exiting at a "
+                   help="--early-exit precision/both: the largest fraction of the samples the thresholds are calibrated on exiting at a "
                         "step that may disagree with the ANN (default 0.002)")
     p.add_argument("--calib-samples", type=int, default=256, help="calibration samples (default 256)")
     p.add_argument("--samples", type=int, help="evaluate only the first N samples of --data")

@@ -103,11 +103,30 @@ def _searching(cfg: RunConfig) -> bool:
     return cfg.method is None or cfg.timesteps is None
 
 
+def _held_out(cfg: RunConfig) -> bool:
+    """The run reads samples after the calibration ones: the search's validation split, or a fixed run's
+    early-exit calibration."""
+    return _searching(cfg) or cfg.early_exit not in (None, "off")
+
+
 def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset, Dataset | None]:
-    """(evaluated, calibration, validation) samples; validation (for the search only) never overlaps the
-    evaluated ones: it follows the calibration samples in their source (see :func:`_validation`)."""
-    evals, calib, rest = _split_calib(cfg, data, VALIDATION_SAMPLES if _searching(cfg) else 0)
-    return (evals, calib, None) if rest is None else (evals, *_validation(calib, rest))
+    """(evaluated, calibration, held-out) samples; the held-out ones never overlap the evaluated ones: they
+    follow the calibration samples in their source. Searching: the validation split (see
+    :func:`_validation`). A fixed run with --early-exit: the samples its exit thresholds are calibrated on,
+    when at least MIN_VALIDATION follow the calibration ones (else None: the calibration samples serve)."""
+    evals, calib, rest = _split_calib(cfg, data, VALIDATION_SAMPLES if _held_out(cfg) else 0)
+    if rest is None:
+        return evals, calib, None
+    if _searching(cfg):
+        return (evals, *_validation(calib, rest))
+    if len(rest) >= MIN_VALIDATION:
+        log.info("early exit: calibrating the exit thresholds on %d samples after the %d calibration samples (%s)",
+                 len(rest), len(calib), rest.source)
+        return evals, calib, rest
+    log.info("early exit: only %d samples follow the %d calibration samples (fewer than %d); the exit thresholds "
+             "are calibrated on the calibration samples, which the conversion was fitted to (pass --calib with "
+             "more samples)", len(rest), len(calib), MIN_VALIDATION)
+    return evals, calib, None
 
 
 def _validation(calib: Dataset, rest: Dataset) -> tuple[Dataset, Dataset]:
@@ -216,7 +235,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     t_load = time.perf_counter()
     ann = load_onnx(cfg.model)
     need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples + (
-        VALIDATION_SAMPLES if _searching(cfg) else 0))
+        VALIDATION_SAMPLES if _held_out(cfg) else 0))
     data = load_npz(cfg.data, limit=need)
     k = int(np.prod(ann.shapes[ann.outputs[0].name]))
     check_against(data, ann.input.data_shape, k)  # the model's layout (before a folded input Transpose)
@@ -234,7 +253,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     load_s = time.perf_counter() - t_load
     # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only
     found = None
-    if val is not None:
+    if _searching(cfg):
         found = _search(cfg, ann, calib, val, energy, backend)
         cfg.timesteps = found.chosen.timesteps  # the rest of the run (quantization, evaluation) at the chosen T
         snn, method = found.chosen.snn, found.chosen.method
@@ -253,7 +272,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     timing.update({f"convert_{k}_s": v for k, v in snn.meta.get("timing", {}).get("stages", {}).items()})
     if cfg.early_exit is not None:
         t0 = time.perf_counter()
-        snn.meta = {**snn.meta, "early_exit": _exit_policy(cfg, snn, ann, calib, found)}
+        snn.meta = {**snn.meta, "early_exit": _exit_policy(cfg, snn, ann, calib, val, found)}
         timing["early_exit_calibration_s"] = time.perf_counter() - t0
     pop_float = pop_int = None
     checkpoint()
@@ -271,18 +290,24 @@ def compile_model(cfg: RunConfig) -> Compiled:
                     None if found is None else found.as_report())
 
 
-def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, found) -> dict:
-    """--early-exit: the policy calibrated on the calibration samples against the ANN's predictions (the
-    search's, for the candidate it chose, is the same one)."""
+def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Dataset | None, found) -> dict:
+    """--early-exit: the search's policy for the candidate it chose (calibrated on the validation samples),
+    else the policy calibrated on the held-out samples ``val`` (or, without them, on the calibration
+    samples); all against the ANN's predictions. The held-out samples are preferred because the conversion
+    was fitted to the calibration samples: the SNN agrees with the ANN there more than on new inputs, and
+    the thresholds would come out too lax (snncompile.search's module doc)."""
     from snncompile.sim.early_exit import calibrate_policy
 
     if found is not None and found.chosen.policy is not None:
-        d = found.chosen.policy
+        folds = (found.early_exit or {}).get("folds", 1)
+        d = {**found.chosen.policy, "calibration": f"{found.samples} validation samples {val.source}, "
+             f"against the ANN's predictions (the search scored it {folds}-fold cross-fitted)"}
     else:
-        d = calibrate_policy(snn, ann, calib.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
+        on, what = (calib, "calibration") if val is None else (val, "held-out")
+        d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
                              max_error=cfg.exit_max_error, batch_size=cfg.batch_size,
                              device=cfg.device).as_dict()
-    d = {**d, "calibration": f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions"}
+        d = {**d, "calibration": f"{len(on)} {what} samples {on.source}, against the ANN's predictions"}
     log.info("early exit %s (%s, max error %g): thresholds %s", d["rule"], d["metric"], d["max_error"],
              ", ".join(f"{v:.3f}" for v in d["thresholds"]))
     return d

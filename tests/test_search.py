@@ -254,7 +254,7 @@ def test_small_calibration_source_splits_the_calibration_set():
 
 def test_identical_conversions_share_their_runs(monkeypatch):
     """mnist_qcfs: adafire and adafire+ch convert to calib-light's network (theta = the QCFS lambda), so
-    their validation and calibration runs are calib-light's, simulated once per T: the same candidates,
+    their validation runs are calib-light's, simulated once per T: the same candidates,
     the same choice and the same deployed network as with every conversion simulated on its own."""
     import itertools
 
@@ -282,4 +282,4 @@ def test_identical_conversions_share_their_runs(monkeypatch):
     assert shared_rows == alone_rows and len(shared_rows) == 2 * 3 * 4  # (T, method) x (full T + 3 rules)
     assert (shared.chosen.method, shared.chosen.timesteps) == (alone.chosen.method, alone.chosen.timesteps)
     assert _thetas(shared.chosen.snn) == _thetas(alone.chosen.snn)
-    assert (shared_sims, alone_sims) == (2 * 2, 2 * 3 * 2)  # per T: validation + calibration, once or per method
+    assert (shared_sims, alone_sims) == (2, 2 * 3)  # per T one validation run, once or per method

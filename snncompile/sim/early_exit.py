@@ -28,7 +28,8 @@ spikes emitted up to t* (pre-steps included), see :meth:`SimResult.spikes_until`
 
 Deployment (``--early-exit RULE``): :class:`ExitPolicy` holds a calibrated rule (the CLI's names:
 ``iat`` = the authors' rule, ``precision``, ``both``); :func:`calibrate_policy` simulates the SNN on
-the calibration samples and calibrates it against the ANN's predictions; :meth:`ExitPolicy.exit_steps`
+samples (held-out ones where the pipeline has them, see ``snncompile.search``) and calibrates it against
+the ANN's predictions, :func:`policy_from_outputs` does it from a readout already simulated; :meth:`ExitPolicy.exit_steps`
 applies it to any readout over time (float simulator, fixed-point simulator, Lava's recorded
 readout), and :func:`counts_to_exit` sums a per-step trace of counts up to each sample's exit step
 (a mask ``t < pre_steps + t*``, no loop over samples). Because the exit at step t depends only on
@@ -47,8 +48,8 @@ from snncompile.errors import DataError
 from snncompile.sim.result import SimResult
 
 __all__ = ["EXIT_METRICS", "EXIT_RULES", "EarlyExit", "ExitPolicy", "calibrate_exit_thresholds", "calibrate_policy",
-           "check_rule", "counts_to_exit", "early_exit", "exit_scores", "exit_steps", "policy_from_run",
-           "predictions_at"]
+           "check_rule", "counts_to_exit", "early_exit", "exit_scores", "exit_steps", "policy_from_outputs",
+           "policy_from_run", "predictions_at"]
 
 # --early-exit RULE -> the threshold rule of calibrate_exit_thresholds
 EXIT_RULES = {"iat": "authors", "precision": "precision", "both": "both"}
@@ -185,8 +186,15 @@ def check_rule(rule: str, metric: str = "entropy", max_error: float = 0.002) -> 
 def policy_from_run(result: SimResult, reference, rule: str, *, metric: str = "entropy", max_error: float = 0.002,
                     calibration: str = "") -> ExitPolicy:
     """The policy ``rule`` calibrated on a run ``result`` against ``reference`` labels (N,)."""
+    return policy_from_outputs(result.outputs, reference, rule, metric=metric, max_error=max_error,
+                               calibration=calibration)
+
+
+def policy_from_outputs(outputs: torch.Tensor, reference, rule: str, *, metric: str = "entropy",
+                        max_error: float = 0.002, calibration: str = "") -> ExitPolicy:
+    """The policy ``rule`` calibrated on a readout over time ``outputs`` (T, N, *K) against ``reference`` (N,)."""
     check_rule(rule, metric, max_error)
-    lam = calibrate_exit_thresholds(result, reference, metric=metric, rule=EXIT_RULES[rule], max_error=max_error)
+    lam = _thresholds(outputs, reference, metric, EXIT_RULES[rule], max_error)
     return ExitPolicy(rule, metric, float(max_error), tuple(lam), calibration)
 
 
@@ -229,9 +237,13 @@ def _precision_rule(scores: torch.Tensor, correct: torch.Tensor, max_error: floa
 def calibrate_exit_thresholds(result: SimResult, reference, *, metric: str = "entropy", rule: str = "both",
                               max_error: float = 0.002) -> list[float]:
     """Thresholds lambda_t from a calibration run; ``reference`` (N,) labels or ANN predictions."""
+    return _thresholds(result.outputs, reference, metric, rule, max_error)
+
+
+def _thresholds(outputs: torch.Tensor, reference, metric: str, rule: str, max_error: float) -> list[float]:
     ref = torch.as_tensor(np.asarray(reference), dtype=torch.int64).view(1, -1)
-    correct = (result.predictions() == ref).double()
-    scores = exit_scores(result, metric).double()
+    correct = (outputs.reshape(outputs.shape[0], outputs.shape[1], -1).argmax(-1) == ref).double()
+    scores = _scores(outputs, metric).double()
     if rule not in ("authors", "precision", "both"):
         raise DataError(f"IAT threshold rule must be 'both', 'precision' or 'authors', got {rule!r}")
     lam = _authors_rule(scores, correct, metric) if rule != "precision" else torch.zeros(scores.shape[0])

@@ -149,7 +149,7 @@ def srp_section(ann, x, xt, yt, tau: int) -> list[str]:
 
 def adafire_section(ann, x, xt, yt, T: int) -> list[str]:
     base = convert(ann, x, "adafire", T, progress=False, ssc_ratios=(1.0,))
-    full = convert(ann, x, "adafire", T, progress=False)
+    full = convert(ann, x, "adafire", T, progress=False, iat=True)
     rows = ["| variant | bursts N_l | SSC ratios | spikes/sample | mean steps | accuracy (%) |", "|---|---|---|---|---|---|"]
     for label, snn in (("base (bursts + BC)", base), ("+ SSC", full)):
         res = simulate(snn, xt, T)

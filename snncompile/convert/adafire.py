@@ -36,12 +36,15 @@
    ``sensitivity_anylysis_threshold`` tries rho in 1, 1.5, ..., 10, minimizes the layers' own
    spikes under sum_l S_l(rho_l) <= 0.95 sum_l S_l(1), after a first BC: docs/methods.md.)
 4. **Bias correction** of Li et al. (per-step current, layer by layer), as the authors do.
-5. **Input-aware adaptive timesteps (IAT).** Exit thresholds lambda_t calibrated on the
-   calibration set with the ANN's predictions as reference labels
+5. **Input-aware adaptive timesteps (IAT)**, with ``iat=True``: exit thresholds lambda_t calibrated on
+   the calibration set with the ANN's predictions as reference labels, as the authors do
    (:mod:`snncompile.sim.early_exit`; default rule "both": the repo's heuristic, raised per
    step where early exits would disagree with the ANN on more than ``iat_max_error`` of the
    calibration samples), stored in ``meta["iat"]``; apply them to a simulation result with
-   :func:`snncompile.sim.early_exit`.
+   :func:`snncompile.sim.early_exit`. Off by default: it costs a simulation of the calibration
+   samples BC did not simulate (0.5 of the calibration set), the pipeline's ``--early-exit`` calibrates
+   its own policy on held-out samples instead (the conversion is fitted to the calibration samples, so
+   thresholds calibrated there come out too lax: ``snncompile.search``), and nothing else reads them.
 """
 
 from __future__ import annotations
@@ -134,12 +137,12 @@ def _choose_ratios(b: _Builder, names, bursts, ratios, tolerance, x, logits, cal
 def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4, 8),
             budget: float | None = None, spike_budget: float = 0.95, spike_ref: int = 4,
             ssc_ratios=(1.0, 1.25, 1.5, 2.0), ssc_tolerance: float = 0.1, bias_correction: bool = True,
-            samples: int = 128, iat_metric: str = "entropy", iat_rule: str = "both", iat_max_error: float = 0.002,
-            per_channel: bool = False, search_samples: int | None = None) -> Graph:
+            samples: int = 128, iat: bool = False, iat_metric: str = "entropy", iat_rule: str = "both",
+            iat_max_error: float = 0.002, per_channel: bool = False, search_samples: int | None = None) -> Graph:
     """Convert ``ann`` with AdaFire for ``timesteps`` (see module doc).
 
     ``samples``: calibration samples used by the sensitivity analyses and BC; the IAT thresholds
-    use the whole calibration set. ``search_samples``: the first ones of those that the burst and
+    (``iat=True``) use the whole calibration set. ``search_samples``: the first ones of those that the burst and
     SSC searches use (default: all ``samples``; the searches' cost is proportional to it).
     ``per_channel``: thresholds per output channel (the authors' ``channel_wise=True``) from
     per-channel statistics, instead of one per layer.
@@ -175,12 +178,14 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     with stage("bias_correction"):
         snn, head_outputs = _bias_correction(ann, snn, calib, names, timesteps, n_head, rec, notes) \
             if bias_correction else (snn, None)
-    with stage("iat_thresholds"):
-        res = _calibration_run(snn, calib, timesteps, head_outputs)
-        ref = rec.logits.reshape(len(calib), -1).argmax(-1)
-        lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
-    iat = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
-    return with_meta(snn, getattr(ann, "meta", {}), notes=notes, iat=iat, max_spikes=bursts, ssc=ratios)
+    extra = {}
+    if iat:
+        with stage("iat_thresholds"):
+            res = _calibration_run(snn, calib, timesteps, head_outputs)
+            ref = rec.logits.reshape(len(calib), -1).argmax(-1)
+            lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
+        extra["iat"] = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
+    return with_meta(snn, getattr(ann, "meta", {}), notes=notes, max_spikes=bursts, ssc=ratios, **extra)
 
 
 def _number(v) -> bool:

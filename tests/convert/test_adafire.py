@@ -132,7 +132,7 @@ def test_binary_targets_get_adafire_ch_without_bursts():
 
 
 def test_search_samples_limit_only_the_searches(cnn, data):
-    kw = {"candidates": (1, 2, 4), "ssc_ratios": (1.0, 1.5), "bias_correction": False}
+    kw = {"candidates": (1, 2, 4), "ssc_ratios": (1.0, 1.5), "bias_correction": False, "iat": True}
     a = convert(cnn, data, "adafire", T, progress=False, samples=96, search_samples=32, **kw)
     b = convert(cnn, data, "adafire", T, progress=False, samples=32, **kw)  # without BC, samples feed only the searches
     for n in LAYERS:

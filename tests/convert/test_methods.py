@@ -174,14 +174,14 @@ def test_adafire_bursts_beat_binary_neurons_at_equal_T(cnn, data):
     logits = cnn.run(x)
     fast = {"samples": 64, "ssc_ratios": (1.0,)}
     binary = convert(cnn, data, "adafire", T, progress=False, candidates=(1,), budget=1, **fast)
-    burst = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2, 4), budget=2, **fast)
+    burst = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2, 4), budget=2, iat=True, **fast)
     sizes = [burst.nodes[n].max_spikes for n in LAYERS]
     assert max(sizes) > 1 and np.mean(sizes) <= 2
     assert all(binary.nodes[n].max_spikes == 1 for n in LAYERS)
     kl = {k: symmetric_kl(simulate(g, x, T).outputs[-1], logits) for k, g in (("binary", binary), ("burst", burst))}
     assert kl["burst"] < kl["binary"]
     iat = burst.meta["iat"]
-    assert iat["metric"] == "entropy" and len(iat["thresholds"]) == T
+    assert iat["metric"] == "entropy" and len(iat["thresholds"]) == T and "iat" not in binary.meta  # off by default
 
 
 def test_pareto_select_minimizes_profit_under_budget():

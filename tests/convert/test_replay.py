@@ -102,7 +102,7 @@ def test_adafire_decisions_equal_without_the_kept_fork_inputs(monkeypatch):
     used = []
     kept = search._kept_inputs
     monkeypatch.setattr(search, "_kept_inputs", lambda *a: used.append(kept(*a)) or used[-1])
-    kw = {"samples": 16, "ssc_ratios": (1.0, 1.5, 2.0), "batch_size": 32}
+    kw = {"samples": 16, "ssc_ratios": (1.0, 1.5, 2.0), "batch_size": 32, "iat": True}
     fast = convert(ann, x, "adafire", T, progress=False, **kw)
     assert used and all(used)
     monkeypatch.setattr(search, "_kept_inputs", lambda *a: [])
@@ -126,7 +126,7 @@ def test_layer_at_a_time_calibration_equals_prefix_runs(method, monkeypatch):
 @pytest.mark.slow
 def test_adafire_bias_correction_and_iat_equal_prefix_runs(monkeypatch):
     ann, x = _resnet(), _mnist(24)
-    kw = {"samples": 16, "candidates": (1, 2), "ssc_ratios": (1.0, 1.5), "batch_size": 16}
+    kw = {"samples": 16, "candidates": (1, 2), "ssc_ratios": (1.0, 1.5), "batch_size": 16, "iat": True}
     fast = convert(ann, x, "adafire", T, progress=False, **kw)
     monkeypatch.setattr(sys.modules["snncompile.convert.adafire"], "fits_in_memory", lambda *a: False)
     slow = convert(ann, x, "adafire", T, progress=False, **kw)
@@ -136,9 +136,11 @@ def test_adafire_bias_correction_and_iat_equal_prefix_runs(monkeypatch):
 
 
 def test_timing_meta_names_the_stages(cnn, data):
-    snn = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2), ssc_ratios=(1.0, 1.5))
+    snn = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2), ssc_ratios=(1.0, 1.5), iat=True)
     t = snn.meta["timing"]
     assert {"ann_pass", "burst_search", "ssc_search", "bias_correction", "iat_thresholds"} <= set(t["stages"])
+    off = convert(cnn, data, "adafire", T, progress=False, candidates=(1, 2), ssc_ratios=(1.0, 1.5))
+    assert "iat_thresholds" not in off.meta["timing"]["stages"] and "iat" not in off.meta  # iat=False: not computed
     assert sum(t["stages"].values()) + t["other_s"] + t["prepare_s"] <= t["convert_s"] + 1e-3
     assert all(v >= 0 for v in t["stages"].values())
 

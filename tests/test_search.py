@@ -283,3 +283,24 @@ def test_identical_conversions_share_their_runs(monkeypatch):
     assert (shared.chosen.method, shared.chosen.timesteps) == (alone.chosen.method, alone.chosen.timesteps)
     assert _thetas(shared.chosen.snn) == _thetas(alone.chosen.snn)
     assert (shared_sims, alone_sims) == (2, 2 * 3)  # per T one validation run, once or per method
+
+
+def test_energy_pruning_lets_cheap_exits_reach_the_next_T():
+    """A method whose full-T energy at T exceeds the best within budget is not converted at a larger T,
+    unless one of its exit candidates at T is cheaper than the best: then up to twice the smallest T
+    within budget (mnist_resnet: adafire T = 8 with exit, after adafire+ch T = 4 met the budget)."""
+    from snncompile.search import Candidate, _prune
+
+    def cand(method, T, energy, ok=False, rule=None):
+        return Candidate(method, T, 0.9, 0.0, 0.0, energy, T, 0.0, within_budget=ok, early_exit=rule)
+
+    best = cand("adafire+ch", 4, 1.0, ok=True, rule="iat")
+    full, cheap_exit, dear_exit = cand("adafire", 4, 1.2), cand("adafire", 4, 0.8, rule="both"), \
+        cand("adafire", 4, 1.1, rule="iat")
+    done = [cand("adafire+ch", 4, 3.0), best, full, cheap_exit]
+    assert _prune("energy", "adafire", 8, [full, cheap_exit], done) is None
+    assert "T > 2 x 4" in _prune("energy", "adafire", 16, [full, cheap_exit], done)
+    assert "energy grows with T" in _prune("energy", "adafire", 8, [full, dear_exit], done)
+    assert _prune("energy", "adafire", 8, [cand("adafire", 4, 0.9)], done) is None  # cheaper at full T
+    assert "met the budget" in _prune("energy", "adafire+ch", 8, [best], done)
+    assert _prune("accuracy", "adafire", 64, [full], done) is None

@@ -10,8 +10,9 @@ For every model in ``examples/models.py`` this trains with Adam (lr 1e-3,
 batch 128), prints the test accuracy, saves ``<out>/<name>.pt`` (state_dict)
 and ``<out>/<name>.onnx`` (opset 17, legacy TorchScript exporter, eval mode)
 and checks the ONNX file against the torch model with onnxruntime.
-It also writes ``<out>/data/mnist_calib.npz`` (500 training samples) and
-``<out>/data/mnist_test.npz`` (the first 1000 test samples).
+It also writes ``<out>/data/mnist_calib.npz`` (500 training samples),
+``<out>/data/mnist_test.npz`` (the first 1000 test samples) and ``<out>/data/mnist_val.npz``
+(the next 1000 test samples: held-out validation data the models were not trained on).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ DEFAULT_MNIST = Path("/tmp/mnist/package/data")
 ONNX_TOL = 1e-4
 N_CALIB = 500
 N_TEST = 1000
+N_VAL = 1000  # test samples N_TEST .. N_TEST + N_VAL: validation, disjoint from the evaluated ones
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -65,7 +67,8 @@ def write_data(train: Split, test: Split, out_dir: Path, seed: int = 0) -> None:
     perm = np.random.default_rng(seed).permutation(len(train[0]))[:N_CALIB]
     np.savez_compressed(data_dir / "mnist_calib.npz", x=train[0][perm], y=train[1][perm])
     np.savez_compressed(data_dir / "mnist_test.npz", x=test[0][:N_TEST], y=test[1][:N_TEST])
-    print(f"wrote {data_dir / 'mnist_calib.npz'} and {data_dir / 'mnist_test.npz'}")
+    np.savez_compressed(data_dir / "mnist_val.npz", x=test[0][N_TEST:N_TEST + N_VAL], y=test[1][N_TEST:N_TEST + N_VAL])
+    print(f"wrote {data_dir / 'mnist_calib.npz'}, {data_dir / 'mnist_test.npz'} and {data_dir / 'mnist_val.npz'}")
 
 
 def set_seed(seed: int) -> None:
@@ -184,7 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="output directory for .onnx/.pt files and data/")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-only", action="store_true",
-                   help="only write data/mnist_calib.npz and data/mnist_test.npz")
+                   help="only write data/mnist_calib.npz, data/mnist_test.npz and data/mnist_val.npz")
     return p.parse_args(argv)
 
 

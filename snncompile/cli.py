@@ -59,6 +59,11 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="evaluation data: .npz with 'x' (N, *input_shape) float and optional 'y' (N,) labels")
     p.add_argument("--calib", type=Path, help="calibration data (.npz, 'x'); default: samples of --data "
                                                "that are not evaluated")
+    p.add_argument("--validation", type=Path, metavar="FILE",
+                   help="held-out data (.npz, 'x', 'y'), never the evaluated samples and ideally none the ANN "
+                        "was trained on: the search scores its candidates on its first 1000 samples and early "
+                        "exit calibrates its thresholds there; default: the samples after --calib-samples in "
+                        "the calibration source")
     p.add_argument("--method", help="conversion method (default: searched with T, see --optimize; methods in "
                                     "docs/methods.md)")
     p.add_argument("-O", "--method-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
@@ -74,9 +79,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-exit", metavar="RULE", choices=("iat", "precision", "both", "off"),
                    help="stop each sample at its own step once the readout is confident (AdaFire's input-aware "
                         "adaptive timesteps): per-step thresholds lambda_t on the readout's score, calibrated "
-                        "against the ANN's predictions on held-out samples (the search's validation split; a fixed "
-                        "run: the samples after --calib-samples in the calibration source when at least 100 "
-                        "follow, else the calibration samples). RULE: iat (the AdaFire authors' "
+                        "against the ANN's predictions on the --validation samples when given, else on the "
+                        "calibration samples. RULE: iat (the AdaFire authors' "
                         "heuristic lambda_t = 0.6 + 0.4 exp(min_t e_t - e_t), e_t the mean entropy of the samples "
                         "right at t), precision (the lowest lambda_t at which at most --exit-max-error of the "
                         "samples that would exit at t disagree with the ANN), both (the larger of the "

@@ -25,7 +25,8 @@ def compile(args) -> int:
     from snncompile.safeio import dumps, write_file
 
     out = args.out or Path(f"{args.model.stem}.snn")
-    protect = [args.model, args.data, args.calib, *([Path(args.energy)] if Path(args.energy).exists() else [])]
+    protect = [args.model, args.data, args.calib, args.validation,
+               *([Path(args.energy)] if Path(args.energy).exists() else [])]
     check_writable(out, force=args.force, protect=protect)
     for flag, v in (("--ray-cpus", args.ray_cpus), ("--shards", args.shards)):
         if v is not None and v < 1:
@@ -36,7 +37,8 @@ def compile(args) -> int:
                     progress=not args.quiet, shard=args.shard, objective=args.optimize, max_drop=args.max_drop,
                     method_options=dict(args.method_option), early_exit=args.early_exit,
                     exit_metric=args.exit_metric or RunConfig.exit_metric,  # the flags' defaults: RunConfig's
-                    exit_max_error=RunConfig.exit_max_error if args.exit_max_error is None else args.exit_max_error)
+                    exit_max_error=RunConfig.exit_max_error if args.exit_max_error is None else args.exit_max_error,
+                    validation=args.validation)
     searched = args.method is None or args.timesteps is None  # the search scores early-exit candidates
     if (args.exit_metric is not None or args.exit_max_error is not None) and (
             args.early_exit == "off" or (args.early_exit is None and not searched)):

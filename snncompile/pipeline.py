@@ -26,6 +26,7 @@ from snncompile.evaluate import (
 from snncompile.interrupts import checkpoint
 from snncompile.ir import IF, Graph
 from snncompile.report import build_report
+from snncompile.safeio import clean
 
 __all__ = [
     "TARGETS",
@@ -67,6 +68,7 @@ class RunConfig:
     early_exit: str | None = None
     exit_metric: str = "entropy"  # --exit-metric
     exit_max_error: float = 0.002  # --exit-max-error
+    validation: Path | None = None  # --validation: held-out samples for the search and early exit
 
 
 @dataclass
@@ -104,29 +106,23 @@ def _searching(cfg: RunConfig) -> bool:
 
 
 def _held_out(cfg: RunConfig) -> bool:
-    """The run reads samples after the calibration ones: the search's validation split, or a fixed run's
-    early-exit calibration."""
-    return _searching(cfg) or cfg.early_exit not in (None, "off")
+    """The run reads validation samples: the search's, or (from --validation) a fixed run's early-exit
+    calibration samples."""
+    return _searching(cfg) or (cfg.validation is not None and cfg.early_exit not in (None, "off"))
 
 
 def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset, Dataset | None]:
-    """(evaluated, calibration, held-out) samples; the held-out ones never overlap the evaluated ones: they
-    follow the calibration samples in their source. Searching: the validation split (see
-    :func:`_validation`). A fixed run with --early-exit: the samples its exit thresholds are calibrated on,
-    when at least MIN_VALIDATION follow the calibration ones (else None: the calibration samples serve)."""
-    evals, calib, rest = _split_calib(cfg, data, VALIDATION_SAMPLES if _held_out(cfg) else 0)
-    if rest is None:
-        return evals, calib, None
-    if _searching(cfg):
-        return (evals, *_validation(calib, rest))
-    if len(rest) >= MIN_VALIDATION:
-        log.info("early exit: calibrating the exit thresholds on %d samples after the %d calibration samples (%s)",
-                 len(rest), len(calib), rest.source)
-        return evals, calib, rest
-    log.info("early exit: only %d samples follow the %d calibration samples (fewer than %d); the exit thresholds "
-             "are calibrated on the calibration samples, which the conversion was fitted to (pass --calib with "
-             "more samples)", len(rest), len(calib), MIN_VALIDATION)
-    return evals, calib, None
+    """(evaluated, calibration, validation) samples; validation never overlaps the evaluated samples: the
+    first VALIDATION_SAMPLES of --validation (the search scores there and early exit calibrates there), else
+    (for the search only) those after the calibration samples in their source (see :func:`_validation`)."""
+    if cfg.validation is not None:
+        evals, calib, _ = _split_calib(cfg, data)
+        val = load_npz(cfg.validation, limit=VALIDATION_SAMPLES)
+        log.info("%s on %d samples of --validation (%s)", "search: validating" if _searching(cfg) else
+                 "early exit: calibrating the exit thresholds", len(val), val.source)
+        return evals, calib, val
+    evals, calib, rest = _split_calib(cfg, data, VALIDATION_SAMPLES if _searching(cfg) else 0)
+    return (evals, calib, None) if rest is None else (evals, *_validation(calib, rest))
 
 
 def _validation(calib: Dataset, rest: Dataset) -> tuple[Dataset, Dataset]:
@@ -203,6 +199,13 @@ def _check_config(cfg: RunConfig) -> None:
         if cfg.early_exit != "off" and not get_backend(cfg.target).supports.early_exit:
             raise DataError(f"--early-exit {cfg.early_exit}: the {cfg.target} export carries no exit rule (the "
                             f"exported network runs all T steps); leave --early-exit out for this target")
+    if cfg.validation is not None:
+        if not _held_out(cfg):
+            raise DataError("--validation: nothing reads it here (-T and --method fix the conversion and no "
+                            "--early-exit rule is given); the search scores on it and early exit calibrates on it")
+        if Path(cfg.validation).resolve() == Path(cfg.data).resolve():
+            raise DataError(f"--validation {clean(cfg.validation)} is the evaluation data (--data): validation "
+                            f"must be held out from the samples evaluated")
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:
@@ -235,7 +238,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     t_load = time.perf_counter()
     ann = load_onnx(cfg.model)
     need = None if cfg.samples is None else cfg.samples + (0 if cfg.calib is not None else cfg.calib_samples + (
-        VALIDATION_SAMPLES if _held_out(cfg) else 0))
+        VALIDATION_SAMPLES if _searching(cfg) and cfg.validation is None else 0))
     data = load_npz(cfg.data, limit=need)
     k = int(np.prod(ann.shapes[ann.outputs[0].name]))
     check_against(data, ann.input.data_shape, k)  # the model's layout (before a folded input Transpose)
@@ -291,19 +294,19 @@ def compile_model(cfg: RunConfig) -> Compiled:
 
 
 def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Dataset | None, found) -> dict:
-    """--early-exit: the search's policy for the candidate it chose (calibrated on the validation samples),
-    else the policy calibrated on the held-out samples ``val`` (or, without them, on the calibration
-    samples); all against the ANN's predictions. The held-out samples are preferred because the conversion
-    was fitted to the calibration samples: the SNN agrees with the ANN there more than on new inputs, and
-    the thresholds would come out too lax (snncompile.search's module doc)."""
+    """--early-exit: the search's policy for the candidate it chose, else the policy calibrated on the
+    --validation samples ``val`` when given, or on the calibration samples; all against the ANN's
+    predictions (why the two sources: snncompile.search's module doc)."""
     from snncompile.sim.early_exit import calibrate_policy
 
     if found is not None and found.chosen.policy is not None:
-        folds = (found.early_exit or {}).get("folds", 1)
-        d = {**found.chosen.policy, "calibration": f"{found.samples} validation samples {val.source}, "
-             f"against the ANN's predictions (the search scored it {folds}-fold cross-fitted)"}
+        folds = (found.early_exit or {}).get("folds")
+        d = {**found.chosen.policy, "calibration": (
+            f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions" if not folds else
+            f"{found.samples} validation samples {val.source}, against the ANN's predictions (the search scored "
+            f"it {folds}-fold cross-fitted)")}
     else:
-        on, what = (calib, "calibration") if val is None else (val, "held-out")
+        on, what = (calib, "calibration") if val is None else (val, "validation")
         d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
                              max_error=cfg.exit_max_error, batch_size=cfg.batch_size,
                              device=cfg.device).as_dict()
@@ -331,7 +334,7 @@ def _search(cfg: RunConfig, ann: Graph, calib: Dataset, val: Dataset, energy: di
                    validation=f"{len(val)} samples {val.source} (calibration: {calib.source})",
                    early_exit=None if rule is None else {
                        "rule": rule, "metric": cfg.exit_metric, "max_error": cfg.exit_max_error},
-                   exit_searched=searched)
+                   exit_searched=searched, exit_on_validation=cfg.validation is not None)
     c = found.chosen
     ratio = found.ann_energy / c.energy if c.energy else float("inf")
     log.info("search (%s, --max-drop %g): %s T=%d%s, validation accuracy %.2f %% (ANN %.2f %%), %.3e J/sample "

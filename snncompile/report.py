@@ -337,9 +337,11 @@ def _search_markdown(s: dict) -> list[str]:
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
               + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "
-                 f"`{md(ee.get('rule'))}` (exit thresholds calibrated on the validation samples, each candidate's score "
-                 f"cross-fitted over {int(ee.get('folds') or 1)} folds of them; accuracy, counts "
-                 f"and energy at each sample's exit step; exit `none`: the full T)." if exits else "")),
+                 f"`{md(ee.get('rule'))}` (exit thresholds calibrated on "
+                 + (f"the validation samples, each candidate's score cross-fitted over {int(ee['folds'])} folds of "
+                    f"them" if ee.get('folds') else "the calibration samples")
+                 + "; accuracy, counts "
+                 "and energy at each sample's exit step; exit `none`: the full T)." if exits else "")),
              "",
              (f"| method | T |{' exit (mean steps) |' if exits else ''} validation accuracy | drop (points, +- se) | "
               "spikes/sample | synops/sample | energy J/sample | ANN/SNN | in budget | seconds |"),

@@ -252,14 +252,21 @@ def test_small_calibration_source_splits_the_calibration_set():
     assert "[0:360]" in c.search["validation"] and cfg.timesteps == c.search["chosen"]["timesteps"]
 
 
+def _fresh_key(counter, snn) -> str:
+    return str(next(counter))  # every network is new: nothing is identical
+
+
 def test_identical_conversions_share_their_runs(monkeypatch):
     """mnist_qcfs: adafire and adafire+ch convert to calib-light's network (theta = the QCFS lambda), so
     their validation runs are calib-light's, simulated once per T: the same candidates,
     the same choice and the same deployed network as with every conversion simulated on its own."""
+    import functools
     import itertools
 
     import snncompile.search as search_mod
     from snncompile import sim
+
+    _key = search_mod._network_key
 
     ann = load_onnx(ROOT / "examples" / "mnist_qcfs.onnx")
     with np.load(CALIB) as f:
@@ -268,21 +275,22 @@ def test_identical_conversions_share_their_runs(monkeypatch):
     real = sim.simulate
     monkeypatch.setattr(sim, "simulate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
 
-    def run():
+    def run(on_val):
         calls.clear()
         r = search(ann, x[:64], x[64:224], y[64:224], E, methods=("calib-light", "adafire", "adafire+ch"),
                    grid=(1, 2), max_drop=5.0, exhaustive=True, progress=False, exit_searched=True,
-                   early_exit={"rule": "both", "metric": "entropy", "max_error": 0.002})
+                   early_exit={"rule": "both", "metric": "entropy", "max_error": 0.002}, exit_on_validation=on_val)
         return r, [{k: v for k, v in c.as_dict().items() if k != "seconds"} for c in r.candidates], len(calls)
 
-    shared, shared_rows, shared_sims = run()
-    fresh = itertools.count()
-    monkeypatch.setattr(search_mod, "_network_key", lambda snn: str(next(fresh)))  # nothing is identical
-    alone, alone_rows, alone_sims = run()
-    assert shared_rows == alone_rows and len(shared_rows) == 2 * 3 * 4  # (T, method) x (full T + 3 rules)
-    assert (shared.chosen.method, shared.chosen.timesteps) == (alone.chosen.method, alone.chosen.timesteps)
-    assert _thetas(shared.chosen.snn) == _thetas(alone.chosen.snn)
-    assert (shared_sims, alone_sims) == (2, 2 * 3)  # per T one validation run, once or per method
+    for on_val, runs in ((False, 2), (True, 1)):  # per T: validation (+ calibration without on_val) runs
+        monkeypatch.setattr(search_mod, "_network_key", _key)
+        shared, shared_rows, shared_sims = run(on_val)
+        monkeypatch.setattr(search_mod, "_network_key", functools.partial(_fresh_key, itertools.count()))
+        alone, alone_rows, alone_sims = run(on_val)
+        assert shared_rows == alone_rows and len(shared_rows) == 2 * 3 * 4  # (T, method) x (full T + 3 rules)
+        assert (shared.chosen.method, shared.chosen.timesteps) == (alone.chosen.method, alone.chosen.timesteps)
+        assert _thetas(shared.chosen.snn) == _thetas(alone.chosen.snn)
+        assert (shared_sims, alone_sims) == (2 * runs, 2 * 3 * runs)  # once per T, or once per method and T
 
 
 def test_energy_pruning_lets_cheap_exits_reach_the_next_T():
@@ -304,3 +312,31 @@ def test_energy_pruning_lets_cheap_exits_reach_the_next_T():
     assert _prune("energy", "adafire", 8, [cand("adafire", 4, 0.9)], done) is None  # cheaper at full T
     assert "met the budget" in _prune("energy", "adafire+ch", 8, [best], done)
     assert _prune("accuracy", "adafire", 64, [full], done) is None
+
+
+def test_validation_file_serves_the_search_and_early_exit(tmp_path):
+    """--validation: the search scores on that file's samples (the calibration source is not split), a fixed
+    run with --early-exit calibrates its thresholds there; refused when nothing reads it or when it is the
+    evaluation data, and its samples must fit the model."""
+    from snncompile.errors import DataError
+    from snncompile.pipeline import RunConfig, compile_model
+
+    val = tmp_path / "val.npz"
+    with np.load(ROOT / "examples" / "data" / "mnist_val.npz") as f:
+        np.savez_compressed(val, x=f["x"][:120], y=f["y"][:120])
+    kw = {"model": MODEL, "data": DATA, "calib": CALIB, "samples": 20, "calib_samples": 64, "progress": False}
+    c = compile_model(RunConfig(validation=val, timesteps=4, **kw))
+    assert c.search["validation_samples"] == 120 and str(val) in c.search["validation"]
+    ee = c.snn.meta.get("early_exit")  # the chosen candidate's exit policy, if it exits early
+    assert ee is None or ee["calibration"].startswith(f"120 validation samples {val}")
+    fixed = compile_model(RunConfig(validation=val, timesteps=4, method="deng", early_exit="precision", **kw))
+    assert fixed.snn.meta["early_exit"]["calibration"].startswith(f"120 validation samples {val}")
+    assert c.search["early_exit"]["folds"] == 4  # the search's exit candidates: calibrated there, cross-fitted
+    with pytest.raises(DataError, match="nothing reads it"):
+        compile_model(RunConfig(validation=val, timesteps=4, method="deng", **kw))
+    with pytest.raises(DataError, match="is the evaluation data"):
+        compile_model(RunConfig(validation=DATA, timesteps=4, **kw))
+    bad = tmp_path / "bad.npz"
+    np.savez_compressed(bad, x=np.zeros((10, 3, 8, 8), np.float32))
+    with pytest.raises(DataError):
+        compile_model(RunConfig(validation=bad, timesteps=4, **kw))

@@ -41,8 +41,8 @@ convert nearly everything (on mnist_resnet 112 candidates, 635 s at load 9), and
 candidate alone misses a larger T whose network is accurate enough to exit early (mnist_resnet: adafire
 T = 4 is 10 points below the ANN, T = 8 within budget with exit ``both`` at 3.4x less energy than the
 ANN, cheaper than every candidate at T <= 4). So a method whose exit candidates at T are cheaper than the
-best within budget is also converted at the next T, up to twice the smallest T at which any candidate
-met the budget. ``exhaustive=True`` converts every candidate. Each candidate's conversion starts from
+best within budget (or whose full-T candidate is that best) is also converted at the next T, up to twice
+the smallest T at which any candidate met the budget. ``exhaustive=True`` converts every candidate. Each candidate's conversion starts from
 the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the
 deployed SNN is the one ``--method M -T N`` builds.
 
@@ -422,9 +422,11 @@ def _prune(objective: str, method: str, T: int, prev: list[Candidate] | None, do
     """Why (method, T) need not be converted, or None. ``prev``: this method's candidates at its largest T
     so far (the full-T one first). With the candidates within budget so far: ``latency``: one with fewer
     steps exists (steps >= T); ``energy``: this method's full-T energy at a smaller T already exceeds the
-    cheapest one's (its energy per sample grows with T: more steps, more spikes), unless one of its
-    early-exit candidates there is cheaper than that and T is at most twice the smallest T within budget
-    (an exit candidate's energy does not grow with T; see the module doc). ``accuracy`` converts everything."""
+    cheapest one's (its energy per sample grows with T: more steps, more spikes), unless it was scored with
+    early exit, T is at most twice the smallest T within budget, and its full-T candidate there is the
+    cheapest or one of its exit candidates is cheaper than the cheapest (an exit candidate's energy does not
+    grow with T, and a network converted for more steps may exit sooner; see the module doc). ``accuracy``
+    converts everything."""
     ok = [c for c in done if c.within_budget]
     if not ok or objective == "accuracy":
         return None
@@ -435,12 +437,12 @@ def _prune(objective: str, method: str, T: int, prev: list[Candidate] | None, do
     if prev is None:
         return None
     full = prev[0]
-    if full is best:
-        return f"{method} met the budget at T={full.timesteps}, and its energy grows with T"
-    if full.energy < best.energy:
-        return None
     first = min(c.timesteps for c in ok)  # the smallest T within budget: the exit extension's bound
-    if T <= 2 * first and any(c.early_exit is not None and c.energy < best.energy for c in prev):
+    exits = [c for c in prev if c.early_exit is not None]
+    extend = T <= 2 * first and bool(exits) and (full is best or any(c.energy < best.energy for c in exits))
+    if full is best:
+        return None if extend else f"{method} met the budget at T={full.timesteps}, and its energy grows with T"
+    if full.energy < best.energy or extend:
         return None
     return (f"{method} at T={full.timesteps} already costs {full.energy:.3e} J >= {best.energy:.3e} J of "
             f"{best.method} T={best.timesteps} within budget, and energy grows with T" +

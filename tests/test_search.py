@@ -310,7 +310,11 @@ def test_energy_pruning_lets_cheap_exits_reach_the_next_T():
     assert "T > 2 x 4" in _prune("energy", "adafire", 16, [full, cheap_exit], done)
     assert "energy grows with T" in _prune("energy", "adafire", 8, [full, dear_exit], done)
     assert _prune("energy", "adafire", 8, [cand("adafire", 4, 0.9)], done) is None  # cheaper at full T
-    assert "met the budget" in _prune("energy", "adafire+ch", 8, [best], done)
+    top = cand("calib-light", 2, 0.5, ok=True)  # the best is a full-T candidate: its method may exit at 2T
+    same = cand("calib-light", 2, 0.5, rule="both")
+    assert "met the budget" in _prune("energy", "calib-light", 4, [top], [top])  # not scored with early exit
+    assert _prune("energy", "calib-light", 4, [top, same], [top, same]) is None
+    assert "met the budget" in _prune("energy", "calib-light", 8, [top, same], [top, same])
     assert _prune("accuracy", "adafire", 64, [full], done) is None
 
 

@@ -311,7 +311,8 @@ thresholds as the whole-network runs it replaces (checked bitwise on the example
   Since 5f10515 not even the prefix: the recorded run keeps the per-step values the forks read from
   upstream (each layer's input current, the skip connections into its descendants).
 * **Searches stop where the answer is fixed**: burst sizes that cannot fit the budget are not simulated;
-  AdaFire's IAT run reuses the outputs BC simulated on its subset and simulates only the other samples.
+  AdaFire's IAT run (only with `-O iat=true` since 2026-12-06: the pipeline's `--early-exit` calibrates its
+  own thresholds) reuses the outputs BC simulated on its subset and simulates only the other samples.
 * The MSE threshold search (`convert/thresholds.py`; 4258fa3, 511202c) evaluates in float32 only the
   candidates a float64 bound leaves: from the layer's sorted subsample and its prefix sums, with margins
   for float32 rounding, values on level boundaries and any summation order, the bound rules out every
@@ -369,8 +370,9 @@ samples (0.5 simulation) and, per IF layer, that layer and every IF layer after 
 settings (0.5 x 3 x the fraction of the network's neurons at or after the layer). Those fractions sum to
 1.33-1.34 on the 2- and 3-layer examples and 2.79 on mnist_resnet's 7 layers, so the forked runs alone
 are 4.0 and 8.4 simulations, and with the two recorded runs (1.0), BC (two passes of each layer on 128
-samples: 1.0) and IAT (the other 128 samples: 0.5) 6.5 and 10.9: what the table measures on the CNN
-examples and on mnist_resnet. mnist_mlp cost more than its 6.5 (14-17) while the MSE threshold grid of its 8
+samples: 1.0) and IAT (the other 128 samples: 0.5) 6.5 and 10.9: what the table measured on the CNN
+examples and on mnist_resnet with IAT. Without it (the default since 2026-12-06, `-O iat=true` computes it)
+6.0 and 10.4. mnist_mlp cost more than its 6.5 (14-17) while the MSE threshold grid of its 8
 (layer, N) thresholds (96 candidates over a 65,536-value subsample each) was 6.5 of its 15 ms simulations;
 with the bounded search (4258fa3, 511202c) that is about one, and mnist_mlp's adafire 8.5-11. The target
 of 4 needs AdaFire to compute less, not faster.

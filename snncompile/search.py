@@ -38,9 +38,9 @@ that a method's energy per sample grows with T (more steps, more spikes). With e
 dimension (``exit_searched``) the pruning reads each T's full-T candidate, for which that premise holds;
 an exit candidate's energy hardly grows with T (the samples exit at similar steps), so pruning on it would
 convert nearly everything (on mnist_resnet 112 candidates, 635 s at load 9), and pruning on the full-T
-candidate alone misses a larger T whose network is accurate enough to exit early (mnist_resnet: adafire
-T = 4 is 10 points below the ANN, T = 8 within budget with exit ``both`` at 3.4x less energy than the
-ANN, cheaper than every candidate at T <= 4). So a method whose exit candidates at T are cheaper than the
+candidate alone misses a larger T whose network is accurate enough to exit early (mnist_resnet with
+``exit_on_validation``: adafire T = 4 is 10 points below the ANN, T = 16 with exit ``precision`` within
+budget at 3.0x less energy than the ANN, cheaper than every candidate within budget at T <= 8). So a method whose exit candidates at T are cheaper than the
 best within budget (or whose full-T candidate is that best) is also converted at the next T, up to twice
 the smallest T at which any candidate met the budget. ``exhaustive=True`` converts every candidate. Each candidate's conversion starts from
 the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the

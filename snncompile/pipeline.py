@@ -206,6 +206,10 @@ def _check_config(cfg: RunConfig) -> None:
         if Path(cfg.validation).resolve() == Path(cfg.data).resolve():
             raise DataError(f"--validation {clean(cfg.validation)} is the evaluation data (--data): validation "
                             f"must be held out from the samples evaluated")
+        if cfg.calib is not None and Path(cfg.validation).resolve() == Path(cfg.calib).resolve():
+            raise DataError(f"--validation {clean(cfg.validation)} is the calibration data (--calib): validation "
+                            f"must be held out from the samples calibrated on (leave --validation out to validate "
+                            f"on the samples after --calib-samples in that file)")
     if not 0 <= cfg.seed < 2**32:
         raise DataError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     try:

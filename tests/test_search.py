@@ -340,6 +340,8 @@ def test_validation_file_serves_the_search_and_early_exit(tmp_path):
         compile_model(RunConfig(validation=val, timesteps=4, method="deng", **kw))
     with pytest.raises(DataError, match="is the evaluation data"):
         compile_model(RunConfig(validation=DATA, timesteps=4, **kw))
+    with pytest.raises(DataError, match="is the calibration data"):
+        compile_model(RunConfig(validation=CALIB, timesteps=4, **kw))
     bad = tmp_path / "bad.npz"
     np.savez_compressed(bad, x=np.zeros((10, 3, 8, 8), np.float32))
     with pytest.raises(DataError):

@@ -43,8 +43,8 @@
    calibration samples), stored in ``meta["iat"]``; apply them to a simulation result with
    :func:`snncompile.sim.early_exit`. Off by default: it costs a simulation of the calibration
    samples BC did not simulate (0.5 of the calibration set), the pipeline's ``--early-exit`` calibrates
-   its own policy on held-out samples instead (the conversion is fitted to the calibration samples, so
-   thresholds calibrated there come out too lax: ``snncompile.search``), and nothing else reads them.
+   its own policy (on the ``--validation`` samples when given: the conversion is fitted to the calibration
+   samples, so thresholds calibrated there come out lax; ``snncompile.search``), and nothing else reads them.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ spikes emitted up to t* (pre-steps included), see :meth:`SimResult.spikes_until`
 
 Deployment (``--early-exit RULE``): :class:`ExitPolicy` holds a calibrated rule (the CLI's names:
 ``iat`` = the authors' rule, ``precision``, ``both``); :func:`calibrate_policy` simulates the SNN on
-samples (held-out ones where the pipeline has them, see ``snncompile.search``) and calibrates it against
+samples (the pipeline's: the ``--validation`` samples when given, else the calibration ones; see
+``snncompile.search``) and calibrates it against
 the ANN's predictions, :func:`policy_from_outputs` does it from a readout already simulated; :meth:`ExitPolicy.exit_steps`
 applies it to any readout over time (float simulator, fixed-point simulator, Lava's recorded
 readout), and :func:`counts_to_exit` sums a per-step trace of counts up to each sample's exit step

@@ -370,11 +370,11 @@ samples (0.5 simulation) and, per IF layer, that layer and every IF layer after 
 settings (0.5 x 3 x the fraction of the network's neurons at or after the layer). Those fractions sum to
 1.33-1.34 on the 2- and 3-layer examples and 2.79 on mnist_resnet's 7 layers, so the forked runs alone
 are 4.0 and 8.4 simulations, and with the two recorded runs (1.0), BC (two passes of each layer on 128
-samples: 1.0) and IAT (the other 128 samples: 0.5) 6.5 and 10.9: what the table measured on the CNN
-examples and on mnist_resnet with IAT. Without it (the default since 2026-12-06, `-O iat=true` computes it)
-6.0 and 10.4. mnist_mlp cost more than its 6.5 (14-17) while the MSE threshold grid of its 8
+samples: 1.0) 6.0 and 10.4: what the table measures on the CNN examples and on mnist_resnet (with IAT,
+the other 128 samples, 0.5 more: 6.5 and 10.9, the runs before 2026-12-06's df51bdc; `-O iat=true` still
+computes it). mnist_mlp cost more than its 6.0 (14-17) while the MSE threshold grid of its 8
 (layer, N) thresholds (96 candidates over a 65,536-value subsample each) was 6.5 of its 15 ms simulations;
-with the bounded search (4258fa3, 511202c) that is about one, and mnist_mlp's adafire 8.5-11. The target
+with the bounded search (4258fa3, 511202c) that is about one, and mnist_mlp's adafire 8.5-11 with IAT, 9.75 in the table above without it. The target
 of 4 needs AdaFire to compute less, not faster.
 
 Cut, exactly (5f10515, 5a0adf2): a forked run no longer recomputes what is upstream of its layer: the base

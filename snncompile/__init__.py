@@ -39,7 +39,9 @@ def _omp_wait_policy(others: int | None, load: float | None, env, cores: int = 2
 def _runnable_elsewhere(reads: int = 5) -> int | None:
     """Tasks runnable right now besides this one: the kernel's count of runnable tasks (/proc/loadavg's
     4th field, ours included) minus one, the least of ``reads`` reads 1 ms apart (a task that is busy is
-    runnable in every read, a short-lived one is not); None without /proc/loadavg."""
+    runnable in every read, a short-lived one is not); None without /proc/loadavg. The count is the whole
+    host's: under a cpuset or taskset narrower than the host, busy tasks on the other cores count too, and
+    so do this process's other threads (both err on the passive side)."""
     import time
 
     seen = []

@@ -60,10 +60,11 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=Path, help="calibration data (.npz, 'x'); default: samples of --data "
                                                "that are not evaluated")
     p.add_argument("--validation", type=Path, metavar="FILE",
-                   help="held-out data (.npz, 'x', 'y'), never the evaluated samples and ideally none the ANN "
-                        "was trained on: the search scores its candidates on its first 1000 samples and early "
-                        "exit calibrates its thresholds there; default: the samples after --calib-samples in "
-                        "the calibration source")
+                   help="held-out data (.npz with 'x' and optional 'y'), never the evaluated or calibration "
+                        "samples and ideally none the ANN was trained on: the search scores its candidates on its "
+                        "first 1000 samples and early exit calibrates its thresholds there. Without it the search "
+                        "validates on the samples after --calib-samples in the calibration source and early exit "
+                        "calibrates on the calibration samples")
     p.add_argument("--method", help="conversion method (default: searched with T, see --optimize; methods in "
                                     "docs/methods.md)")
     p.add_argument("-O", "--method-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
@@ -71,8 +72,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "weight calibration at the paper's budget), -O percentile=99.9; see docs/methods.md")
     p.add_argument("-T", "--timesteps", type=int, help="time steps per sample (default: searched, see --optimize)")
     p.add_argument("--optimize", choices=("energy", "latency", "accuracy"),
-                   help="search method x T (those not fixed by --method/-T) on a validation split of the "
-                        "calibration data and deploy the candidate with the least energy per sample, the fewest "
+                   help="search method x T (those not fixed by --method/-T) on the validation samples "
+                        "(--validation, else a split of the calibration data) and deploy the candidate with the least energy per sample, the fewest "
                         "steps, or the best accuracy; energy, within --max-drop, when none of the three is given")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
                    help="accuracy budget of the search: points of validation accuracy below the ANN (default 1.0)")

@@ -118,6 +118,10 @@ def _split(cfg: RunConfig, data: Dataset) -> tuple[Dataset, Dataset, Dataset | N
     if cfg.validation is not None:
         evals, calib, _ = _split_calib(cfg, data)
         val = load_npz(cfg.validation, limit=VALIDATION_SAMPLES)
+        val = val.take(0, min(len(val), VALIDATION_SAMPLES))  # a folder of samples is read whole
+        if len(val) < MIN_VALIDATION:
+            warnings.warn(f"--validation {val.source}: only {len(val)} samples (fewer than {MIN_VALIDATION}); "
+                          f"the search's accuracy drops are that noisy", stacklevel=2)
         log.info("%s on %d samples of --validation (%s)", "search: validating" if _searching(cfg) else
                  "early exit: calibrating the exit thresholds", len(val), val.source)
         return evals, calib, val
@@ -305,10 +309,11 @@ def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Da
 
     if found is not None and found.chosen.policy is not None:
         folds = (found.early_exit or {}).get("folds")
+        how = (f"the search scored it {folds}-fold cross-fitted" if folds and folds > 1 else
+               "one sample: the search scored it on the sample it was calibrated on")
         d = {**found.chosen.policy, "calibration": (
             f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions" if not folds else
-            f"{found.samples} validation samples {val.source}, against the ANN's predictions (the search scored "
-            f"it {folds}-fold cross-fitted)")}
+            f"{found.samples} validation samples {val.source}, against the ANN's predictions ({how})")}
     else:
         on, what = (calib, "calibration") if val is None else (val, "validation")
         d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,

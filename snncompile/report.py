@@ -339,7 +339,8 @@ def _search_markdown(s: dict) -> list[str]:
               + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "
                  f"`{md(ee.get('rule'))}` (exit thresholds calibrated on "
                  + (f"the validation samples, each candidate's score cross-fitted over {int(ee['folds'])} folds of "
-                    f"them" if ee.get('folds') else "the calibration samples")
+                    f"them" if (ee.get('folds') or 0) > 1 else "the one validation sample, and scored there"
+                    if ee.get('folds') else "the calibration samples")
                  + "; accuracy, counts "
                  "and energy at each sample's exit step; exit `none`: the full T)." if exits else "")),
              "",

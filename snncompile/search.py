@@ -6,7 +6,8 @@ every candidate method for every T of :data:`TIMESTEPS` (``method`` or ``timeste
 dimension), simulates each SNN on the validation samples and measures its top-1 accuracy, spikes,
 synaptic operations and energy per sample (:func:`snncompile.energy.estimate` with the chosen
 constants; neuron updates = neurons x (pre-steps + T), as in the report). The validation samples must not be the
-evaluation data: the pipeline takes them from the calibration source, after the calibration samples.
+evaluation data: the pipeline takes them from ``--validation``, else from the calibration source, after
+the calibration samples.
 
 Budget: a candidate is *within budget* when its accuracy drop below the ANN on the validation samples
 plus one standard error of that drop is at most ``max_drop`` points. The drop is paired (the same
@@ -41,7 +42,7 @@ convert nearly everything (on mnist_resnet 112 candidates, 635 s at load 9), and
 candidate alone misses a larger T whose network is accurate enough to exit early (mnist_resnet with
 ``exit_on_validation``: adafire T = 4 is 10 points below the ANN, T = 16 with exit ``precision`` within
 budget at 3.0x less energy than the ANN, cheaper than every candidate within budget at T <= 8). So a method whose exit candidates at T are cheaper than the
-best within budget (or whose full-T candidate is that best) is also converted at the next T, up to twice
+best within budget (or one of whose candidates is that best) is also converted at the next T, up to twice
 the smallest T at which any candidate met the budget. ``exhaustive=True`` converts every candidate. Each candidate's conversion starts from
 the same seeds as a fixed run's (``torch.manual_seed(seed)``, ``np.random.seed(seed)``), so the
 deployed SNN is the one ``--method M -T N`` builds.
@@ -420,13 +421,14 @@ def _paired_drop(ann_ok: np.ndarray, snn_ok: np.ndarray) -> tuple[float, float]:
 
 def _prune(objective: str, method: str, T: int, prev: list[Candidate] | None, done: list[Candidate]) -> str | None:
     """Why (method, T) need not be converted, or None. ``prev``: this method's candidates at its largest T
-    so far (the full-T one first). With the candidates within budget so far: ``latency``: one with fewer
+    so far (the full-T one first, where it was scored). With the candidates within budget so far: ``latency``: one with fewer
     steps exists (steps >= T); ``energy``: this method's full-T energy at a smaller T already exceeds the
-    cheapest one's (its energy per sample grows with T: more steps, more spikes), unless it was scored with
-    early exit, T is at most twice the smallest T within budget, and its full-T candidate there is the
-    cheapest or one of its exit candidates is cheaper than the cheapest (an exit candidate's energy does not
-    grow with T, and a network converted for more steps may exit sooner; see the module doc). ``accuracy``
-    converts everything."""
+    cheapest one's, or the cheapest is one of its candidates there (its energy per sample grows with T:
+    more steps, more spikes), unless it was scored with early exit, T is at most twice the smallest T within
+    budget, and the cheapest is one of its candidates at the smaller T or one of its exit candidates there is
+    cheaper (an exit candidate's energy does not grow with T, and a network converted for more steps may
+    exit sooner; see the module doc). Where only exit candidates were scored (a fixed ``--early-exit`` rule)
+    that bound is the only one. ``accuracy`` converts everything."""
     ok = [c for c in done if c.within_budget]
     if not ok or objective == "accuracy":
         return None
@@ -439,11 +441,15 @@ def _prune(objective: str, method: str, T: int, prev: list[Candidate] | None, do
     full = prev[0]
     first = min(c.timesteps for c in ok)  # the smallest T within budget: the exit extension's bound
     exits = [c for c in prev if c.early_exit is not None]
-    extend = T <= 2 * first and bool(exits) and (full is best or any(c.energy < best.energy for c in exits))
-    if full is best:
-        return None if extend else f"{method} met the budget at T={full.timesteps}, and its energy grows with T"
-    if full.energy < best.energy or extend:
+    here = any(c is best for c in prev)  # the cheapest within budget is one of this method's candidates at T
+    extend = T <= 2 * first and bool(exits) and (here or any(c.energy < best.energy for c in exits))
+    if extend or (full.early_exit is None and full.energy < best.energy):
         return None
+    if here:
+        return f"{method} met the budget at T={full.timesteps}, and its energy grows with T"
+    if full.energy < best.energy:  # only exit candidates were scored (a fixed --early-exit rule)
+        return (f"{method} at T={full.timesteps} exits early at {full.energy:.3e} J < {best.energy:.3e} J, but "
+                f"T > 2 x {first}, the smallest T within budget")
     return (f"{method} at T={full.timesteps} already costs {full.energy:.3e} J >= {best.energy:.3e} J of "
             f"{best.method} T={best.timesteps} within budget, and energy grows with T" +
             ("" if T <= 2 * first else f" (early exit: T > 2 x {first}, the smallest T within budget)"))

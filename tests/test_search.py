@@ -315,6 +315,14 @@ def test_energy_pruning_lets_cheap_exits_reach_the_next_T():
     assert "met the budget" in _prune("energy", "calib-light", 4, [top], [top])  # not scored with early exit
     assert _prune("energy", "calib-light", 4, [top, same], [top, same]) is None
     assert "met the budget" in _prune("energy", "calib-light", 8, [top, same], [top, same])
+    # the cheapest within budget is the method's own exit candidate, no sibling rule is cheaper: extended too
+    full_a, iat_a, prec_a = cand("a", 4, 2.0), cand("a", 4, 1.0, ok=True, rule="iat"), cand("a", 4, 1.2, rule="precision")
+    assert _prune("energy", "a", 8, [full_a, iat_a, prec_a], [full_a, iat_a, prec_a]) is None
+    assert "met the budget" in _prune("energy", "a", 16, [full_a, iat_a, prec_a], [full_a, iat_a, prec_a])
+    # a fixed --early-exit rule (exit candidates only): cheaper than the cheapest, still bounded by 2 x 4
+    only = cand("b", 32, 0.5, rule="iat")
+    assert _prune("energy", "b", 8, [cand("b", 4, 0.5, rule="iat")], [iat_a]) is None
+    assert "T > 2 x 4" in _prune("energy", "b", 64, [only], [iat_a, only])
     assert _prune("accuracy", "adafire", 64, [full], done) is None
 
 
@@ -331,6 +339,7 @@ def test_validation_file_serves_the_search_and_early_exit(tmp_path):
     kw = {"model": MODEL, "data": DATA, "calib": CALIB, "samples": 20, "calib_samples": 64, "progress": False}
     c = compile_model(RunConfig(validation=val, timesteps=4, **kw))
     assert c.search["validation_samples"] == 120 and str(val) in c.search["validation"]
+    assert c.search["early_exit"]["calibration"] == "120 validation samples" and c.search["early_exit"]["folds"] == 4
     ee = c.snn.meta.get("early_exit")  # the chosen candidate's exit policy, if it exits early
     assert ee is None or ee["calibration"].startswith(f"120 validation samples {val}")
     fixed = compile_model(RunConfig(validation=val, timesteps=4, method="deng", early_exit="precision", **kw))
@@ -342,7 +351,46 @@ def test_validation_file_serves_the_search_and_early_exit(tmp_path):
         compile_model(RunConfig(validation=DATA, timesteps=4, **kw))
     with pytest.raises(DataError, match="is the calibration data"):
         compile_model(RunConfig(validation=CALIB, timesteps=4, **kw))
+    folder = tmp_path / "valdir"  # a folder of x.npy/y.npy is read whole by load_npz: capped at 1000 here
+    folder.mkdir()
+    with np.load(ROOT / "examples" / "data" / "mnist_val.npz") as f:
+        np.save(folder / "x.npy", np.concatenate([f["x"], f["x"][:200]]))
+        np.save(folder / "y.npy", np.concatenate([f["y"], f["y"][:200]]))
+    from snncompile.data import load_npz
+    from snncompile.pipeline import _split
+
+    _, calib_part, val_part = _split(RunConfig(validation=folder, timesteps=4, **kw), load_npz(DATA))
+    assert (len(calib_part), len(val_part)) == (64, 1000)
     bad = tmp_path / "bad.npz"
     np.savez_compressed(bad, x=np.zeros((10, 3, 8, 8), np.float32))
     with pytest.raises(DataError):
         compile_model(RunConfig(validation=bad, timesteps=4, **kw))
+
+
+def test_exit_scores_are_cross_fitted_on_validation():
+    """With exit_on_validation each fold exits by thresholds calibrated on the other folds: scrambling the
+    reference of fold 0 leaves fold 0's exit steps as they were (and changes the thresholds that the other
+    folds and the deployed policy get); the deployed policy is the one calibrated on every sample."""
+    from types import SimpleNamespace
+
+    from snncompile.search import _with_exit
+    from snncompile.sim.early_exit import policy_from_outputs
+
+    g = torch.Generator().manual_seed(0)
+    T, n, k = 6, 48, 4
+    outputs = torch.cumsum(torch.randn(T, n, 10, generator=g), 0) / torch.arange(1, T + 1).view(-1, 1, 1)
+    r = SimpleNamespace(outputs=outputs, trace={"l": torch.ones(T, n, 2)}, pre_steps=0, num_samples=n)
+    ref = outputs[-1].argmax(-1).numpy()
+    opts = {"metric": "entropy", "max_error": 0.05, "folds": k, "calibration": f"{n} validation samples"}
+    for rule in ("iat", "precision", "both"):
+        pred, mean_steps, policy, spikes, _ = _with_exit(r, None, (opts, ref), rule)
+        assert policy["thresholds"] == list(policy_from_outputs(outputs, ref, rule, metric="entropy",
+                                                                max_error=0.05).thresholds)
+        assert spikes == pytest.approx(mean_steps)  # one spike per step and sample, counted to each exit
+        fold0 = np.arange(n) % k == 0
+        scrambled = ref.copy()
+        scrambled[fold0] = (scrambled[fold0] + 1 + np.arange(fold0.sum()) % 9) % 10
+        pred2, _, policy2, _, _ = _with_exit(r, None, (opts, scrambled), rule)
+        np.testing.assert_array_equal(pred[fold0], pred2[fold0])  # fold 0 is scored by the other folds alone
+        if rule != "iat":  # iat's thresholds read only the samples' entropies where they agree with the reference
+            assert policy2["thresholds"] != policy["thresholds"]

@@ -154,6 +154,11 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
             and int(spike_ref) == spike_ref):
         raise ConversionError(f"adafire: need spike_budget > 0 and an integer spike_ref >= 1, got "
                               f"spike_budget={spike_budget!r}, spike_ref={spike_ref!r}")
+    if not isinstance(iat, bool):
+        raise ConversionError(f"adafire: iat must be true or false, got {iat!r}")
+    if not iat and (iat_metric, iat_rule, iat_max_error) != ("entropy", "both", 0.002):
+        raise ConversionError("adafire: iat_metric, iat_rule and iat_max_error are options of the in-conversion IAT "
+                              "thresholds; give iat=true too (or --early-exit for the pipeline's own policy)")
     if search_samples is not None and not (_number(search_samples) and search_samples >= 1
                                            and int(search_samples) == search_samples):
         raise ConversionError(f"adafire: search_samples must be an integer >= 1, got {search_samples!r}")

@@ -24,6 +24,7 @@ from snncompile.convert.weight_calibration import (
     rate_approx,
     synaptic_block,
 )
+from snncompile.errors import ConversionError
 from snncompile.sim import mean_rates, simulate
 
 T = 8
@@ -182,6 +183,10 @@ def test_adafire_bursts_beat_binary_neurons_at_equal_T(cnn, data):
     assert kl["burst"] < kl["binary"]
     iat = burst.meta["iat"]
     assert iat["metric"] == "entropy" and len(iat["thresholds"]) == T and "iat" not in binary.meta  # off by default
+    with pytest.raises(ConversionError, match="iat must be true or false"):
+        convert(cnn, data, "adafire", T, progress=False, iat="no", **fast)
+    with pytest.raises(ConversionError, match="give iat=true"):
+        convert(cnn, data, "adafire", T, progress=False, iat_rule="precision", **fast)
 
 
 def test_pareto_select_minimizes_profit_under_budget():

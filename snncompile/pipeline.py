@@ -308,12 +308,14 @@ def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Da
     from snncompile.sim.early_exit import calibrate_policy
 
     if found is not None and found.chosen.policy is not None:
-        folds = (found.early_exit or {}).get("folds")
-        how = (f"the search scored it {folds}-fold cross-fitted" if folds and folds > 1 else
-               "one sample: the search scored it on the sample it was calibrated on")
-        d = {**found.chosen.policy, "calibration": (
-            f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions" if not folds else
-            f"{found.samples} validation samples {val.source}, against the ANN's predictions ({how})")}
+        folds = (found.early_exit or {}).get("folds")  # None: calibrated on the calibration samples
+        if folds is None:
+            on = f"{len(calib)} calibration samples {calib.source}, against the ANN's predictions"
+        else:
+            how = (f"the search scored it {folds}-fold cross-fitted" if folds > 1 else
+                   "one sample: the search scored it on the sample it was calibrated on")
+            on = f"{found.samples} validation samples {val.source}, against the ANN's predictions ({how})"
+        d = {**found.chosen.policy, "calibration": on}
     else:
         on, what = (calib, "calibration") if val is None else (val, "validation")
         d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,

@@ -337,12 +337,9 @@ def _search_markdown(s: dict) -> list[str]:
               f"{'' if s['in_budget'] else ' (no candidate met the budget: the most accurate)'}; "
               f"{len(s['candidates'])} candidates in {s['seconds']:.1f} s."
               + (f" Candidates scored {'for the full T and ' if ee.get('searched') else ''}with early exit "
-                 f"`{md(ee.get('rule'))}` (exit thresholds calibrated on "
-                 + (f"the validation samples, each candidate's score cross-fitted over {int(ee['folds'])} folds of "
-                    f"them" if (ee.get('folds') or 0) > 1 else "the one validation sample, and scored there"
-                    if ee.get('folds') else "the calibration samples")
-                 + "; accuracy, counts "
-                 "and energy at each sample's exit step; exit `none`: the full T)." if exits else "")),
+                 f"`{md(ee.get('rule'))}` (exit thresholds calibrated on {_exit_calibration(ee.get('folds'))}; "
+                 "accuracy, counts and energy at each sample's exit step; exit `none`: the full T)."
+                 if exits else "")),
              "",
              (f"| method | T |{' exit (mean steps) |' if exits else ''} validation accuracy | drop (points, +- se) | "
               "spikes/sample | synops/sample | energy J/sample | ANN/SNN | in budget | seconds |"),
@@ -362,6 +359,15 @@ def _search_markdown(s: dict) -> list[str]:
         lines += ["", "Not converted: " + "; ".join(f"{md(m)} T = {', '.join(map(str, ts))} ({md(why, 120)})"
                                                     for (m, why), ts in groups.items()) + "."]
     return lines
+
+
+def _exit_calibration(folds) -> str:
+    """Where the search calibrated its exit thresholds (its ``early_exit.folds``; None: calibration samples)."""
+    if folds is None:
+        return "the calibration samples"
+    if int(folds) > 1:
+        return f"the validation samples, each candidate's score cross-fitted over {int(folds)} folds of them"
+    return "the one validation sample, and scored there"
 
 
 def _label(text: object, limit: int = 60) -> str:

@@ -96,7 +96,8 @@ def _tune_malloc(env) -> bool:
         import ctypes
 
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc only: musl and others have no (or a no-op) mallopt
+        if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: musl and others have no-op mallopts
+            return False
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

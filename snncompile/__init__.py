@@ -99,7 +99,7 @@ def _tune_malloc(env) -> bool:
         if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: musl and others have no-op mallopts
             return False
         mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):  # TypeError: CDLL(None) on Windows
+    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes; TypeError: CDLL(None) on Windows
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)) and \

@@ -448,17 +448,23 @@ MEMORY = """**Memory reuse** (33a7336): a simulation frees and allocates tensors
 glibc's default thresholds (blocks over 128 KB, raised on the fly to the largest block freed, come from a
 fresh `mmap`; the heap's free top above twice that goes back to the kernel) each such tensor faults in
 new zeroed pages. `import snncompile` now sets `mallopt` M_MMAP_THRESHOLD to 32 MB (glibc's largest) and
-M_TRIM_THRESHOLD to 256 MB, unless the user set any `MALLOC_*_` variable or `GLIBC_TUNABLES`
-(tests/test_malloc_tuning.py: 20 rounds of four 20 MB arrays, about 42,000 page faults before, none after).
+M_TRIM_THRESHOLD to 256 MB, unless the user tuned malloc (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
+`MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`, a `glibc.malloc.*` entry in `GLIBC_TUNABLES`) or set
+`SNNCOMPILE_NO_MALLOC_TUNING=1` (tests/test_malloc_tuning.py: 20 rounds of four 20 MB arrays with transparent
+huge pages off, about 390,000 page faults untuned here, none after the import; 32,000-43,000 untuned with
+numpy's huge-page advice, which depends on the kernel's setting).
 No result changes. The whole CLI run `mnist_resnet --method adafire -T 32`, 2 threads on the 2 cores,
 idle machine, alternating runs of 9419f08 and 33a7336 (2026-12-06 22:05 UTC): 16.8, 17.0, 18.2 s wall
 (kernel time 2.5-3.7 s) before, 14.5, 15.9, 16.7 s (1.2-1.5 s) after; an earlier alternating series the
-same evening (the thresholds as environment variables against none): 16.4, 16.8 s against 13.8, 14.0 s. All
+same evening (the thresholds as environment variables against none): 16.4, 16.8 s against 13.8, 14.0 s,
+kernel time 4.5-4.9 s against 1.2-1.3 s. All
 8 runs of the code that evening: 13.6, 14.1, 14.4, 14.5, 14.6, 15.1, 15.9, 16.7 s. Peak RSS 0.82-1.0 GB
 either way. The issue's target (under 15 s) is met in 5 of those 8 runs, not in every run: this machine's
 speed drifts by 10-20 % within an hour. On one thread the
-gain is smaller, 5-12 % of AdaFire's conversion (the table's `before`), and the ratios hardly move: the
-simulation it is measured against gains too. Where the rest of that compile goes (cProfile, 2 threads):
+gain is smaller (the table's `before` ratios; convert CPU seconds, one run each: mnist_resnet's adafire and
+adafire+ch -12 % and -11 %, the other AdaFire cells -9 % to +4 %, within the noise of single runs), and the
+simulation the ratios divide by gains too: mnist_resnet's adafire ratio 11.92 -> 10.63 (-11 %); the cells
+under 0.3 s of CPU move by -32 % to +16 % (single runs of 0.01-0.3 s), the others by -11 % to +10 %. Where the rest of that compile goes (cProfile, 2 threads):
 convert 8-10 s (the burst and SSC searches 85 % of it), the evaluation of the 1000 test samples 2.7-3.3 s,
 importing torch 1.7 s, the three plots 1.7 s (matplotlib's import 0.4-0.7 s of it). Tried, no gain: the
 layers' forked runs in two threads of one torch thread each (8.35 and 8.33 s against 8.36 and 7.74 s

@@ -74,13 +74,20 @@ def _cores() -> int:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's largest accepted value (HEAP_MAX_SIZE / 2 on 64-bit)
 MALLOC_TRIM_THRESHOLD = 256 << 20
-_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
-               "GLIBC_TUNABLES")
+# glibc's own malloc variables: any of them set (or a glibc.malloc.* entry in GLIBC_TUNABLES) is the user's tuning
+_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+MALLOC_OPT_OUT = "SNNCOMPILE_NO_MALLOC_TUNING"  # set (not "" or "0"): leave glibc's defaults
+
+
+def _users_malloc(env) -> bool:
+    """Whether the user chose malloc's behaviour: glibc's variables, its malloc tunables, or our opt-out."""
+    return (any(k in env for k in _MALLOC_ENV) or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
+            or env.get(MALLOC_OPT_OUT, "") not in ("", "0"))
 
 
 def _tune_malloc(env) -> bool:
     """Keep freed tensor memory in the process for the next tensor of that size, unless the user tuned
-    glibc's malloc (any of ``_MALLOC_ENV`` set): returns whether it was set.
+    glibc's malloc or opted out (:func:`_users_malloc`): returns whether it was set.
 
     A simulation allocates and frees tensors of 0.1-20 MB at every step. glibc serves blocks above its
     mmap threshold (128 KB, raised on the fly up to the size of the largest block freed) with a fresh
@@ -90,7 +97,7 @@ def _tune_malloc(env) -> bool:
     16.4-18.2 -> 13.6-16.7 s; peak RSS 0.82-1.0 GB either way; docs/benchmarks.md, "Memory reuse"); blocks
     over 32 MB are still mapped and unmapped each time. Only glibc has ``mallopt``; elsewhere nothing changes. The values
     change no result: the same arithmetic runs on memory from another place."""
-    if any(k in env for k in _MALLOC_ENV):
+    if _users_malloc(env):
         return False
     try:
         import ctypes

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from snncompile import _MALLOC_ENV, _tune_malloc
+from snncompile import _MALLOC_ENV, MALLOC_OPT_OUT, _tune_malloc, _users_malloc
 
 
 def _glibc() -> bool:
@@ -18,9 +18,19 @@ def _glibc() -> bool:
         return False
 
 
-@pytest.mark.parametrize("name", _MALLOC_ENV)
-def test_the_users_malloc_tuning_stands(name):
-    assert _tune_malloc({name: "1"}) is False
+@pytest.mark.parametrize("env,users", [
+    *[({name: "1"}, True) for name in _MALLOC_ENV],
+    ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"}, True),
+    ({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, False),  # set for another reason: still tuned
+    ({MALLOC_OPT_OUT: "1"}, True),
+    ({MALLOC_OPT_OUT: "0"}, False),
+    ({MALLOC_OPT_OUT: ""}, False),
+    ({}, False),
+])
+def test_the_users_malloc_tuning_stands(env, users):
+    assert _users_malloc(env) is users
+    if users:
+        assert _tune_malloc(env) is False
 
 
 # four 20 MB arrays at once, freed, 20 times: the page faults that the last 20 rounds cost. Transparent
@@ -51,7 +61,8 @@ def test_import_keeps_freed_tensor_memory():
     assert _tune_malloc({}) is True
 
     # the test runner's own malloc tuning (e.g. a CI's GLIBC_TUNABLES) would make the import a no-op
-    env = {k: v for k, v in os.environ.items() if k not in _MALLOC_ENV} | {"NUMPY_MADVISE_HUGEPAGE": "0"}
+    env = {k: v for k, v in os.environ.items() if k not in (*_MALLOC_ENV, "GLIBC_TUNABLES", MALLOC_OPT_OUT)} | {
+        "NUMPY_MADVISE_HUGEPAGE": "0"}
 
     def faults(how: str) -> int:
         out = subprocess.run([sys.executable, "-c", _PROBE, how], capture_output=True, text=True, check=True,

@@ -92,3 +92,10 @@ bench-scale: $(STAMP)
 .PHONY: bench-compile
 bench-compile: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/compile_time.py
+
+# The residual example's whole compile as a user runs it (fresh CLI processes, 2 cores, torch's default threads):
+# issue 21's `--method adafire -T 32` 5 times, the two searches once (docs/benchmarks.md section "cli-time").
+# About 3 minutes; needs an otherwise idle machine.
+.PHONY: bench-cli
+bench-cli: $(STAMP)
+	$(BIN)/python benchmarks/cli_time.py

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from benchdoc import write_section
 
 MODEL = "examples/mnist_resnet.onnx"
-DATA = ["--data", "examples/data/mnist_test.npz", "--calib", "examples/data/mnist_calib.npz"]
+DATA = ["--data", str(ROOT / "examples/data/mnist_test.npz"), "--calib", str(ROOT / "examples/data/mnist_calib.npz")]
 TARGET_S = 15.0
 COMMANDS = {  # label -> extra flags
     "--method adafire -T 32": ["--method", "adafire", "-T", "32"],
@@ -43,19 +43,35 @@ COMMANDS = {  # label -> extra flags
 }
 
 
-def one_run(flags: list[str], pythonpath: str | None) -> dict:
+def _env(pythonpath: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     else:
         env.pop("PYTHONPATH", None)
+    return env
+
+
+def check_code(pythonpath: str | None) -> None:
+    """The snncompile a run with this PYTHONPATH imports is the one in that checkout."""
+    where = Path(pythonpath or ROOT).resolve()
+    found = subprocess.run([sys.executable, "-c", "import snncompile; print(snncompile.__file__)"], cwd=where,
+                           env=_env(pythonpath), capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(found).resolve().is_relative_to(where):
+        raise SystemExit(f"{where}: a run there imports snncompile from {found}")
+
+
+def one_run(flags: list[str], pythonpath: str | None) -> dict:
+    env = _env(pythonpath)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.snn"
         load = os.getloadavg()[0]
         with open(Path(tmp) / "stderr", "w+") as err:
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "snncompile.cli", MODEL, *DATA, *flags, "--out",
-                                     str(out), "-q"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            # run in the checkout: ``-m`` puts the working directory first on sys.path, before PYTHONPATH
+            proc = subprocess.Popen([sys.executable, "-m", "snncompile.cli", str(ROOT / MODEL), *DATA, *flags,
+                                     "--out", str(out), "-q"], cwd=pythonpath or ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)
             _, status, usage = os.wait4(proc.pid, 0)  # this run's own CPU seconds and peak RSS
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -81,9 +97,11 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
              f"{os.cpu_count()} cores, torch's default threads, {minutes:.1f} min): `snncompile {MODEL} "
              "--data mnist_test.npz --calib mnist_calib.npz FLAGS -q` as fresh processes (torch's import, the "
              "1000 test samples' simulation, report and plots included); user and kernel CPU seconds of the "
-             "process, stages from report.json's `timing`, `load` the 1-minute load average before the run. "
+             "process, stages from report.json's `timing`, `load` the 1-minute load average before the run (it "
+             "lags: after the first run it counts the previous runs too). "
              f"Issue 21's target: `{first}` under {TARGET_S:.0f} s."
-             + (f" `before`: the checkout at `{args.baseline_label}`, alternating with this tree." if args.baseline
+             + (f" `before`: the checkout at `{args.baseline_label}`, alternating with this tree (`code`: its "
+                f"`git describe`)." if args.baseline
                 else ""), "",
              "| command | code | wall s | user s | kernel s | convert s | simulate s | search s | peak RSS GB | load | deployed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -103,7 +121,7 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5, help="runs of the issue-21 command (per code with --baseline)")
+    p.add_argument("--runs", type=int, default=5, help="runs of the issue-21 command (each code, with --baseline)")
     p.add_argument("--baseline", help="checkout of an older commit, alternated with this tree (PYTHONPATH)")
     p.add_argument("--baseline-label", default="baseline")
     p.add_argument("--no-searches", action="store_true", help="only the issue-21 command")
@@ -111,7 +129,11 @@ def main() -> None:
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = p.parse_args()
     t0 = time.perf_counter()
-    codes = ([("before", args.baseline)] if args.baseline else []) + [("this tree", None)]
+    head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, check=False,
+                          text=True).stdout.strip() or "this tree"
+    codes = ([("before", args.baseline)] if args.baseline else []) + [(head, None)]
+    for _, path in codes:
+        check_code(path)
     rows = []
     first, *searches = COMMANDS.items()
     plan = [first] * args.runs + ([] if args.no_searches else searches)

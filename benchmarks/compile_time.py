@@ -459,8 +459,10 @@ idle machine, alternating runs of 9419f08 and 33a7336 (2026-12-06 22:05 UTC): 16
 same evening (the thresholds as environment variables against none): 16.4, 16.8 s against 13.8, 14.0 s,
 kernel time 4.5-4.9 s against 1.2-1.3 s. All
 8 runs of the code that evening: 13.6, 14.1, 14.4, 14.5, 14.6, 15.1, 15.9, 16.7 s. Peak RSS 0.82-1.0 GB
-either way. The issue's target (under 15 s) is met in 5 of those 8 runs, not in every run: this machine's
-speed drifts by 10-20 % within an hour. On one thread the
+either way. The issue's target (under 15 s) is met in 5 of those 8 runs: this machine's speed drifts by
+10-20 % within an hour. `make bench-cli` (next section; fresh processes, each code run in its own checkout)
+measured it again at 23:26 UTC, alternating, 5 runs each: 14.4-15.6 s before (kernel 4.4-4.7 s), 12.4-12.8 s
+after (1.0-1.3 s), under 15 s in 5 of 5. On one thread the
 gain is smaller (the table's `before` ratios; convert CPU seconds, one run each: mnist_resnet's adafire and
 adafire+ch -12 % and -11 %, the other AdaFire cells -9 % to +4 %, within the noise of single runs), and the
 simulation the ratios divide by gains too: mnist_resnet's adafire ratio 11.92 -> 10.63 (-11 %); the cells

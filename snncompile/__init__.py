@@ -93,8 +93,8 @@ def _tune_malloc(env) -> bool:
     mmap threshold (128 KB, raised on the fly up to the size of the largest block freed) with a fresh
     ``mmap`` and gives the heap's free top back to the kernel above its trim threshold; either way the
     next tensor of that size faults in new zeroed pages. mnist_resnet's whole compile at T = 32
-    (``--method adafire``, 2 cores) spent 2.5-4.9 s in the kernel, 1.2-1.5 s with the thresholds here (wall
-    16.4-18.2 -> 13.6-16.7 s; peak RSS 0.82-1.0 GB either way; docs/benchmarks.md, "Memory reuse"); blocks
+    (``--method adafire``, 2 cores) spent 2.5-4.9 s in the kernel, 1.0-1.5 s with the thresholds here (wall
+    14.4-18.2 -> 12.4-16.7 s; peak RSS 0.79-1.0 GB either way; docs/benchmarks.md, "Memory reuse"); blocks
     over 32 MB are still mapped and unmapped each time. Only glibc has ``mallopt``; elsewhere nothing
     changes. The values change no result: the same arithmetic runs on memory from another place."""
     if _users_malloc(env):

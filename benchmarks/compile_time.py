@@ -425,7 +425,10 @@ every network their sensitivity analyses simulate), so what is left there is Ada
 the ANN pass, the one run of a T-independent method, and since 0d5a5b7 the validation and calibration
 runs of a conversion identical to one already simulated at the same T (every array the simulator reads;
 on mnist_qcfs adafire and adafire+ch convert to calib-light's network: its default compile 8.9 -> 8.2 s
-CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated)."""
+CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated).
+On an idle machine with torch's 2 threads (the cli-time section below, 2026-12-06 23:26 UTC, whole CLI wall
+seconds): mnist_resnet `-T 32` 27.4 s (search 22.0 s), no flags 16.3 s (search 13.3 s), against 12.4-12.8 s
+for `--method adafire -T 32`."""
 
 
 THREADS = """**On a shared machine** (the issue's "300-600 s under the load of two jobs"): torch's OpenMP worker

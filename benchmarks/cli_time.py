@@ -11,7 +11,8 @@ method when the target was set) under 15 s on 2 cores. Each run is a fresh ``snn
 on the bundled data (1000 test samples, 256 calibration samples); the process's user and kernel CPU
 seconds and peak RSS come from ``wait4``, the stages from report.json's ``timing``. With
 ``--baseline DIR`` (a checkout of an older commit) every run of the command alternates between it
-(``PYTHONPATH=DIR``) and this tree, so both see the same machine. The default compile without flags (the
+(run in DIR with ``PYTHONPATH=DIR``; :func:`check_code` makes sure that is the snncompile imported) and this
+tree, so both see the same machine. The default compile without flags (the
 energy search over method x T) and ``-T 32`` (the method search at T = 32) run once each: what a user who
 leaves the method out waits for. Writes the "cli-time" section of docs/benchmarks.md.
 """
@@ -74,7 +75,7 @@ def one_run(flags: list[str], pythonpath: str | None) -> dict:
                                     stdout=subprocess.DEVNULL, stderr=err)
             _, status, usage = os.wait4(proc.pid, 0)  # this run's own CPU seconds and peak RSS
             wall = time.perf_counter() - t0
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
             if proc.returncode != 0:
                 err.seek(0)
                 raise SystemExit(f"snncompile failed ({proc.returncode}): {err.read().strip()[-500:]}")
@@ -122,7 +123,7 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5, help="runs of the issue-21 command (each code, with --baseline)")
-    p.add_argument("--baseline", help="checkout of an older commit, alternated with this tree (PYTHONPATH)")
+    p.add_argument("--baseline", help="checkout of an older commit, alternated with this tree (run there, PYTHONPATH=it)")
     p.add_argument("--baseline-label", default="baseline")
     p.add_argument("--no-searches", action="store_true", help="only the issue-21 command")
     p.add_argument("--no-write", action="store_true")

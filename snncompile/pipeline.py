@@ -230,6 +230,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
     from snncompile import load_onnx
     from snncompile.convert import DEFAULT_METHOD, convert
     from snncompile.convert.for_target import method_for_target
+    from snncompile.convert.kept_outputs import keep_outputs
     from snncompile.lower import lower_populations
     from snncompile.quantize import quantize
     from snncompile.quantize.profile import LOIHI2
@@ -263,7 +264,7 @@ def compile_model(cfg: RunConfig) -> Compiled:
         _warn_input_range(calib, evals)
     load_s = time.perf_counter() - t_load
     # the conversion hears the target: e.g. no burst neurons for a format that carries binary spikes only
-    found = None
+    found, kept = None, None
     if _searching(cfg):
         found = _search(cfg, ann, calib, val, energy, backend)
         cfg.timesteps = found.chosen.timesteps  # the rest of the run (quantization, evaluation) at the chosen T
@@ -277,13 +278,14 @@ def compile_model(cfg: RunConfig) -> Compiled:
         method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
                                             cfg.method_options)
         t0 = time.perf_counter()
-        snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
+        with keep_outputs() as kept:  # what --early-exit's calibration run can read instead of simulating
+            snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
     timing = {"load_s": load_s, **timing}
     timing.update({f"convert_{k}_s": v for k, v in snn.meta.get("timing", {}).get("stages", {}).items()})
     if cfg.early_exit is not None:
         t0 = time.perf_counter()
-        snn.meta = {**snn.meta, "early_exit": _exit_policy(cfg, snn, ann, calib, val, found)}
+        snn.meta = {**snn.meta, "early_exit": _exit_policy(cfg, snn, ann, calib, val, found, kept)}
         timing["early_exit_calibration_s"] = time.perf_counter() - t0
     pop_float = pop_int = None
     checkpoint()
@@ -301,10 +303,13 @@ def compile_model(cfg: RunConfig) -> Compiled:
                     None if found is None else found.as_report())
 
 
-def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Dataset | None, found) -> dict:
+def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Dataset | None, found,
+                 kept: dict | None = None) -> dict:
     """--early-exit: the search's policy for the candidate it chose, else the policy calibrated on the
-    --validation samples ``val`` when given, or on the calibration samples; all against the ANN's
-    predictions (why the two sources: snncompile.search's module doc)."""
+    --validation samples ``val`` when given, or on the calibration samples (reading the rows the conversion
+    simulated, ``kept``: snncompile.convert.kept_outputs); all against the ANN's predictions (why the two
+    sources: snncompile.search's module doc)."""
+    from snncompile.convert.kept_outputs import calibration_run
     from snncompile.sim.early_exit import calibrate_policy
 
     if found is not None and found.chosen.policy is not None:
@@ -318,9 +323,11 @@ def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Da
         d = {**found.chosen.policy, "calibration": on}
     else:
         on, what = (calib, "calibration") if val is None else (val, "validation")
+        run = None if val is not None or not kept else \
+            calibration_run(snn, calib.x, cfg.timesteps, kept, batch_size=cfg.batch_size, device=cfg.device)
         d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
                              max_error=cfg.exit_max_error, batch_size=cfg.batch_size,
-                             device=cfg.device).as_dict()
+                             device=cfg.device, result=run).as_dict()
         d = {**d, "calibration": f"{len(on)} {what} samples {on.source}, against the ANN's predictions"}
     log.info("early exit %s (%s, max error %g): thresholds %s", d["rule"], d["metric"], d["max_error"],
              ", ".join(f"{v:.3f}" for v in d["thresholds"]))

@@ -53,7 +53,8 @@ spikes and synops to it, neuron updates over pre-steps + the mean exit step; ``l
 mean (and prunes nothing, since a larger T may exit sooner on average). Where its exit thresholds are
 calibrated (against the ANN's predictions, :func:`snncompile.sim.early_exit.policy_from_outputs`):
 
-* by default on the calibration samples (each candidate is simulated there too), as the deployed run does;
+* by default on the calibration samples (each candidate is simulated there too, except the rows its conversion
+  already simulated the final network on: :mod:`snncompile.convert.kept_outputs`), as the deployed run does;
 * with ``exit_on_validation`` (the CLI's ``--validation``: held-out data the ANN was not trained on) on
   the validation run itself, scored cross-fitted: the validation samples are dealt into
   :data:`EXIT_FOLDS` folds (sample i to fold i mod folds) and each fold exits by the thresholds calibrated
@@ -321,25 +322,28 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     of candidates per T (the full-T candidate and/or the early-exit one).
     ``macs``: the ANN's and the analog input's MACs per sample (``estimate``'s ann_macs, input_macs).
     ``exits`` = (early-exit options, the ANN's predictions on the samples the exit thresholds are calibrated
-    on: ``val_x`` when the options have ``folds``, else ``calib_x``, which is then simulated too): score with
+    on: ``val_x`` when the options have ``folds``, else ``calib_x``, which is then simulated too, but for the rows the
+    conversion kept: :func:`snncompile.convert.kept_outputs.calibration_run`): score with
     early exit (:func:`_with_exit`), and also without it when the options say ``searched``. ``runs``: the
     runs of the networks already simulated at this T (:func:`_network_key`); a conversion identical to one
     of them reads its runs instead of simulating again (e.g. mnist_qcfs, where adafire and adafire+ch convert to calib-light's network)."""
     from snncompile.convert import convert
+    from snncompile.convert.kept_outputs import calibration_run, keep_outputs
     from snncompile.sim import simulate
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     t0 = time.perf_counter()
-    snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
+    with keep_outputs() as kept:  # the rows of calib_x the conversion simulated its final network on
+        snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
     t1 = time.perf_counter()
     key = None if runs is None else (T, _network_key(snn))
     if key is not None and key in runs:
         res, cal = runs[key]
     else:
         res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
-        cal = None if exits is None or exits[0]["folds"] else simulate(snn, calib_x, T, batch_size=batch_size,
-                                                                       device=device)
+        cal = None if exits is None or exits[0]["folds"] else \
+            calibration_run(snn, calib_x, T, kept, batch_size=batch_size, device=device)
         if key is not None:  # only this T's runs are kept (the jobs go T by T)
             for k in [k for k in runs if k[0] != T]:
                 del runs[k]

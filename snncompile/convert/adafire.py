@@ -58,6 +58,7 @@ from snncompile.convert.activations import record_ann
 from snncompile.convert.adafire_search import Sensitivity, pareto_select, sensitivity
 from snncompile.convert.bias_correction import correct_bias, replay_error, with_bias
 from snncompile.convert.calib_set import CalibSet
+from snncompile.convert.kept_outputs import calibration_run, entry, offer
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.stages import stage
 from snncompile.convert.thresholds import threshold_from_stats
@@ -65,8 +66,6 @@ from snncompile.convert.to_snn import relu_names, to_snn, with_meta
 from snncompile.errors import ConversionError
 from snncompile.ir import Graph
 from snncompile.sim.early_exit import calibrate_exit_thresholds
-from snncompile.sim.result import SimResult
-from snncompile.sim.simulate import simulate
 
 __all__ = ["adafire"]
 
@@ -183,10 +182,13 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     with stage("bias_correction"):
         snn, head_outputs = _bias_correction(ann, snn, calib, names, timesteps, n_head, rec, notes) \
             if bias_correction else (snn, None)
+    if head_outputs is not None:
+        offer(snn, calib, head_outputs)  # for a caller that simulates the calibration set again
     extra = {}
     if iat:
         with stage("iat_thresholds"):
-            res = _calibration_run(snn, calib, timesteps, head_outputs)
+            mine = {} if head_outputs is None else entry(snn, torch.arange(n_head), calib.head(n_head), head_outputs)
+            res = calibration_run(snn, calib.x, timesteps, mine, batch_size=calib.batch_size, device=calib.device)
             ref = rec.logits.reshape(len(calib), -1).argmax(-1)
             lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)
         extra["iat"] = {"metric": iat_metric, "rule": iat_rule, "thresholds": lam}
@@ -216,18 +218,3 @@ def _bias_correction(ann: Graph, snn: Graph, calib: CalibSet, names, timesteps: 
         notes[name].append(f"BC mean|db|={d:.3g}")
         sim.emit(snn, snn.nodes[name])
     return snn, sim.outputs(snn)
-
-
-def _calibration_run(snn: Graph, calib: CalibSet, timesteps: int, head: torch.Tensor | None) -> SimResult:
-    """The converted network's run over the whole calibration set (for IAT): the samples BC already
-    simulated are not simulated again."""
-    done = 0 if head is None else head.shape[1]
-    if done >= len(calib):
-        outputs = head[:, : len(calib)]
-    else:
-        rest = simulate(snn, calib.x[done:], timesteps, batch_size=calib.batch_size, device=calib.device)
-        outputs = rest.outputs if head is None else torch.cat([head.reshape(rest.outputs.shape[0], done, -1),
-                                                               rest.outputs.reshape(rest.outputs.shape[0],
-                                                                                    rest.num_samples, -1)], 1)
-    readout = snn.nodes[snn.outputs[0].inputs[0]].name
-    return SimResult(outputs, timesteps, 0, readout, {}, {}, 0, "analog", 0.0)

@@ -23,6 +23,7 @@ class CalibSet:
     batch_size: int
     progress: bool
     device: torch.device
+    index: torch.Tensor | None = None  # (N,) int64: the rows of the given calibration array, in this order
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -60,4 +61,4 @@ def make_calib_set(graph: Graph, calib_x, *, calib_samples: int | None = None, b
         if calib_samples < 1:
             raise DataError(f"calib_samples must be >= 1, got {calib_samples}")
         order = order[:calib_samples]
-    return CalibSet(x[order].contiguous(), batch_size, progress, torch.device(device))
+    return CalibSet(x[order].contiguous(), batch_size, progress, torch.device(device), order)

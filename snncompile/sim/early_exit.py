@@ -201,16 +201,17 @@ def policy_from_outputs(outputs: torch.Tensor, reference, rule: str, *, metric: 
 
 def calibrate_policy(snn, ann, calib_x, timesteps: int, rule: str, *, metric: str = "entropy",
                      max_error: float = 0.002, batch_size: int = 256, device: str = "cpu",
-                     calibration: str = "") -> ExitPolicy:
+                     calibration: str = "", result=None) -> ExitPolicy:
     """Simulate ``snn`` (float) for ``timesteps`` on ``calib_x`` and calibrate ``rule`` against the ANN's
-    predictions on the same samples (no labels needed)."""
+    predictions on the same samples (no labels needed). ``result``: that simulation where the caller
+    has it (its ``outputs`` are read; e.g. :func:`snncompile.convert.kept_outputs.calibration_run`)."""
     from snncompile.evaluate import ann_predictions
     from snncompile.sim.simulate import simulate
 
     check_rule(rule, metric, max_error)
     x = np.asarray(calib_x, dtype=np.float32)
     ref = ann_predictions(ann, x, batch_size)
-    res = simulate(snn, x, timesteps, batch_size=batch_size, device=device)
+    res = simulate(snn, x, timesteps, batch_size=batch_size, device=device) if result is None else result
     return policy_from_run(res, ref, rule, metric=metric, max_error=max_error, calibration=calibration)
 
 

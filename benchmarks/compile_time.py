@@ -426,9 +426,14 @@ the ANN pass, the one run of a T-independent method, and since 0d5a5b7 the valid
 runs of a conversion identical to one already simulated at the same T (every array the simulator reads;
 on mnist_qcfs adafire and adafire+ch convert to calib-light's network: its default compile 8.9 -> 8.2 s
 CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated).
-On an idle machine with torch's 2 threads (the cli-time section below, 2026-12-06 23:26 UTC, whole CLI wall
-seconds): mnist_resnet `-T 32` 27.4 s (search 22.0 s), no flags 16.3 s (search 13.3 s), against 12.4-12.8 s
-for `--method adafire -T 32`."""
+Since f7fa7ed the exit thresholds' calibration run reads the rows of the calibration set each calib-* or
+AdaFire conversion simulated its final network on (128 of 256; `snncompile/convert/kept_outputs.py`, bitwise
+the simulator's outputs: tests/convert/test_kept_outputs.py) and simulates only the others: 0.35-0.45 s
+less per candidate on mnist_resnet at T = 32, the same candidates and choice. On a machine with torch's 2
+threads (the cli-time section below, 2026-12-07 00:00-00:06 UTC, whole CLI wall seconds, alternating with
+the code before it): mnist_resnet `-T 32` 27.8-28.9 s (before 28.1-30.7), no flags 16.2-17.5 s (before
+17.1-18.5), against 13.0-13.7 s for `--method adafire -T 32` in the same run (12.4-12.8 s on an idle machine
+at 23:26 UTC the day before)."""
 
 
 THREADS = """**On a shared machine** (the issue's "300-600 s under the load of two jobs"): torch's OpenMP worker

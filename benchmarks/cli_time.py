@@ -92,13 +92,6 @@ def fmt(v, spec=".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-# earlier runs of this script, kept in the section (the baselines they compared are gone from the table)
-EARLIER = ("Earlier runs: 2026-12-06 23:26 UTC (idle, 5 alternating runs), `--method adafire -T 32` took 14.4-15.6 s "
-           "(median 15.1, kernel 4.4-4.7 s) at 9419f08 (glibc malloc defaults) and 12.4-12.8 s (median 12.7, kernel "
-           "1.0-1.3 s) at 05dd235 (33a7336's malloc thresholds); `-T 32` 27.4 s and no flags 16.3 s once each at "
-           "05dd235. The machine's speed drifts by 5-10 % within an hour: compare rows of one run only.")
-
-
 def markdown(rows: list[dict], args, minutes: float) -> str:
     first = next(iter(COMMANDS))
     lines = ["## The residual example's whole compile (CLI, 2 cores)", "",
@@ -123,11 +116,10 @@ def markdown(rows: list[dict], args, minutes: float) -> str:
         for code in dict.fromkeys(r["code"] for r in rows):
             walls = [r["wall_s"] for r in rows if r["command"] == command and r["code"] == code]
             if walls:
-                under = sum(w < TARGET_S for w in walls)
+                under = (f"; under {TARGET_S:.0f} s in {sum(w < TARGET_S for w in walls)} of {len(walls)}"
+                         if command == first else "")  # the target is the first command's
                 lines += ["", (f"`{command}`, {code}: median {statistics.median(walls):.1f} s, {min(walls):.1f}-"
-                               f"{max(walls):.1f} s over {len(walls)} runs; under {TARGET_S:.0f} s in {under} of "
-                               f"{len(walls)}.")]
-    lines += ["", EARLIER]
+                               f"{max(walls):.1f} s over {len(walls)} runs{under}.")]
     return "\n".join(lines)
 
 

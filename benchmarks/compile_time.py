@@ -427,9 +427,11 @@ runs of a conversion identical to one already simulated at the same T (every arr
 on mnist_qcfs adafire and adafire+ch convert to calib-light's network: its default compile 8.9 -> 8.2 s
 CPU, same choice; tests/test_search.py checks the same candidates as with every network simulated).
 Since f7fa7ed the exit thresholds' calibration run reads the rows of the calibration set each calib-* or
-AdaFire conversion simulated its final network on (128 of 256; `snncompile/convert/kept_outputs.py`, bitwise
-the simulator's outputs: tests/convert/test_kept_outputs.py) and simulates only the others: 0.35-0.45 s
-less per candidate on mnist_resnet at T = 32, the same candidates and choice. On a machine with torch's 2
+AdaFire conversion already simulated its final network on (`snncompile/convert/kept_outputs.py`: the first
+128 by default, when their trains fit in memory, AdaFire with bias correction on; on CPU; bitwise the
+simulator's outputs, tests/convert/test_kept_outputs.py) and simulates only the others: in a `-T 32` run of
+mnist_resnet (2 threads) the other 128 rows took 0.35-0.45 s per candidate, about what the kept half no
+longer costs; the same candidates and choice. On a machine with torch's 2
 threads (the cli-time section below, 2026-12-07 00:00-00:06 UTC, whole CLI wall seconds, alternating with
 the code before it): mnist_resnet `-T 32` 27.8-28.9 s (before 28.1-30.7), no flags 16.2-17.5 s (before
 17.1-18.5), against 13.0-13.7 s for `--method adafire -T 32` in the same run (12.4-12.8 s on an idle machine

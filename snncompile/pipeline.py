@@ -323,8 +323,8 @@ def _exit_policy(cfg: RunConfig, snn: Graph, ann: Graph, calib: Dataset, val: Da
         d = {**found.chosen.policy, "calibration": on}
     else:
         on, what = (calib, "calibration") if val is None else (val, "validation")
-        run = None if val is not None or not kept else \
-            calibration_run(snn, calib.x, cfg.timesteps, kept, batch_size=cfg.batch_size, device=cfg.device)
+        run = calibration_run(snn, on.x, cfg.timesteps, kept if val is None else None, batch_size=cfg.batch_size,
+                              device=cfg.device)
         d = calibrate_policy(snn, ann, on.x, cfg.timesteps, cfg.early_exit, metric=cfg.exit_metric,
                              max_error=cfg.exit_max_error, batch_size=cfg.batch_size,
                              device=cfg.device, result=run).as_dict()

@@ -88,7 +88,7 @@ from tqdm import tqdm
 from snncompile.energy import estimate
 from snncompile.errors import CompileError, DataError
 from snncompile.ir import Graph
-from snncompile.ir.graph import content_digest
+from snncompile.ir.graph import simulated_digest
 
 __all__ = ["OBJECTIVES", "SEARCHED_EXIT_RULES", "SEARCH_METHODS", "TIMESTEPS", "T_INDEPENDENT", "Candidate", "SearchResult", "check_budget",
            "search"]
@@ -376,10 +376,8 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
 
 
 def _network_key(snn: Graph) -> str:
-    """A digest of everything the simulator reads from ``snn``: its nodes and outputs
-    (:func:`snncompile.ir.graph.content_digest`) and the meta ``pre_steps`` and ``srp_nodes``."""
-    meta = getattr(snn, "meta", {}) or {}
-    return content_digest(snn, meta.get("pre_steps", 0), tuple(meta.get("srp_nodes", ())))
+    """:func:`snncompile.ir.graph.simulated_digest`: everything the simulator reads from ``snn``."""
+    return simulated_digest(snn)
 
 
 def _with_exit(r, cal, exits, rule: str) -> tuple[np.ndarray, float, dict, float, float]:

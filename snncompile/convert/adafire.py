@@ -42,8 +42,8 @@
    step where early exits would disagree with the ANN on more than ``iat_max_error`` of the
    calibration samples), stored in ``meta["iat"]``; apply them to a simulation result with
    :func:`snncompile.sim.early_exit`. Off by default: it costs a simulation of the calibration
-   samples BC did not simulate (0.5 of the calibration set), the pipeline's ``--early-exit`` calibrates
-   its own policy (on the ``--validation`` samples when given: the conversion is fitted to the calibration
+   samples BC did not simulate (half of 256 with the defaults; all of them without BC), the
+   pipeline's ``--early-exit`` calibrates its own policy (on the ``--validation`` samples when given: the conversion is fitted to the calibration
    samples, so thresholds calibrated there come out lax; ``snncompile.search``), and nothing else reads them.
 """
 
@@ -58,7 +58,7 @@ from snncompile.convert.activations import record_ann
 from snncompile.convert.adafire_search import Sensitivity, pareto_select, sensitivity
 from snncompile.convert.bias_correction import correct_bias, replay_error, with_bias
 from snncompile.convert.calib_set import CalibSet
-from snncompile.convert.kept_outputs import calibration_run, entry, offer
+from snncompile.convert.kept_outputs import calibration_run, kept_entry, offer
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.stages import stage
 from snncompile.convert.thresholds import threshold_from_stats
@@ -187,7 +187,7 @@ def adafire(ann: Graph, calib: CalibSet, timesteps: int, *, candidates=(1, 2, 4,
     extra = {}
     if iat:
         with stage("iat_thresholds"):
-            mine = {} if head_outputs is None else entry(snn, torch.arange(n_head), calib.head(n_head), head_outputs)
+            mine = {} if head_outputs is None else kept_entry(snn, calib, head_outputs, rows="calib")
             res = calibration_run(snn, calib.x, timesteps, mine, batch_size=calib.batch_size, device=calib.device)
             ref = rec.logits.reshape(len(calib), -1).argmax(-1)
             lam = calibrate_exit_thresholds(res, ref, metric=iat_metric, rule=iat_rule, max_error=iat_max_error)

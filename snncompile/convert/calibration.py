@@ -49,7 +49,7 @@ from snncompile.convert.bias_correction import (
     with_potential,
 )
 from snncompile.convert.calib_set import CalibSet
-from snncompile.convert.kept_outputs import offer, wanted
+from snncompile.convert.kept_outputs import collecting, offer
 from snncompile.convert.replay import LayerwiseSim, fits_in_memory
 from snncompile.convert.stages import stage
 from snncompile.convert.to_snn import relu_names, to_snn, with_meta
@@ -140,6 +140,6 @@ def snn_calibration(ann: Graph, calib: CalibSet, timesteps: int, *, pipeline: st
             else:
                 snn, layer_notes = _calibrate_layer(ann, snn, calib, name, timesteps, steps, samples, budget)
         notes[name] = [f"theta={threshold}, v0=theta/2", *layer_notes]
-    if replayed and wanted():  # the final network's readout on x, for a caller that simulates them again
+    if replayed and collecting():  # the final network's readout on x, for a caller that simulates them again
         offer(snn, calib, sim.outputs(snn))
     return with_meta(snn, getattr(ann, "meta", {}), notes=notes)

@@ -14,7 +14,7 @@ from snncompile.errors import CompileError, GraphError, ShapeError
 from snncompile.ir.node import Node, Shape
 from snncompile.ir.ops import Input, Output
 
-__all__ = ["Graph", "content_digest"]
+__all__ = ["Graph", "content_digest", "simulated_digest"]
 
 
 class Graph:
@@ -208,3 +208,10 @@ def content_digest(graph: Graph, *extra) -> str:
     add([o.name for o in graph.outputs])
     add(extra)
     return h.hexdigest()
+
+
+def simulated_digest(snn: Graph) -> str:
+    """A digest of everything the simulator reads from ``snn``: its nodes and outputs
+    (:func:`content_digest`) and the meta ``pre_steps`` and ``srp_nodes``."""
+    meta = getattr(snn, "meta", {}) or {}
+    return content_digest(snn, meta.get("pre_steps", 0), tuple(meta.get("srp_nodes", ())))

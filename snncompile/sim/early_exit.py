@@ -204,7 +204,8 @@ def calibrate_policy(snn, ann, calib_x, timesteps: int, rule: str, *, metric: st
                      calibration: str = "", result=None) -> ExitPolicy:
     """Simulate ``snn`` (float) for ``timesteps`` on ``calib_x`` and calibrate ``rule`` against the ANN's
     predictions on the same samples (no labels needed). ``result``: that simulation where the caller
-    has it (its ``outputs`` are read; e.g. :func:`snncompile.convert.kept_outputs.calibration_run`)."""
+    has it (for ``timesteps`` steps; only its ``outputs`` are read, e.g.
+    :func:`snncompile.convert.kept_outputs.calibration_run`)."""
     from snncompile.evaluate import ann_predictions
     from snncompile.sim.simulate import simulate
 
@@ -212,6 +213,9 @@ def calibrate_policy(snn, ann, calib_x, timesteps: int, rule: str, *, metric: st
     x = np.asarray(calib_x, dtype=np.float32)
     ref = ann_predictions(ann, x, batch_size)
     res = simulate(snn, x, timesteps, batch_size=batch_size, device=device) if result is None else result
+    if res.timesteps != timesteps or res.num_samples != len(x):
+        raise ValueError(f"calibrate_policy: result has {res.num_samples} samples x {res.timesteps} steps, "
+                         f"need {len(x)} x {timesteps}")
     return policy_from_run(res, ref, rule, metric=metric, max_error=max_error, calibration=calibration)
 
 

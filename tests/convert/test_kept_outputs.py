@@ -27,6 +27,10 @@ def _mnist(n):
     ("mnist_cnn", "adafire+ch", 2, None, 100),
     ("mnist_concat", "calib-light+pc", 4, None, 256),
     ("mnist_mlp", "calib-wc+pc", 2, None, 256),
+    ("mnist_qcfs", "calib-light", 2, None, 256),
+    ("mnist_relu6", "adafire", 2, None, 50),
+    ("mnist_functional", "calib-advanced", 2, None, 256),
+    ("keras_cnn", "calib-light", 2, None, 256),
 ])
 def test_kept_rows_are_the_simulators(model, method, T, calib_samples, batch):
     ann = snncompile.load_onnx(EXAMPLES / f"{model}.onnx")
@@ -48,7 +52,7 @@ def test_kept_rows_are_used_only_for_their_network_and_samples(monkeypatch):
     ann = snncompile.load_onnx(EXAMPLES / "mnist_cnn.onnx")
     x = _mnist(200)
     calls = []
-    import snncompile.sim as sim  # calibration_run imports simulate from here when it runs
+    from snncompile import sim  # calibration_run imports simulate from here when it runs
 
     orig = sim.simulate
 
@@ -60,7 +64,7 @@ def test_kept_rows_are_used_only_for_their_network_and_samples(monkeypatch):
     with keep_outputs() as kept:
         snn = convert(ann, x, method="calib-light", timesteps=4, progress=False)
     other = convert(ann, x, method="calib-light", timesteps=2, progress=False)  # not collected: no keep_outputs
-    assert len(kept) == 1 and not ko.wanted()
+    assert len(kept) == 1 and not ko.collecting()
     entry = dict(kept)
     # another network: everything simulated, the entry left for its own network
     assert torch.equal(calibration_run(other, x, 2, kept).outputs, orig(other, x, 2).outputs)
@@ -73,19 +77,25 @@ def test_kept_rows_are_used_only_for_their_network_and_samples(monkeypatch):
     # the right network and samples: only the 72 rows the conversion did not simulate
     assert torch.equal(calibration_run(snn, x, 4, dict(entry)).outputs, orig(snn, x, 4).outputs)
     assert calls == [200, 200, 72]
+    # another T than the conversion's, or a GPU on either side: everything simulated
+    assert torch.equal(calibration_run(snn, x, 2, dict(entry)).outputs, orig(snn, x, 2).outputs)
+    key, (rows, xs, head, _) = next(iter(entry.items()))
+    assert torch.equal(calibration_run(snn, x, 4, {key: (rows, xs, head, torch.device("cuda"))}).outputs,
+                       orig(snn, x, 4).outputs)
+    assert calls == [200, 200, 72, 200, 200]
 
 
 def test_search_scores_the_same_with_and_without_kept_rows(monkeypatch):
     """The search's exit candidates (calibrated on the calibration samples) are scored identically whether
     the conversions' rows are read or every calibration sample is simulated."""
-    import snncompile.sim as sim
+    from snncompile import sim
     from snncompile.search import search
 
     ann = snncompile.load_onnx(EXAMPLES / "mnist_cnn.onnx")
     data = np.load(EXAMPLES / "data" / "mnist_calib.npz")
     x, y = data["x"].astype(np.float32), data["y"]
-    kw = dict(methods=("calib-light", "adafire"), grid=(2, 4), progress=False, exhaustive=True,
-              early_exit={"rule": "both", "metric": "entropy", "max_error": 0.002}, exit_searched=True)
+    kw = {"methods": ("calib-light", "adafire"), "grid": (2, 4), "progress": False, "exhaustive": True,
+              "early_exit": {"rule": "both", "metric": "entropy", "max_error": 0.002}, "exit_searched": True}
     sizes, orig, real = [], sim.simulate, ko.calibration_run
 
     def counted(snn, xs, *a, **k):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,7 +279,8 @@ def compile_model(cfg: RunConfig) -> Compiled:
         method, options = method_for_target(cfg.target, backend.supports, cfg.method or DEFAULT_METHOD,
                                             cfg.method_options)
         t0 = time.perf_counter()
-        with keep_outputs() as kept:  # what --early-exit's calibration run can read instead of simulating
+        # what --early-exit's calibration-set run can read instead of simulating (only that run reads it)
+        with keep_outputs() if cfg.early_exit is not None and val is None else nullcontext() as kept:
             snn = convert(ann, calib.x, method=method, timesteps=cfg.timesteps, progress=cfg.progress, **options)
         timing = {"convert_s": time.perf_counter() - t0}
     timing = {"load_s": load_s, **timing}

@@ -79,6 +79,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,7 +335,9 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
     torch.manual_seed(seed)
     np.random.seed(seed)
     t0 = time.perf_counter()
-    with keep_outputs() as kept:  # the rows of calib_x the conversion simulated its final network on
+    calibrated = exits is not None and not exits[0]["folds"]  # exit thresholds from a calibration-set run
+    # the rows of calib_x the conversion simulated its final network on, collected only for that run
+    with keep_outputs() if calibrated else nullcontext() as kept:
         snn = convert(ann, calib_x, method=method, timesteps=T, progress=False, device=device, **opts)
     t1 = time.perf_counter()
     key = None if runs is None else (T, _network_key(snn))
@@ -342,8 +345,7 @@ def _score(ann, calib_x, val_x, ref, ann_ok, energy, macs, method, opts, T, read
         res, cal = runs[key]
     else:
         res = simulate(snn, val_x, T, batch_size=batch_size, device=device)
-        cal = None if exits is None or exits[0]["folds"] else \
-            calibration_run(snn, calib_x, T, kept, batch_size=batch_size, device=device)
+        cal = calibration_run(snn, calib_x, T, kept, batch_size=batch_size, device=device) if calibrated else None
         if key is not None:  # only this T's runs are kept (the jobs go T by T)
             for k in [k for k in runs if k[0] != T]:
                 del runs[k]

@@ -115,3 +115,25 @@ def test_search_scores_the_same_with_and_without_kept_rows(monkeypatch):
     monkeypatch.setattr(ko, "calibration_run", lambda snn, xs, T, kept=None, **k: real(snn, xs, T, None, **k))
     assert scores() == with_rows
     assert sorted(set(sizes)) == [144, 256]
+
+
+def test_nothing_is_kept_where_no_calibration_run_reads_it(monkeypatch):
+    """With the exit thresholds calibrated on the validation samples (or no early exit) the conversions'
+    readouts are not collected: no digest, copy or extra readout for a run that never comes."""
+    from snncompile.search import search
+
+    made = []
+    real = ko.kept_entry
+    monkeypatch.setattr(ko, "kept_entry", lambda *a, **k: made.append(1) or real(*a, **k))
+    ann = snncompile.load_onnx(EXAMPLES / "mnist_mlp.onnx")
+    x = _mnist(300)
+    for on_val, early_exit in ((True, {"rule": "both", "metric": "entropy", "max_error": 0.002}), (False, None)):
+        search(ann, x[:200], x[200:], None, snncompile.energy.load_constants("horowitz45nm"),
+               methods=("calib-light", "adafire"), grid=(2,), progress=False, early_exit=early_exit,
+               exit_on_validation=on_val)
+    assert made == []
+    search(ann, x[:200], x[200:], None, snncompile.energy.load_constants("horowitz45nm"),
+           methods=("calib-light", "adafire"), grid=(2,), progress=False,
+           early_exit={"rule": "both", "metric": "entropy", "max_error": 0.002})
+    assert len(made) == 2  # calibrated on the calibration samples: each conversion's rows are kept
+
